@@ -1,0 +1,371 @@
+//! The configuration file, `/etc/renewd/renewd.toml` (spec section 2).
+//!
+//! Loading happens in two phases: a strict serde parse (unknown keys are errors,
+//! defaults live here and nowhere else), then [`validate`] which collects *every*
+//! problem at once — undefined CA or solver names, duplicate certificates, bad
+//! domains, secret files readable by others — each with the line it comes from.
+//! This module only reads; it never touches the state directory.
+
+mod duration;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use duration::ConfigDuration;
+
+/// Where the daemon and the CLI look for the config when no `--config` is given.
+pub const DEFAULT_PATH: &str = "/etc/renewd/renewd.toml";
+
+/// A config file that parsed and validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from (for messages).
+    pub path: PathBuf,
+    /// `[daemon]`.
+    pub daemon: DaemonConfig,
+    /// `[ca.NAME]`, in declaration order (the default fallback order).
+    pub cas: IndexMap<String, CaConfig>,
+    /// `[solver.NAME]`, in declaration order.
+    pub solvers: IndexMap<String, SolverConfig>,
+    /// `[[certificate]]`, with CA and solver lists resolved to defaults.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// `[daemon]`: process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Root of the store (spec section 5).
+    pub state_dir: PathBuf,
+    /// Unix socket for `renewd status` / `renewd renew` (spec section 6).
+    pub control_socket: PathBuf,
+    /// Group whose members may use the control socket besides root.
+    pub control_group: Option<String>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Orders in flight at once.
+    pub max_concurrent: usize,
+    /// Max random delay added to a fallback-scheduled renewal.
+    pub jitter: ConfigDuration,
+    /// Max time between ARI polls and served-certificate checks.
+    pub check_interval: ConfigDuration,
+    /// Fallback renewal point when the CA has no ARI.
+    pub renew_before: ConfigDuration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/renewd"),
+            control_socket: PathBuf::from("/run/renewd/control.sock"),
+            control_group: None,
+            metrics_listen: None,
+            max_concurrent: 8,
+            jitter: ConfigDuration::from_secs(3600),
+            check_interval: ConfigDuration::from_secs(6 * 3600),
+            renew_before: ConfigDuration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// `[ca.NAME]`: one ACME CA and the account renewd keeps there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    /// ACME directory URL.
+    pub directory: String,
+    /// Account contact URIs (`mailto:`).
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// ACME profile to request (draft-ietf-acme-profiles).
+    pub profile: Option<String>,
+    /// Extra root certificate for the ACME server's own TLS (test CAs only).
+    pub trust: Option<PathBuf>,
+    /// External Account Binding key id.
+    pub eab_kid: Option<String>,
+    /// File holding the base64url EAB HMAC key.
+    pub eab_hmac_key_file: Option<PathBuf>,
+}
+
+/// Challenge type a solver answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ChallengeKind {
+    /// RFC 8555 section 8.3.
+    #[serde(rename = "http-01")]
+    Http01,
+    /// RFC 8737.
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// RFC 8555 section 8.4.
+    #[serde(rename = "dns-01")]
+    Dns01,
+}
+
+impl fmt::Display for ChallengeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Http01 => "http-01",
+            Self::TlsAlpn01 => "tls-alpn-01",
+            Self::Dns01 => "dns-01",
+        })
+    }
+}
+
+/// DNS providers for dns-01.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsProvider {
+    /// RFC 2136 dynamic updates signed with TSIG.
+    Rfc2136,
+    /// Cloudflare's API.
+    Cloudflare,
+    /// An external hook: `command set|unset RECORD VALUE`.
+    Exec,
+}
+
+/// `[solver.NAME]`. The keys that apply depend on `type` (checked in [`validate`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolverConfig {
+    /// Challenge type.
+    #[serde(rename = "type")]
+    pub kind: ChallengeKind,
+    /// Standalone listener (http-01, tls-alpn-01).
+    pub listen: Option<SocketAddr>,
+    /// http-01 webroot: files go under `<webroot>/.well-known/acme-challenge/`.
+    pub webroot: Option<PathBuf>,
+    /// dns-01 provider.
+    pub provider: Option<DnsProvider>,
+    /// rfc2136: the primary name server to update.
+    pub server: Option<SocketAddr>,
+    /// rfc2136: TSIG key in BIND's format.
+    pub tsig_key_file: Option<PathBuf>,
+    /// cloudflare: API token file.
+    pub api_token_file: Option<PathBuf>,
+    /// exec: hook command and leading arguments.
+    pub command: Option<Vec<String>>,
+    /// dns-01: how long to wait for the TXT record to become visible.
+    #[serde(default = "default_propagation_timeout")]
+    pub propagation_timeout: ConfigDuration,
+    /// dns-01: where to look for the TXT record.
+    #[serde(default)]
+    pub resolvers: Vec<SocketAddr>,
+}
+
+fn default_propagation_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(120)
+}
+
+/// Private key algorithm of a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyType {
+    /// NIST P-256 (the default).
+    #[default]
+    EcdsaP256,
+    /// NIST P-384.
+    EcdsaP384,
+    /// RSA with a 2048-bit modulus.
+    Rsa2048,
+    /// RSA with a 3072-bit modulus.
+    Rsa3072,
+    /// RSA with a 4096-bit modulus.
+    Rsa4096,
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+            Self::Rsa2048 => "rsa2048",
+            Self::Rsa3072 => "rsa3072",
+            Self::Rsa4096 => "rsa4096",
+        })
+    }
+}
+
+/// One entry of a certificate's `reload` list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReloadTarget {
+    /// systemd `ReloadUnit(unit, "replace")` over D-Bus.
+    Unit(String),
+    /// Send a signal to the pid in a pid file.
+    Signal {
+        /// Signal name without the `SIG` prefix, e.g. `HUP`.
+        signal: String,
+        /// File holding the pid.
+        pid_file: PathBuf,
+    },
+    /// Run a command (no shell).
+    Exec(Vec<String>),
+}
+
+/// The serde shape of a `reload` entry; exactly one form must be used.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    unit: Option<String>,
+    signal: Option<String>,
+    pid_file: Option<PathBuf>,
+    exec: Option<Vec<String>>,
+}
+
+/// `[[certificate]]`: one lineage renewd keeps valid.
+#[derive(Debug, Clone)]
+pub struct CertificateConfig {
+    /// Unique name; the directory under `live/` and `archive/`.
+    pub name: String,
+    /// Subject alternative names; the first non-wildcard one is the SNI for `verify`.
+    pub domains: Vec<String>,
+    /// CA names in fallback order.
+    pub ca: Vec<String>,
+    /// Solver names in fallback order.
+    pub solvers: Vec<String>,
+    /// Key algorithm.
+    pub key: KeyType,
+    /// Keep the private key across renewals.
+    pub reuse_key: bool,
+    /// ACME profile overriding the CA's.
+    pub profile: Option<String>,
+    /// What to reload after a renewal, in order.
+    pub reload: Vec<ReloadTarget>,
+    /// `host:port` endpoints that must serve the certificate.
+    pub verify: Vec<String>,
+    /// Line of the `[[certificate]]` entry in the config file.
+    pub line: usize,
+}
+
+/// The serde shape of a `[[certificate]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificate {
+    name: String,
+    domains: Vec<String>,
+    ca: Option<Vec<String>>,
+    solvers: Option<Vec<String>>,
+    #[serde(default)]
+    key: KeyType,
+    #[serde(default)]
+    reuse_key: bool,
+    profile: Option<String>,
+    #[serde(default)]
+    reload: Vec<RawReload>,
+    #[serde(default)]
+    verify: Vec<String>,
+}
+
+/// The serde shape of the whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: Option<Spanned<DaemonConfig>>,
+    #[serde(default)]
+    ca: IndexMap<String, Spanned<CaConfig>>,
+    #[serde(default)]
+    solver: IndexMap<String, Spanned<SolverConfig>>,
+    #[serde(default)]
+    certificate: Vec<Spanned<RawCertificate>>,
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// toml's message, which names line, column and field.
+        message: String,
+    },
+    /// The file parsed but its content is inconsistent.
+    #[error("{path}: {} problem(s):\n{}", problems.len(), list(problems))]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One thing wrong with a config, located by line and field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// Dotted path of the offending field, e.g. `certificate[2].ca`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the config at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Read`] if the file cannot be read, [`Error::Parse`] for TOML or schema
+    /// errors (unknown keys, wrong types), [`Error::Invalid`] listing every semantic problem.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_str(&text, path)
+    }
+
+    /// Parses and validates config `text` that came from `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`], minus the read error.
+    pub fn from_str(text: &str, path: &Path) -> Result<Self, Error> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        validate::validate(raw, text, path).map_err(|problems| Error::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+
+    /// The certificate called `name`.
+    #[must_use]
+    pub fn certificate(&self, name: &str) -> Option<&CertificateConfig> {
+        self.certificates.iter().find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,643 @@
+//! Semantic checks of a parsed config; every problem is collected, none stops the others.
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use indexmap::IndexMap;
+use toml::Spanned;
+
+use super::{
+    CaConfig, CertificateConfig, ChallengeKind, Config, DnsProvider, Problem, RawCertificate,
+    RawConfig, RawReload, ReloadTarget, SolverConfig,
+};
+
+/// Collects problems with the line each one comes from.
+struct Checker<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn line_of<T>(&self, spanned: &Spanned<T>) -> usize {
+        let start = spanned.span().start.min(self.text.len());
+        self.text[..start].matches('\n').count() + 1
+    }
+
+    fn push(&mut self, line: usize, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: Some(line),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// A secret must exist and be readable by its owner only.
+    fn secret_file(&mut self, line: usize, field: &str, path: &Path) {
+        match std::fs::metadata(path) {
+            Err(e) => self.push(line, field, format!("{}: cannot read: {e}", path.display())),
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    self.push(
+                        line,
+                        field,
+                        format!(
+                            "{}: mode {mode:04o} lets group/others read a secret (chmod 600 {})",
+                            path.display(),
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Turns a parsed file into a [`Config`], or lists everything wrong with it.
+pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
+    let mut ck = Checker {
+        text,
+        problems: Vec::new(),
+    };
+    let daemon = match raw.daemon {
+        Some(d) => {
+            let line = ck.line_of(&d);
+            let d = d.into_inner();
+            check_daemon(&mut ck, line, &d);
+            d
+        }
+        None => super::DaemonConfig::default(),
+    };
+    let cas = unspan(&mut ck, raw.ca, check_ca);
+    let solvers = unspan(&mut ck, raw.solver, check_solver);
+    let certificates = raw
+        .certificate
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let line = ck.line_of(&c);
+            check_certificate(&mut ck, &cas, &solvers, i, line, c.into_inner())
+        })
+        .collect::<Vec<_>>();
+    check_unique_names(&mut ck, &certificates);
+    if ck.problems.is_empty() {
+        Ok(Config {
+            path: path.to_owned(),
+            daemon,
+            cas,
+            solvers,
+            certificates,
+        })
+    } else {
+        Err(ck.problems)
+    }
+}
+
+fn unspan<T>(
+    ck: &mut Checker<'_>,
+    map: IndexMap<String, Spanned<T>>,
+    check: fn(&mut Checker<'_>, usize, &str, &T),
+) -> IndexMap<String, T> {
+    map.into_iter()
+        .map(|(name, value)| {
+            let line = ck.line_of(&value);
+            check(ck, line, &name, value.get_ref());
+            (name, value.into_inner())
+        })
+        .collect()
+}
+
+fn check_daemon(ck: &mut Checker<'_>, line: usize, d: &super::DaemonConfig) {
+    if d.max_concurrent == 0 {
+        ck.push(line, "daemon.max_concurrent", "must be at least 1");
+    }
+    if d.check_interval.0.is_zero() {
+        ck.push(line, "daemon.check_interval", "must be longer than 0s");
+    }
+    if !d.state_dir.is_absolute() {
+        ck.push(line, "daemon.state_dir", "must be an absolute path");
+    }
+}
+
+fn check_ca(ck: &mut Checker<'_>, line: usize, name: &str, ca: &CaConfig) {
+    let field = |f: &str| format!("ca.{name}.{f}");
+    if !ca.directory.starts_with("https://") {
+        ck.push(
+            line,
+            field("directory"),
+            format!(
+                "{:?} is not an https:// URL (ACME requires HTTPS)",
+                ca.directory
+            ),
+        );
+    }
+    for contact in &ca.contact {
+        if !contact.contains(':') {
+            ck.push(
+                line,
+                field("contact"),
+                format!("{contact:?} is not a URI (write \"mailto:{contact}\")"),
+            );
+        }
+    }
+    if let Some(trust) = &ca.trust {
+        if let Err(e) = std::fs::metadata(trust) {
+            ck.push(
+                line,
+                field("trust"),
+                format!("{}: cannot read: {e}", trust.display()),
+            );
+        }
+    }
+    match (&ca.eab_kid, &ca.eab_hmac_key_file) {
+        (Some(_), Some(file)) => ck.secret_file(line, &field("eab_hmac_key_file"), file),
+        (None, None) => {}
+        _ => ck.push(
+            line,
+            field("eab_kid"),
+            "External Account Binding needs both eab_kid and eab_hmac_key_file",
+        ),
+    }
+}
+
+fn check_solver(ck: &mut Checker<'_>, line: usize, name: &str, s: &SolverConfig) {
+    let field = |f: &str| format!("solver.{name}.{f}");
+    let mut only_for = |present: bool, key: &str, kinds: &str| {
+        if present {
+            ck.push(
+                line,
+                field(key),
+                format!("only applies to {kinds} solvers, this one is {}", s.kind),
+            );
+        }
+    };
+    let is_dns = s.kind == ChallengeKind::Dns01;
+    only_for(
+        s.webroot.is_some() && s.kind != ChallengeKind::Http01,
+        "webroot",
+        "http-01",
+    );
+    only_for(
+        s.listen.is_some() && is_dns,
+        "listen",
+        "http-01 and tls-alpn-01",
+    );
+    only_for(s.provider.is_some() && !is_dns, "provider", "dns-01");
+    match s.kind {
+        ChallengeKind::Http01 if s.listen.is_some() == s.webroot.is_some() => ck.push(
+            line,
+            field("type"),
+            "an http-01 solver needs exactly one of listen (standalone) or webroot",
+        ),
+        ChallengeKind::TlsAlpn01 if s.listen.is_none() => ck.push(
+            line,
+            field("listen"),
+            "a tls-alpn-01 solver needs listen, e.g. \"[::]:443\"",
+        ),
+        ChallengeKind::Dns01 => check_dns_solver(ck, line, name, s),
+        _ => {}
+    }
+}
+
+fn check_dns_solver(ck: &mut Checker<'_>, line: usize, name: &str, s: &SolverConfig) {
+    let field = |f: &str| format!("solver.{name}.{f}");
+    let Some(provider) = s.provider else {
+        ck.push(
+            line,
+            field("provider"),
+            "a dns-01 solver needs provider = \"rfc2136\" | \"cloudflare\" | \"exec\"",
+        );
+        return;
+    };
+    match provider {
+        DnsProvider::Rfc2136 => {
+            if s.server.is_none() {
+                ck.push(
+                    line,
+                    field("server"),
+                    "rfc2136 needs server = \"HOST:PORT\"",
+                );
+            }
+            match &s.tsig_key_file {
+                Some(f) => ck.secret_file(line, &field("tsig_key_file"), f),
+                None => ck.push(line, field("tsig_key_file"), "rfc2136 needs tsig_key_file"),
+            }
+        }
+        DnsProvider::Cloudflare => match &s.api_token_file {
+            Some(f) => ck.secret_file(line, &field("api_token_file"), f),
+            None => ck.push(
+                line,
+                field("api_token_file"),
+                "cloudflare needs api_token_file",
+            ),
+        },
+        DnsProvider::Exec => {
+            if s.command.as_ref().is_none_or(Vec::is_empty) {
+                ck.push(
+                    line,
+                    field("command"),
+                    "exec needs command = [\"/path/to/hook\"]",
+                );
+            }
+        }
+    }
+}
+
+fn check_certificate(
+    ck: &mut Checker<'_>,
+    cas: &IndexMap<String, CaConfig>,
+    solvers: &IndexMap<String, SolverConfig>,
+    index: usize,
+    line: usize,
+    raw: RawCertificate,
+) -> Option<CertificateConfig> {
+    let field = |f: &str| format!("certificate[{index}].{f}");
+    if let Err(why) = check_name(&raw.name) {
+        ck.push(line, field("name"), why);
+    }
+    if raw.domains.is_empty() {
+        ck.push(line, field("domains"), "must list at least one domain");
+    }
+    let mut seen = HashSet::new();
+    for domain in &raw.domains {
+        if let Err(why) = check_domain(domain) {
+            ck.push(line, field("domains"), why);
+        }
+        if !seen.insert(domain.to_ascii_lowercase()) {
+            ck.push(
+                line,
+                field("domains"),
+                format!("{domain:?} is listed twice"),
+            );
+        }
+    }
+    let ca = resolve_names(ck, line, &field("ca"), "CA", raw.ca, cas);
+    let solver_names = resolve_names(ck, line, &field("solvers"), "solver", raw.solvers, solvers);
+    if cas.is_empty() {
+        ck.push(line, field("ca"), "no [ca.NAME] is defined");
+    }
+    if solvers.is_empty() {
+        ck.push(line, field("solvers"), "no [solver.NAME] is defined");
+    }
+    let wildcard = raw.domains.iter().any(|d| d.starts_with("*."));
+    let has_dns = solver_names.iter().any(|s| {
+        solvers
+            .get(s)
+            .is_some_and(|s| s.kind == ChallengeKind::Dns01)
+    });
+    if wildcard && !has_dns && !solver_names.is_empty() {
+        ck.push(
+            line,
+            field("solvers"),
+            "wildcard domains can only be validated with dns-01; add a dns-01 solver",
+        );
+    }
+    let reload = raw
+        .reload
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| match reload_target(r) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                ck.push(line, field(&format!("reload[{i}]")), why);
+                None
+            }
+        })
+        .collect();
+    for target in &raw.verify {
+        if !is_host_port(target) {
+            ck.push(
+                line,
+                field("verify"),
+                format!("{target:?} is not HOST:PORT (e.g. \"127.0.0.1:443\")"),
+            );
+        }
+    }
+    Some(CertificateConfig {
+        name: raw.name,
+        domains: raw.domains,
+        ca,
+        solvers: solver_names,
+        key: raw.key,
+        reuse_key: raw.reuse_key,
+        profile: raw.profile,
+        reload,
+        verify: raw.verify,
+        line,
+    })
+}
+
+/// Resolves an optional list of names against the defined ones (default: all of them).
+fn resolve_names<T>(
+    ck: &mut Checker<'_>,
+    line: usize,
+    field: &str,
+    what: &str,
+    names: Option<Vec<String>>,
+    defined: &IndexMap<String, T>,
+) -> Vec<String> {
+    let Some(names) = names else {
+        return defined.keys().cloned().collect();
+    };
+    if names.is_empty() {
+        ck.push(line, field, format!("must name at least one {what}"));
+    }
+    for name in &names {
+        if !defined.contains_key(name) {
+            let known = defined.keys().map(String::as_str).collect::<Vec<_>>();
+            ck.push(
+                line,
+                field,
+                format!(
+                    "{what} {name:?} is not defined (defined: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+    names
+}
+
+fn check_unique_names(ck: &mut Checker<'_>, certificates: &[CertificateConfig]) {
+    let mut seen = HashSet::new();
+    for (i, cert) in certificates.iter().enumerate() {
+        if !seen.insert(cert.name.as_str()) {
+            ck.push(
+                cert.line,
+                format!("certificate[{i}].name"),
+                format!(
+                    "{:?} is used by another certificate; names must be unique",
+                    cert.name
+                ),
+            );
+        }
+    }
+}
+
+/// A name becomes a directory under `live/` and `archive/`, so it must be a plain file name.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a usable name: use letters, digits, '.', '-', '_', not starting with '.'"
+        ))
+    }
+}
+
+fn check_domain(domain: &str) -> Result<(), String> {
+    let host = domain.strip_prefix("*.").unwrap_or(domain);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if domain.len() <= 253 && host.contains('.') && host.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{domain:?} is not a valid DNS name (wildcards only as \"*.\" prefix)"
+        ))
+    }
+}
+
+fn is_host_port(target: &str) -> bool {
+    target
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+fn reload_target(r: RawReload) -> Result<ReloadTarget, String> {
+    match r {
+        RawReload {
+            unit: Some(unit),
+            signal: None,
+            pid_file: None,
+            exec: None,
+        } => Ok(ReloadTarget::Unit(unit)),
+        RawReload {
+            unit: None,
+            signal: Some(signal),
+            pid_file: Some(pid_file),
+            exec: None,
+        } => {
+            let signal = signal.trim_start_matches("SIG").to_owned();
+            if format!("SIG{signal}").parse::<nix::sys::signal::Signal>().is_err() {
+                return Err(format!("unknown signal {signal:?} (e.g. \"HUP\", \"USR1\")"));
+            }
+            Ok(ReloadTarget::Signal { signal, pid_file })
+        }
+        RawReload {
+            unit: None,
+            signal: None,
+            pid_file: None,
+            exec: Some(exec),
+        } if !exec.is_empty() => Ok(ReloadTarget::Exec(exec)),
+        _ => Err(
+            "use exactly one of { unit = \"x.service\" }, { signal = \"HUP\", pid_file = \"...\" } \
+             or { exec = [\"cmd\", \"arg\"] }"
+                .to_owned(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    use super::super::{Config, Error, KeyType, ReloadTarget};
+
+    fn load(text: &str) -> Result<Config, Error> {
+        Config::from_str(text, &PathBuf::from("/etc/renewd/renewd.toml"))
+    }
+
+    fn problems(text: &str) -> String {
+        match load(text) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("config unexpectedly valid:\n{text}"),
+        }
+    }
+
+    const BASE: &str = r#"
+[ca.le]
+directory = "https://acme.example/dir"
+
+[solver.web]
+type = "http-01"
+listen = "127.0.0.1:5002"
+"#;
+
+    #[test]
+    fn empty_config_is_valid_and_has_defaults() {
+        let config = load("").unwrap();
+        assert_eq!(config.daemon.max_concurrent, 8);
+        assert_eq!(config.daemon.renew_before.to_string(), "30d");
+        assert!(config.certificates.is_empty());
+    }
+
+    #[test]
+    fn defaults_fill_ca_and_solvers_in_declaration_order() {
+        let text = format!(
+            "{BASE}\n[ca.other]\ndirectory = \"https://b.example/dir\"\n\n\
+             [[certificate]]\nname = \"a\"\ndomains = [\"a.example\"]\n\
+             reload = [{{ unit = \"nginx.service\" }}, {{ signal = \"SIGHUP\", pid_file = \"/run/x.pid\" }}]\n"
+        );
+        let config = load(&text).unwrap();
+        let cert = &config.certificates[0];
+        assert_eq!(cert.ca, ["le", "other"]);
+        assert_eq!(cert.solvers, ["web"]);
+        assert_eq!(cert.key, KeyType::EcdsaP256);
+        assert_eq!(
+            cert.reload[1],
+            ReloadTarget::Signal {
+                signal: "HUP".into(),
+                pid_file: "/run/x.pid".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_field() {
+        let err = problems("[daemon]\nmax_concurent = 4\n");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("max_concurent"), "{err}");
+        assert!(err.starts_with("/etc/renewd/renewd.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_and_key_type_are_named() {
+        let err = problems("[daemon]\njitter = \"1 hour\"\n");
+        assert!(
+            err.contains("jitter") || err.contains("invalid duration"),
+            "{err}"
+        );
+        let err = problems(&format!(
+            "{BASE}[[certificate]]\nname = \"a\"\ndomains = [\"a.example\"]\nkey = \"ed25519\"\n"
+        ));
+        assert!(
+            err.contains("ed25519") && err.contains("ecdsa-p256"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn all_cross_check_problems_are_reported_at_once() {
+        let text = format!(
+            "{BASE}
+[[certificate]]
+name = \"a\"
+domains = [\"a.example\"]
+ca = [\"nope\"]
+solvers = [\"missing\"]
+
+[[certificate]]
+name = \"a\"
+domains = []
+
+[[certificate]]
+name = \"wild\"
+domains = [\"*.example.com\"]
+solvers = [\"web\"]
+"
+        );
+        let err = problems(&text);
+        assert!(
+            err.contains("line 9: certificate[0].ca: CA \"nope\" is not defined (defined: le)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("certificate[0].solvers: solver \"missing\" is not defined"),
+            "{err}"
+        );
+        assert!(
+            err.contains("line 15: certificate[1].domains: must list at least one domain"),
+            "{err}"
+        );
+        assert!(
+            err.contains("certificate[1].name: \"a\" is used by another certificate"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "certificate[2].solvers: wildcard domains can only be validated with dns-01"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secret_files_readable_by_others_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("tsig.key");
+        std::fs::write(&key, "secret").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "[solver.dns]\ntype = \"dns-01\"\nprovider = \"rfc2136\"\nserver = \"127.0.0.1:53\"\n\
+             tsig_key_file = \"{}\"\n",
+            key.display()
+        );
+        let err = problems(&text);
+        assert!(err.contains("solver.dns.tsig_key_file"), "{err}");
+        assert!(
+            err.contains("mode 0644") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        load(&text).unwrap();
+    }
+
+    #[test]
+    fn solver_shape_is_checked_per_type() {
+        let err = problems("[solver.a]\ntype = \"http-01\"\n[solver.b]\ntype = \"dns-01\"\n");
+        assert!(
+            err.contains("solver.a.type: an http-01 solver needs exactly one of listen"),
+            "{err}"
+        );
+        assert!(
+            err.contains("solver.b.provider: a dns-01 solver needs provider"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_reload_and_verify_entries_are_named() {
+        let text = format!(
+            "{BASE}[[certificate]]\nname = \"a\"\ndomains = [\"a.example\"]\n\
+             reload = [{{ unit = \"x\", exec = [\"y\"] }}, {{ signal = \"BOGUS\", pid_file = \"/p\" }}]\n\
+             verify = [\"localhost\"]\n"
+        );
+        let err = problems(&text);
+        assert!(
+            err.contains("certificate[0].reload[0]: use exactly one of"),
+            "{err}"
+        );
+        assert!(
+            err.contains("certificate[0].reload[1]: unknown signal \"BOGUS\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("certificate[0].verify: \"localhost\" is not HOST:PORT"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let example = include_str!("../../packaging/renewd.toml");
+        load(example).unwrap();
+    }
+}

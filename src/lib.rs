@@ -1,0 +1,3 @@
+//! renewd: keeps every configured TLS certificate valid.
+pub mod config;
+pub mod store;

@@ -1,0 +1,450 @@
+//! The state directory (spec section 5): accounts, archived versions, `live/` links.
+//!
+//! ```text
+//! <state_dir>/                      0700
+//!   accounts/<ca>/account.json      0600
+//!   archive/<name>/<n>/{cert,chain,fullchain,privkey}.pem   (privkey 0600)
+//!   live/<name> -> ../archive/<name>/<n>
+//!   state.json
+//! ```
+//!
+//! The one invariant: at every instant, `live/<name>` points at a complete version
+//! whose key matches its certificate. A new version is written into a hidden
+//! temporary directory, every file and the directory are fsynced, the directory is
+//! renamed to its number, and only then is a new symlink renamed over `live/<name>`.
+//! A crash leaves at most a stray `.tmp-*` entry, which [`Store::open`] removes.
+//! This module knows files, not ACME: it never decides *when* to write.
+
+pub mod cert;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub use cert::CertInfo;
+
+/// A store operation that failed, with the path it failed on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file system call failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path operated on.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A stored certificate could not be read.
+    #[error("{}: {source}", path.display())]
+    Cert {
+        /// The certificate file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: cert::CertError,
+    },
+    /// A stored file has content that cannot be right.
+    #[error("{}: {message}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The PEM files of one newly issued version.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Leaf certificate.
+    pub cert_pem: String,
+    /// Intermediates, without the leaf.
+    pub chain_pem: String,
+    /// Leaf followed by intermediates.
+    pub fullchain_pem: String,
+    /// PKCS#8 private key.
+    pub key_pem: String,
+}
+
+impl Issued {
+    /// Splits a downloaded `fullchain` into leaf and chain.
+    ///
+    /// # Errors
+    ///
+    /// [`cert::CertError::NoPem`] when the chain holds no certificate.
+    pub fn from_fullchain(fullchain_pem: String, key_pem: String) -> Result<Self, cert::CertError> {
+        const END: &str = "-----END CERTIFICATE-----";
+        let end = fullchain_pem.find(END).ok_or(cert::CertError::NoPem)? + END.len();
+        let cert_pem = format!("{}\n", fullchain_pem[..end].trim());
+        let chain_pem = fullchain_pem[end..].trim_start().to_owned();
+        Ok(Self {
+            cert_pem,
+            chain_pem,
+            fullchain_pem,
+            key_pem,
+        })
+    }
+}
+
+/// The version `live/<name>` points at, read back and checked.
+#[derive(Debug, Clone)]
+pub struct Lineage {
+    /// Certificate name.
+    pub name: String,
+    /// Archive version number.
+    pub version: u32,
+    /// `archive/<name>/<n>`.
+    pub dir: PathBuf,
+    /// The parsed leaf.
+    pub cert: CertInfo,
+    /// Whether `privkey.pem` belongs to `cert.pem`.
+    pub key_matches: bool,
+}
+
+/// Handle on a state directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state directory at `root`, forces its mode to
+    /// 0700 and removes what an interrupted write left behind.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the directory that could not be created or cleaned.
+    pub fn open(root: &Path) -> Result<Self, Error> {
+        for dir in [
+            root.to_owned(),
+            root.join("accounts"),
+            root.join("archive"),
+            root.join("live"),
+        ] {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_err(root))?;
+        let store = Self {
+            root: root.to_owned(),
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// The state directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `live/<name>`, the directory servers point at.
+    #[must_use]
+    pub fn live_dir(&self, name: &str) -> PathBuf {
+        self.root.join("live").join(name)
+    }
+
+    fn archive_dir(&self, name: &str) -> PathBuf {
+        self.root.join("archive").join(name)
+    }
+
+    /// Removes temporary entries an interrupted [`Store::publish`] may have left.
+    fn recover(&self) -> Result<(), Error> {
+        let live = self.root.join("live");
+        for entry in read_dir(&live)? {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(".tmp-") {
+                remove_path(&entry.path())?;
+            }
+        }
+        for lineage in read_dir(&self.root.join("archive"))? {
+            for entry in read_dir(&lineage.path())? {
+                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    remove_path(&entry.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Names of all lineages that have a `live/` link.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when `live/` cannot be listed.
+    pub fn names(&self) -> Result<Vec<String>, Error> {
+        let mut names: Vec<String> = read_dir(&self.root.join("live"))?
+            .into_iter()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Reads the version `live/<name>` points at; `None` when there is none yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] / [`Error::Cert`] / [`Error::Corrupt`] when the link exists but
+    /// what it points at cannot be read.
+    pub fn lineage(&self, name: &str) -> Result<Option<Lineage>, Error> {
+        let link = self.live_dir(name);
+        let target = match fs::read_link(&link) {
+            Ok(target) => target,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&link)(e)),
+        };
+        let version: u32 = target
+            .file_name()
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Corrupt {
+                path: link.clone(),
+                message: format!("points at {}, not at an archive version", target.display()),
+            })?;
+        let dir = self.archive_dir(name).join(version.to_string());
+        let cert_path = dir.join("cert.pem");
+        let cert_pem = fs::read(&cert_path).map_err(io_err(&cert_path))?;
+        let cert = CertInfo::from_pem(&cert_pem).map_err(|source| Error::Cert {
+            path: cert_path,
+            source,
+        })?;
+        let key_path = dir.join("privkey.pem");
+        let key_pem = fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+        Ok(Some(Lineage {
+            name: name.to_owned(),
+            version,
+            key_matches: cert.matches_key(&key_pem),
+            dir,
+            cert,
+        }))
+    }
+
+    /// The private key of the live version, for `reuse_key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when it cannot be read.
+    pub fn live_key(&self, name: &str) -> Result<String, Error> {
+        let path = self.live_dir(name).join("privkey.pem");
+        fs::read_to_string(&path).map_err(io_err(&path))
+    }
+
+    /// Stores `issued` as the next archive version of `name` and points `live/<name>`
+    /// at it. Crash-safe: see the module docs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the path that failed; `live/<name>` is then unchanged.
+    pub fn publish(&self, name: &str, issued: &Issued) -> Result<u32, Error> {
+        let archive = self.archive_dir(name);
+        fs::create_dir_all(&archive).map_err(io_err(&archive))?;
+        let version = self.next_version(&archive)?;
+        let tmp = archive.join(format!(".tmp-{version}"));
+        remove_path(&tmp)?;
+        fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        write_synced(&tmp.join("privkey.pem"), issued.key_pem.as_bytes(), 0o600)?;
+        write_synced(&tmp.join("cert.pem"), issued.cert_pem.as_bytes(), 0o644)?;
+        write_synced(&tmp.join("chain.pem"), issued.chain_pem.as_bytes(), 0o644)?;
+        write_synced(
+            &tmp.join("fullchain.pem"),
+            issued.fullchain_pem.as_bytes(),
+            0o644,
+        )?;
+        sync_dir(&tmp)?;
+        let dir = archive.join(version.to_string());
+        fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
+        sync_dir(&archive)?;
+        self.point_live(name, version)?;
+        Ok(version)
+    }
+
+    fn next_version(&self, archive: &Path) -> Result<u32, Error> {
+        let highest = read_dir(archive)?
+            .iter()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0);
+        Ok(highest + 1)
+    }
+
+    /// Atomically replaces `live/<name>` with a link to version `version`.
+    fn point_live(&self, name: &str, version: u32) -> Result<(), Error> {
+        let live = self.root.join("live");
+        let tmp = live.join(format!(".tmp-{name}"));
+        remove_path(&tmp)?;
+        let target = Path::new("..")
+            .join("archive")
+            .join(name)
+            .join(version.to_string());
+        std::os::unix::fs::symlink(&target, &tmp).map_err(io_err(&tmp))?;
+        let link = live.join(name);
+        fs::rename(&tmp, &link).map_err(io_err(&link))?;
+        sync_dir(&live)
+    }
+
+    /// Reads a file under the state directory; `None` when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] for any other failure.
+    pub fn read_file(&self, relative: &Path) -> Result<Option<Vec<u8>>, Error> {
+        let path = self.root.join(relative);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Atomically replaces a file under the state directory (mode 0600), creating
+    /// parent directories as needed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the path that failed; the old file is then unchanged.
+    pub fn write_file(&self, relative: &Path, bytes: &[u8]) -> Result<(), Error> {
+        let path = self.root.join(relative);
+        let parent = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+        tmp_name.push(".tmp");
+        let tmp = parent.join(tmp_name);
+        write_synced(&tmp, bytes, 0o600)?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(parent)
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, Error> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries.collect::<Result<Vec<_>, _>>().map_err(io_err(dir)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err(dir)(e)),
+    }
+}
+
+/// Removes a file, symlink or directory tree; absent is fine.
+fn remove_path(path: &Path) -> Result<(), Error> {
+    let result = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    result.map_err(io_err(path))
+}
+
+/// Creates `path` with `mode` (never wider, whatever the umask), writes and fsyncs it.
+fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io_err(path))?;
+    // An existing file keeps its old mode on open; set it explicitly.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(domains: &[&str]) -> Issued {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(
+            domains.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let cert = params.self_signed(&key).unwrap().pem();
+        Issued::from_fullchain(format!("{cert}{cert}"), key.serialize_pem()).unwrap()
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn publish_swaps_live_and_keeps_old_versions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("state")).unwrap();
+        assert!(store.lineage("a").unwrap().is_none());
+        assert_eq!(mode(store.root()), 0o700);
+
+        let first = issued(&["a.example"]);
+        assert_eq!(store.publish("a", &first).unwrap(), 1);
+        let second = issued(&["a.example", "b.example"]);
+        assert_eq!(store.publish("a", &second).unwrap(), 2);
+
+        let lineage = store.lineage("a").unwrap().unwrap();
+        assert_eq!(lineage.version, 2);
+        assert!(lineage.key_matches);
+        assert_eq!(lineage.cert.domains, ["a.example", "b.example"]);
+        assert_eq!(
+            fs::read_link(store.live_dir("a")).unwrap(),
+            Path::new("../archive/a/2")
+        );
+        assert_eq!(mode(&lineage.dir.join("privkey.pem")), 0o600);
+        assert!(store.archive_dir("a").join("1/privkey.pem").exists());
+        assert_eq!(store.names().unwrap(), ["a"]);
+    }
+
+    #[test]
+    fn interrupted_publish_is_cleaned_up_and_live_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("state");
+        let store = Store::open(&root).unwrap();
+        store.publish("a", &issued(&["a.example"])).unwrap();
+        // What a crash between writing files and the renames leaves behind:
+        let half = store.archive_dir("a").join(".tmp-2");
+        fs::create_dir(&half).unwrap();
+        fs::write(half.join("privkey.pem"), "partial").unwrap();
+        std::os::unix::fs::symlink("../archive/a/2", root.join("live/.tmp-a")).unwrap();
+
+        let store = Store::open(&root).unwrap();
+        assert!(!half.exists());
+        assert!(fs::symlink_metadata(root.join("live/.tmp-a")).is_err());
+        let lineage = store.lineage("a").unwrap().unwrap();
+        assert_eq!(lineage.version, 1);
+        assert!(lineage.key_matches);
+        assert_eq!(store.publish("a", &issued(&["a.example"])).unwrap(), 2);
+    }
+
+    #[test]
+    fn write_file_is_private_and_replaces_atomically() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let rel = Path::new("accounts/le/account.json");
+        store.write_file(rel, b"one").unwrap();
+        store.write_file(rel, b"two").unwrap();
+        assert_eq!(store.read_file(rel).unwrap().unwrap(), b"two");
+        assert_eq!(mode(&tmp.path().join(rel)), 0o600);
+        assert!(store.read_file(Path::new("nope")).unwrap().is_none());
+    }
+
+    #[test]
+    fn fullchain_is_split_into_leaf_and_chain() {
+        let i = issued(&["a.example"]);
+        assert_eq!(i.cert_pem.matches("BEGIN CERTIFICATE").count(), 1);
+        assert_eq!(i.chain_pem.matches("BEGIN CERTIFICATE").count(), 1);
+        assert!(i.chain_pem.starts_with("-----BEGIN"));
+    }
+}
