@@ -1,3 +1,30 @@
-//! renewd: keeps every configured TLS certificate valid.
+//! renewd keeps every configured TLS certificate valid without anyone watching.
+//!
+//! # Architecture
+//!
+//! A renewal flows through one module per concern:
+//!
+//! 1. [`config`] loads `/etc/renewd/renewd.toml` and validates all of it at once.
+//! 2. [`schedule`] decides when each certificate is due: immediately when it is
+//!    missing, mismatched or nearly expired, otherwise at the ARI window or the
+//!    lifetime-based fallback point.
+//! 3. [`renew`] runs one certificate's renewal: key ([`acme::generate_key`] or
+//!    the live key), order through [`acme`] with each configured [`solver`] and
+//!    CA in turn, then hands the chain to [`store`].
+//! 4. [`store`] publishes the new version crash-safely: archive directory first,
+//!    then an atomic swap of the `live/<name>` symlink.
+//! 5. [`state`] remembers attempts and results in `state.json`; [`status`] turns
+//!    config + store + state into what `renewd status` shows.
+//!
+//! [`cli`] holds the commands; `main.rs` only parses and maps exit codes.
+
+pub mod acme;
+pub mod cli;
 pub mod config;
+pub mod logging;
+pub mod renew;
+pub mod schedule;
+pub mod solver;
+pub mod state;
+pub mod status;
 pub mod store;

@@ -1,0 +1,236 @@
+//! One order, from `newOrder` to the downloaded chain ([RFC 8555 §7.4]).
+//!
+//! [RFC 8555 §7.4]: https://www.rfc-editor.org/rfc/rfc8555#section-7.4
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AuthorizationStatus, CertificateIdentifier, Identifier, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+
+use super::Error;
+use crate::config::KeyType;
+use crate::solver::Solver;
+
+/// What to order.
+#[derive(Debug, Clone)]
+pub struct Order<'a> {
+    /// CA name, for messages.
+    pub ca: &'a str,
+    /// Identifiers for the certificate.
+    pub domains: &'a [String],
+    /// ACME profile to request.
+    pub profile: Option<&'a str>,
+    /// RFC 9773 identifier of the certificate this one replaces.
+    pub replaces: Option<&'a str>,
+    /// PEM private key whose public key goes into the CSR.
+    pub key_pem: &'a str,
+}
+
+/// How long to wait for the CA to validate, and then to issue.
+const POLL: RetryPolicy = RetryPolicy::new()
+    .initial_delay(Duration::from_millis(250))
+    .backoff(1.5)
+    .timeout(Duration::from_secs(120));
+
+/// Places `order` with `account`, answers its challenges with `solver`, finalizes
+/// and returns the PEM chain (leaf first). Challenge responses are cleaned up
+/// whatever happens.
+///
+/// # Errors
+///
+/// [`Error::Acme`] for CA errors, [`Error::Validation`] when the CA could not
+/// validate a domain (see [`Error::is_challenge_failure`]), [`Error::Solver`] when
+/// the response could not be presented.
+pub async fn issue(account: &Account, order: &Order<'_>, solver: &Solver) -> Result<String, Error> {
+    let acme = |source| Error::Acme {
+        ca: order.ca.to_owned(),
+        source,
+    };
+    let identifiers: Vec<Identifier> = order.domains.iter().cloned().map(Identifier::Dns).collect();
+    let mut acme_order = new_order(account, order, &identifiers).await?;
+    let mut presented = Vec::new();
+    let result = async {
+        authorize(&mut acme_order, order.ca, solver, &mut presented).await?;
+        match acme_order.poll_ready(&POLL).await.map_err(acme)? {
+            OrderStatus::Ready => {}
+            _ => return Err(validation_error(&mut acme_order, order.ca, solver).await),
+        }
+        let csr = csr(order.domains, order.key_pem)?;
+        acme_order.finalize_csr(&csr).await.map_err(acme)?;
+        acme_order.poll_certificate(&POLL).await.map_err(acme)
+    }
+    .await;
+    for token in presented {
+        solver.cleanup(&token).await;
+    }
+    result
+}
+
+/// `newOrder`, retried once without `replaces` if the CA refuses it for that
+/// (e.g. the replaced certificate was already replaced), as spec section 4 asks.
+async fn new_order(
+    account: &Account,
+    order: &Order<'_>,
+    identifiers: &[Identifier],
+) -> Result<instant_acme::Order, Error> {
+    let request = || {
+        let request = NewOrder::new(identifiers);
+        match order.profile {
+            Some(profile) => request.profile(profile),
+            None => request,
+        }
+    };
+    if let Some(replaces) = order.replaces.and_then(certificate_identifier) {
+        match account.new_order(&request().replaces(replaces)).await {
+            Ok(o) => return Ok(o),
+            Err(e) => {
+                tracing::warn!(
+                    ca = order.ca,
+                    "order with replaces refused, retrying without: {e}"
+                );
+            }
+        }
+    }
+    account
+        .new_order(&request())
+        .await
+        .map_err(|source| Error::Acme {
+            ca: order.ca.to_owned(),
+            source,
+        })
+}
+
+fn certificate_identifier(id: &str) -> Option<CertificateIdentifier<'static>> {
+    let (aki, serial) = id.split_once('.')?;
+    Some(CertificateIdentifier {
+        authority_key_identifier: Cow::Owned(aki.to_owned()),
+        serial: Cow::Owned(serial.to_owned()),
+    })
+}
+
+/// Presents a response for every pending authorization and tells the CA to validate.
+async fn authorize(
+    acme_order: &mut instant_acme::Order,
+    ca: &str,
+    solver: &Solver,
+    presented: &mut Vec<String>,
+) -> Result<(), Error> {
+    let acme = |source| Error::Acme {
+        ca: ca.to_owned(),
+        source,
+    };
+    let mut authorizations = acme_order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.map_err(acme)?;
+        if authz.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        let domain = authz.identifier().to_string();
+        let Some(mut challenge) = authz.challenge(solver.challenge_type()) else {
+            return Err(Error::NoChallenge {
+                ca: ca.to_owned(),
+                domain,
+                challenge: format!("{:?}", solver.challenge_type()),
+            });
+        };
+        let token = challenge.token.clone();
+        solver
+            .present(&token, challenge.key_authorization().as_str())
+            .await?;
+        presented.push(token);
+        challenge.set_ready().await.map_err(acme)?;
+    }
+    Ok(())
+}
+
+/// Finds out which authorization failed and why, for a message that names the domain.
+async fn validation_error(
+    acme_order: &mut instant_acme::Order,
+    ca: &str,
+    solver: &Solver,
+) -> Error {
+    let mut authorizations = acme_order.authorizations();
+    while let Some(Ok(mut authz)) = authorizations.next().await {
+        if authz.refresh().await.is_err() || authz.status != AuthorizationStatus::Invalid {
+            continue;
+        }
+        let detail = authz
+            .challenges
+            .iter()
+            .find_map(|c| c.error.as_ref())
+            .map_or_else(|| "authorization invalid".to_owned(), ToString::to_string);
+        return Error::Validation {
+            domain: authz.identifier().to_string(),
+            solver: solver.name().to_owned(),
+            detail,
+        };
+    }
+    Error::Validation {
+        domain: "order".to_owned(),
+        solver: solver.name().to_owned(),
+        detail: format!("CA {ca} marked the order invalid"),
+    }
+}
+
+/// A CSR for `domains` signed with `key_pem`, subject left empty as CAs ignore it.
+fn csr(domains: &[String], key_pem: &str) -> Result<Vec<u8>, Error> {
+    let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| Error::Key(e.to_string()))?;
+    let mut params =
+        rcgen::CertificateParams::new(domains.to_vec()).map_err(|e| Error::Key(e.to_string()))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| Error::Key(e.to_string()))?;
+    Ok(csr.der().to_vec())
+}
+
+/// Generates a new private key of `key_type`, PEM (PKCS#8).
+///
+/// # Errors
+///
+/// [`Error::Key`] if the crypto backend fails.
+pub fn generate_key(key_type: KeyType) -> Result<String, Error> {
+    use rcgen::{
+        KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_RSA_SHA256, RsaKeySize,
+    };
+    let key = match key_type {
+        KeyType::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
+        KeyType::EcdsaP384 => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384),
+        KeyType::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048),
+        KeyType::Rsa3072 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_3072),
+        KeyType::Rsa4096 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_4096),
+    };
+    key.map(|k| k.serialize_pem())
+        .map_err(|e| Error::Key(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::CertInfo;
+
+    #[test]
+    fn generated_keys_have_the_configured_type() {
+        for key_type in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Rsa2048] {
+            let pem = generate_key(key_type).unwrap();
+            let key = rcgen::KeyPair::from_pem(&pem).unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["a.example".to_owned()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let info = CertInfo::from_pem(cert.pem().as_bytes()).unwrap();
+            assert_eq!(info.key_type, Some(key_type));
+            assert!(info.matches_key(&pem));
+        }
+    }
+
+    #[test]
+    fn ari_identifier_round_trips() {
+        let id = certificate_identifier("aki.serial").unwrap();
+        assert_eq!(id.to_string(), "aki.serial");
+        assert!(certificate_identifier("nodot").is_none());
+    }
+}

@@ -1,0 +1,83 @@
+//! The command line (spec section 3), declared once for parsing, `--help`, the
+//! man page (`renewd man`) and shell completions (`renewd completions SHELL`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Keeps every configured TLS certificate valid: schedules renewals (ACME ARI
+/// first), reloads the services that use them and checks they serve the new one.
+#[derive(Debug, Parser)]
+#[command(
+    name = "renewd",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Config file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "RENEWD_CONFIG",
+        default_value = crate::config::DEFAULT_PATH,
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the resident daemon (what the systemd unit starts).
+    Run,
+    /// Show every certificate's state; exit 1 if any is unhealthy.
+    Status(StatusArgs),
+    /// Renew due certificates now (or all, with --force) and print one line each.
+    Renew(RenewArgs),
+    /// Validate the config file; exit 2 with every problem if it is invalid.
+    CheckConfig,
+    /// Print a shell completion script.
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the renewd(8) man page (roff).
+    Man,
+}
+
+/// `renewd status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only these certificates.
+    pub names: Vec<String>,
+    /// Print JSON (`{"certificates":[...]}`) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `renewd renew`.
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// Certificates to renew (default: all that are due).
+    #[arg(conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Every configured certificate.
+    #[arg(long)]
+    pub all: bool,
+    /// Renew even if not due (the answer to a mass revocation).
+    #[arg(long)]
+    pub force: bool,
+    /// Queue the renewals and return at once (daemon only).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Force-renew only certificates whose serial is listed in FILE (hex, one per
+    /// line, as CAs publish after a mass revocation).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["names", "all"])]
+    pub affected: Option<PathBuf>,
+}

@@ -1,0 +1,333 @@
+//! The renewal pipeline for one certificate: decide, key, order (falling back
+//! over solvers, then CAs), publish, remember. Used by one-shot `renewd renew`
+//! and by the daemon's scheduler alike; neither reloads nor verifies here.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use instant_acme::Account;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, Semaphore};
+use tracing::{Instrument, info, warn};
+
+use crate::acme;
+use crate::config::{CertificateConfig, Config};
+use crate::schedule::{self, Urgent};
+use crate::solver::Solvers;
+use crate::state::State;
+use crate::store::{Issued, Lineage, Store};
+
+/// Everything a renewal needs, shared by all certificates of a run.
+pub struct Context {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// The state directory.
+    pub store: Store,
+    solvers: Solvers,
+    accounts: Mutex<HashMap<String, Account>>,
+    state: Mutex<State>,
+}
+
+/// What happened to one certificate.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A new version was issued and published.
+    Renewed {
+        /// Archive version now live.
+        version: u32,
+        /// Serial of the new certificate (hex).
+        serial: String,
+        /// Its expiry.
+        not_after: OffsetDateTime,
+        /// CA that issued it.
+        ca: String,
+        /// Solver that validated it.
+        solver: String,
+    },
+    /// Nothing to do yet.
+    NotDue {
+        /// When the fallback rule will renew it.
+        at: OffsetDateTime,
+    },
+    /// Every CA and solver failed; the live certificate is untouched.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Whether this outcome counts as success for an exit code.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        !matches!(self, Self::Failed(_))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Renewed {
+                version,
+                serial,
+                not_after,
+                ca,
+                solver,
+            } => write!(
+                f,
+                "renewed: version {version}, serial {serial}, valid until {} (CA {ca}, solver {solver})",
+                crate::status::rfc3339(*not_after)
+            ),
+            Self::NotDue { at } => {
+                write!(f, "not due, renewal from {}", crate::status::rfc3339(*at))
+            }
+            Self::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+impl Context {
+    /// Prepares a run over `store` with `config`.
+    #[must_use]
+    pub fn new(config: Arc<Config>, store: Store) -> Self {
+        let state = State::load(&store);
+        Self {
+            solvers: Solvers::new(&config.solvers),
+            config,
+            store,
+            accounts: Mutex::new(HashMap::new()),
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Renews every certificate in `certs` with at most `daemon.max_concurrent`
+    /// in flight, returning outcomes in the order given.
+    pub async fn renew_all(
+        self: &Arc<Self>,
+        certs: Vec<CertificateConfig>,
+        force: bool,
+    ) -> Vec<(String, Outcome)> {
+        let permits = Arc::new(Semaphore::new(self.config.daemon.max_concurrent.max(1)));
+        let tasks: Vec<_> = certs
+            .into_iter()
+            .map(|cert| {
+                let ctx = Arc::clone(self);
+                let permits = Arc::clone(&permits);
+                tokio::spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let outcome = ctx.renew(&cert, force).await;
+                    (cert.name, outcome)
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            match task.await {
+                Ok(done) => outcomes.push(done),
+                Err(e) => warn!("renewal task failed: {e}"),
+            }
+        }
+        outcomes
+    }
+
+    /// Renews `cert` if it is due (or `force`), recording the attempt.
+    pub async fn renew(&self, cert: &CertificateConfig, force: bool) -> Outcome {
+        let span = tracing::info_span!("certificate", cert = %cert.name);
+        async {
+            let now = OffsetDateTime::now_utc();
+            let lineage = self.store.lineage(&cert.name).map_err(|e| e.to_string());
+            let urgent = schedule::urgent(cert, &lineage, now);
+            if let (false, None, Ok(Some(l))) = (force, &urgent, &lineage) {
+                let at = schedule::fallback_time(l, self.config.daemon.renew_before.0);
+                if at > now {
+                    return Outcome::NotDue { at };
+                }
+            }
+            let reason = urgent.as_ref().map_or_else(
+                || {
+                    if force {
+                        "forced".to_owned()
+                    } else {
+                        "due".to_owned()
+                    }
+                },
+                |u| u.to_string(),
+            );
+            info!(reason, "renewing");
+            let outcome = self
+                .issue(cert, lineage.ok().flatten().as_ref(), &urgent)
+                .await;
+            self.record(&cert.name, now, &outcome).await;
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn issue(
+        &self,
+        cert: &CertificateConfig,
+        lineage: Option<&Lineage>,
+        urgent: &Option<Urgent>,
+    ) -> Outcome {
+        let key_pem = match self.key_for(cert, lineage, urgent).await {
+            Ok(key) => key,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        let mut errors = Vec::new();
+        for ca in &cert.ca {
+            match self
+                .issue_from(cert, ca, lineage, &key_pem, &mut errors)
+                .await
+            {
+                Some(outcome) => return outcome,
+                None => warn!(ca, "CA failed, trying the next one"),
+            }
+        }
+        Outcome::Failed(errors.join("; "))
+    }
+
+    /// Tries every solver with CA `ca`; `None` when all failed (errors appended).
+    async fn issue_from(
+        &self,
+        cert: &CertificateConfig,
+        ca: &str,
+        lineage: Option<&Lineage>,
+        key_pem: &str,
+        errors: &mut Vec<String>,
+    ) -> Option<Outcome> {
+        let account = match self.account(ca).await {
+            Ok(account) => account,
+            Err(e) => {
+                errors.push(e.to_string());
+                return None;
+            }
+        };
+        let ca_config = &self.config.cas[ca];
+        let order = acme::Order {
+            ca,
+            domains: &cert.domains,
+            profile: cert.profile.as_deref().or(ca_config.profile.as_deref()),
+            replaces: lineage.and_then(|l| l.cert.ari_id.as_deref()),
+            key_pem,
+        };
+        for solver_name in &cert.solvers {
+            let Some(solver) = self.solvers.get(solver_name) else {
+                continue;
+            };
+            match acme::issue(&account, &order, &solver).await {
+                Ok(fullchain) => {
+                    return Some(self.publish(cert, ca, solver_name, fullchain, key_pem));
+                }
+                Err(e) => {
+                    warn!(ca, solver = solver_name, "issuance failed: {e}");
+                    let next_solver_may_help = e.is_challenge_failure();
+                    errors.push(e.to_string());
+                    if !next_solver_may_help {
+                        return None;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn publish(
+        &self,
+        cert: &CertificateConfig,
+        ca: &str,
+        solver: &str,
+        fullchain: String,
+        key_pem: &str,
+    ) -> Outcome {
+        let issued = match Issued::from_fullchain(fullchain, key_pem.to_owned()) {
+            Ok(issued) => issued,
+            Err(e) => return Outcome::Failed(format!("CA {ca} returned an unusable chain: {e}")),
+        };
+        let info = match crate::store::CertInfo::from_pem(issued.cert_pem.as_bytes()) {
+            Ok(info) if info.matches_key(key_pem) => info,
+            Ok(_) => {
+                return Outcome::Failed(format!("CA {ca} returned a certificate for another key"));
+            }
+            Err(e) => {
+                return Outcome::Failed(format!("CA {ca} returned an unreadable certificate: {e}"));
+            }
+        };
+        match self.store.publish(&cert.name, &issued) {
+            Ok(version) => {
+                info!(
+                    RENEWD_EVENT = "renewed",
+                    serial = %info.serial,
+                    version,
+                    ca,
+                    solver,
+                    "renewed"
+                );
+                Outcome::Renewed {
+                    version,
+                    serial: info.serial,
+                    not_after: info.not_after,
+                    ca: ca.to_owned(),
+                    solver: solver.to_owned(),
+                }
+            }
+            Err(e) => Outcome::Failed(format!("cannot store the new certificate: {e}")),
+        }
+    }
+
+    /// The key for the new certificate: the live one when `reuse_key` allows,
+    /// otherwise a fresh one of the configured type.
+    async fn key_for(
+        &self,
+        cert: &CertificateConfig,
+        lineage: Option<&Lineage>,
+        urgent: &Option<Urgent>,
+    ) -> Result<String, acme::Error> {
+        let reusable = cert.reuse_key
+            && urgent.is_none()
+            && lineage.is_some_and(|l| l.key_matches && l.cert.key_type == Some(cert.key));
+        if reusable {
+            if let Ok(key) = self.store.live_key(&cert.name) {
+                return Ok(key);
+            }
+        }
+        let key_type = cert.key;
+        tokio::task::spawn_blocking(move || acme::generate_key(key_type))
+            .await
+            .map_err(|e| acme::Error::Key(e.to_string()))?
+    }
+
+    async fn account(&self, ca: &str) -> Result<Account, acme::Error> {
+        let mut accounts = self.accounts.lock().await;
+        if let Some(account) = accounts.get(ca) {
+            return Ok(account.clone());
+        }
+        let account = acme::account(&self.store, ca, &self.config.cas[ca]).await?;
+        accounts.insert(ca.to_owned(), account.clone());
+        Ok(account)
+    }
+
+    async fn record(&self, name: &str, at: OffsetDateTime, outcome: &Outcome) {
+        let mut state = self.state.lock().await;
+        let entry = state.entry(name);
+        entry.last_attempt = Some(at);
+        match outcome {
+            Outcome::Renewed { ca, solver, .. } => {
+                entry.last_result = Some("ok".to_owned());
+                entry.ca = Some(ca.clone());
+                entry.solver = Some(solver.clone());
+                entry.ari_window = None;
+            }
+            Outcome::Failed(why) => {
+                warn!(
+                    cert = name,
+                    RENEWD_EVENT = "failed",
+                    "renewal failed: {why}"
+                );
+                entry.last_result = Some(format!("error: {why}"));
+            }
+            Outcome::NotDue { .. } => return,
+        }
+        if let Err(e) = state.save(&self.store) {
+            warn!("cannot save state: {e}");
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! http-01: answer `GET /.well-known/acme-challenge/<token>` with the key authorization.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use super::Error;
+
+const PREFIX: &str = "/.well-known/acme-challenge/";
+
+type Tokens = Arc<RwLock<HashMap<String, String>>>;
+
+/// A listener that runs only while at least one token is presented, so the port
+/// (often 80) is free the rest of the time, as with certbot's standalone mode.
+#[derive(Debug)]
+pub(super) struct Standalone {
+    addr: SocketAddr,
+    tokens: Tokens,
+    server: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Standalone {
+    pub(super) fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            tokens: Tokens::default(),
+            server: Mutex::new(None),
+        }
+    }
+
+    pub(super) async fn present(
+        &self,
+        solver: &str,
+        token: &str,
+        key_auth: &str,
+    ) -> Result<(), Error> {
+        self.tokens_mut()
+            .insert(token.to_owned(), key_auth.to_owned());
+        let mut server = self.server.lock().await;
+        if server.is_none() {
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => *server = Some(tokio::spawn(serve(listener, self.tokens.clone()))),
+                Err(source) => {
+                    self.tokens_mut().remove(token);
+                    return Err(Error::Bind {
+                        solver: solver.to_owned(),
+                        addr: self.addr,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn cleanup(&self, token: &str) {
+        self.tokens_mut().remove(token);
+        // Checked under the server lock, so a concurrent `present` either sees the
+        // listener still running or starts a new one.
+        let mut server = self.server.lock().await;
+        if self.tokens.read().is_ok_and(|t| t.is_empty()) {
+            if let Some(handle) = server.take() {
+                handle.abort();
+                // Wait until the listener is dropped so the port is free on return.
+                let _ = handle.await;
+            }
+        }
+    }
+
+    fn tokens_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, String>> {
+        self.tokens
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+async fn serve(listener: TcpListener, tokens: Tokens) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let tokens = tokens.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let response = respond(&req, &tokens);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            // A client that misbehaves only loses its own connection.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn respond(req: &Request<Incoming>, tokens: &Tokens) -> Response<Full<Bytes>> {
+    let key_auth = req
+        .uri()
+        .path()
+        .strip_prefix(PREFIX)
+        .and_then(|token| tokens.read().ok()?.get(token).cloned());
+    let (status, body) = match key_auth {
+        Some(key_auth) => (StatusCode::OK, key_auth),
+        None => (StatusCode::NOT_FOUND, String::new()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+/// Writes challenge files under `<webroot>/.well-known/acme-challenge/` for an
+/// existing web server to serve.
+#[derive(Debug)]
+pub(super) struct Webroot {
+    root: PathBuf,
+}
+
+impl Webroot {
+    pub(super) fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn path(&self, token: &str) -> PathBuf {
+        self.root.join(PREFIX.trim_start_matches('/')).join(token)
+    }
+
+    pub(super) async fn present(
+        &self,
+        solver: &str,
+        token: &str,
+        key_auth: &str,
+    ) -> Result<(), Error> {
+        let path = self.path(token);
+        let write = async {
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+                // The web server (another user) must be able to traverse and read.
+                tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).await?;
+            }
+            tokio::fs::write(&path, key_auth).await?;
+            tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).await
+        };
+        write.await.map_err(|source| Error::Write {
+            solver: solver.to_owned(),
+            path,
+            source,
+        })
+    }
+
+    pub(super) async fn cleanup(&self, solver: &str, token: &str) {
+        let path = self.path(token);
+        if let Err(e) = tokio::fs::remove_file(&path).await {
+            tracing::warn!(solver, path = %path.display(), "cannot remove challenge file: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn standalone_serves_only_presented_tokens_and_frees_the_port() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let s = Standalone::new(addr);
+        s.present("web", "tok1", "tok1.thumb").await.unwrap();
+        let ok = get(addr, "/.well-known/acme-challenge/tok1").await;
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.ends_with("tok1.thumb"),
+            "{ok}"
+        );
+        let missing = get(addr, "/.well-known/acme-challenge/other").await;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        s.cleanup("tok1").await;
+        // The port is free again for someone else.
+        std::net::TcpListener::bind(addr).unwrap();
+    }
+
+    #[tokio::test]
+    async fn webroot_writes_readable_files_and_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Webroot::new(dir.path().to_owned());
+        w.present("web", "tok", "tok.thumb").await.unwrap();
+        let path = dir.path().join(".well-known/acme-challenge/tok");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "tok.thumb");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        w.cleanup("web", "tok").await;
+        assert!(!path.exists());
+    }
+}
