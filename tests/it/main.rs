@@ -1,0 +1,11 @@
+//! End-to-end tests: the `renewd` binary against a real Pebble ACME CA.
+//!
+//! Each test starts its own Pebble on free loopback ports (see [`fixture`]), so
+//! tests run in parallel. Pebble and its challenge test server come from
+//! `../shared/tools/install-pebble.sh`; `.ci/run` installs them.
+
+#[allow(dead_code, reason = "shared by test modules that each use part of it")]
+mod fixture;
+
+mod check_config;
+mod oneshot;

@@ -1,0 +1,216 @@
+//! One-shot `renewd renew` / `renewd status` against a real Pebble.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use renewd::config::KeyType;
+
+use crate::fixture::{Env, verify_chain};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+const THREE: &str = r#"
+[[certificate]]
+name = "two-sans"
+domains = ["example.com", "www.example.com"]
+
+[[certificate]]
+name = "p384"
+domains = ["p384.example.com"]
+key = "ecdsa-p384"
+
+[[certificate]]
+name = "rsa"
+domains = ["rsa.example.com"]
+key = "rsa2048"
+"#;
+
+#[test]
+fn issues_verifies_skips_when_not_due_and_force_renews() {
+    let env = Env::new();
+    env.write_config(THREE);
+
+    let run = env.renewd(&["renew"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 3, "{run:?}");
+    assert_eq!(
+        run.stdout.matches(": renewed: version 1").count(),
+        3,
+        "{run:?}"
+    );
+
+    let store = env.store();
+    for (name, domains, key) in [
+        (
+            "two-sans",
+            &["example.com", "www.example.com"][..],
+            KeyType::EcdsaP256,
+        ),
+        ("p384", &["p384.example.com"], KeyType::EcdsaP384),
+        ("rsa", &["rsa.example.com"], KeyType::Rsa2048),
+    ] {
+        let lineage = store.lineage(name).unwrap().expect(name);
+        assert!(lineage.key_matches, "{name}: key does not match");
+        assert_eq!(lineage.cert.key_type, Some(key), "{name}");
+        assert_eq!(lineage.cert.domains, domains, "{name}");
+        let live = store.live_dir(name);
+        verify_chain(&env.pebble.root, &live).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(mode(&live.join("privkey.pem")), 0o600, "{name}");
+    }
+    assert_eq!(mode(&env.state_dir()), 0o700);
+    assert_eq!(
+        mode(&env.state_dir().join("accounts/pebble/account.json")),
+        0o600
+    );
+
+    // Nothing is due: no new versions.
+    let run = env.renewd(&["renew"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout.matches(": not due, renewal from ").count(),
+        3,
+        "{run:?}"
+    );
+    assert!(!env.state_dir().join("archive/rsa/2").exists());
+
+    // --force makes version 2 and swaps live/, keeping version 1.
+    let before = store.lineage("rsa").unwrap().unwrap().cert.serial;
+    let run = env.renewd(&["renew", "--force", "rsa"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("rsa: renewed: version 2"), "{run:?}");
+    let after = store.lineage("rsa").unwrap().unwrap();
+    assert_eq!(after.version, 2);
+    assert_ne!(after.cert.serial, before);
+    assert_eq!(
+        std::fs::read_link(store.live_dir("rsa")).unwrap(),
+        Path::new("../archive/rsa/2")
+    );
+    assert!(env.state_dir().join("archive/rsa/1/cert.pem").exists());
+    verify_chain(&env.pebble.root, &store.live_dir("rsa")).unwrap();
+
+    // The account was reused, not registered again.
+    let accounts = std::fs::read_dir(env.state_dir().join("accounts"))
+        .unwrap()
+        .count();
+    assert_eq!(accounts, 1);
+}
+
+#[test]
+fn status_reports_json_fields_and_unhealthy_exit_code() {
+    let env = Env::new();
+    env.write_config(
+        "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n\n\
+         [[certificate]]\nname = \"never\"\ndomains = [\"never.example.com\"]\n",
+    );
+    let run = env.renewd(&["renew", "a"]);
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let run = env.renewd(&["status", "--json"]);
+    assert_eq!(run.code, 1, "a missing certificate is unhealthy: {run:?}");
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let certs = json["certificates"].as_array().unwrap();
+    let a = certs.iter().find(|c| c["name"] == "a").unwrap();
+    for field in [
+        "name",
+        "domains",
+        "serial",
+        "not_before",
+        "not_after",
+        "next_renewal",
+        "ari_window",
+        "last_attempt",
+        "last_result",
+        "revoked",
+        "served",
+        "healthy",
+    ] {
+        assert!(a.get(field).is_some(), "missing {field} in {a}");
+    }
+    assert_eq!(a["healthy"], true);
+    assert_eq!(a["last_result"], "ok");
+    assert_eq!(a["revoked"], false);
+    assert_eq!(
+        a["serial"],
+        env.store().lineage("a").unwrap().unwrap().cert.serial
+    );
+    let never = certs.iter().find(|c| c["name"] == "never").unwrap();
+    assert_eq!(never["healthy"], false);
+    assert_eq!(never["serial"], serde_json::Value::Null);
+
+    let run = env.renewd(&["status", "a"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("NAME"), "{run:?}");
+    assert!(run.stdout.contains("a "), "{run:?}");
+}
+
+#[test]
+fn acme_failure_never_touches_live() {
+    let env = Env::new();
+    env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
+    assert_eq!(env.renewd(&["renew"]).code, 0);
+    let before = env.store().lineage("a").unwrap().unwrap();
+
+    env.pebble.stop();
+    let run = env.renewd(&["renew", "--force"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.starts_with("a: failed: CA pebble:"), "{run:?}");
+
+    let after = env.store().lineage("a").unwrap().unwrap();
+    assert_eq!(after.version, before.version);
+    assert_eq!(after.cert.serial, before.cert.serial);
+    assert!(after.key_matches);
+    let status = env.renewd(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let last = json["certificates"][0]["last_result"].as_str().unwrap();
+    assert!(last.starts_with("error: CA pebble:"), "{last}");
+}
+
+#[test]
+fn a_solver_that_cannot_listen_is_named_and_nothing_is_stored() {
+    let env = Env::new();
+    // Something else holds the port the solver must listen on.
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", env.pebble.http01_port)).unwrap();
+    env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
+    let run = env.renewd(&["renew"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let port = env.pebble.http01_port;
+    assert!(
+        run.stdout
+            .contains(&format!("solver web: cannot listen on 127.0.0.1:{port}")),
+        "{run:?}"
+    );
+    assert!(env.store().lineage("a").unwrap().is_none());
+}
+
+#[test]
+fn affected_serials_renew_only_those_certificates() {
+    let env = Env::new();
+    env.write_config(
+        "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n\n\
+         [[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\"]\n",
+    );
+    assert_eq!(env.renewd(&["renew"]).code, 0);
+    let serial = env.store().lineage("b").unwrap().unwrap().cert.serial;
+    let list = env.dir.path().join("affected.txt");
+    // As CAs publish them: upper case with colons, among unrelated serials.
+    let colons: Vec<String> = serial
+        .to_uppercase()
+        .as_bytes()
+        .rchunks(2)
+        .rev()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    std::fs::write(
+        &list,
+        format!("# incident 42\n0badc0ffee\n{}\n", colons.join(":")),
+    )
+    .unwrap();
+
+    let run = env.renewd(&["renew", "--affected", list.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("b: renewed: version 2"), "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
+    assert_eq!(env.store().lineage("a").unwrap().unwrap().version, 1);
+}
