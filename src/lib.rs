@@ -16,11 +16,22 @@
 //! 5. [`state`] remembers attempts and results in `state.json`; [`status`] turns
 //!    config + store + state into what `renewd status` shows.
 //!
+//! The resident daemon ([`daemon`]) runs one scheduler loop that owns every
+//! per-certificate decision. Signals (SIGUSR1, SIGHUP, SIGTERM) and
+//! [`control`]-socket commands reach it as events on one channel; renewals and
+//! ARI polls run as tasks (at most `max_concurrent` orders in flight) whose
+//! results come back to the loop. The state shared with those tasks is the
+//! [`state::State`] behind one mutex, held only for short updates, so a
+//! `status` request never waits for a renewal. [`systemd`] reports readiness,
+//! status and watchdog pings.
+//!
 //! [`cli`] holds the commands; `main.rs` only parses and maps exit codes.
 
 pub mod acme;
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod logging;
 pub mod renew;
 pub mod schedule;
@@ -28,3 +39,4 @@ pub mod solver;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod systemd;

@@ -26,7 +26,7 @@ pub struct Context {
     pub store: Store,
     solvers: Solvers,
     accounts: Mutex<HashMap<String, Account>>,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 /// What happened to one certificate.
@@ -85,17 +85,29 @@ impl fmt::Display for Outcome {
 }
 
 impl Context {
-    /// Prepares a run over `store` with `config`.
+    /// Prepares a run over `store` with `config`, reading `state.json`.
     #[must_use]
     pub fn new(config: Arc<Config>, store: Store) -> Self {
-        let state = State::load(&store);
+        let state = Arc::new(Mutex::new(State::load(&store)));
+        Self::with_state(config, store, state)
+    }
+
+    /// Prepares a run that shares `state` with an earlier one (config reload).
+    #[must_use]
+    pub fn with_state(config: Arc<Config>, store: Store, state: Arc<Mutex<State>>) -> Self {
         Self {
             solvers: Solvers::new(&config.solvers),
             config,
             store,
             accounts: Mutex::new(HashMap::new()),
-            state: Mutex::new(state),
+            state,
         }
+    }
+
+    /// The state shared by every renewal.
+    #[must_use]
+    pub fn state(&self) -> &Arc<Mutex<State>> {
+        &self.state
     }
 
     /// Renews every certificate in `certs` with at most `daemon.max_concurrent`
@@ -125,32 +137,38 @@ impl Context {
                 Err(e) => warn!("renewal task failed: {e}"),
             }
         }
+        self.save_state().await;
         outcomes
     }
 
-    /// Renews `cert` if it is due (or `force`), recording the attempt.
+    /// Renews `cert` if it is due by the fallback rule (or `force`), recording
+    /// the attempt. This is one-shot mode's decision; the daemon plans with ARI
+    /// and calls [`Context::renew_now`].
     pub async fn renew(&self, cert: &CertificateConfig, force: bool) -> Outcome {
-        let span = tracing::info_span!("certificate", cert = %cert.name);
+        let now = OffsetDateTime::now_utc();
+        let lineage = self.store.lineage(&cert.name).map_err(|e| e.to_string());
+        let urgent = schedule::urgent(cert, &lineage, now);
+        if let (false, None, Ok(Some(l))) = (force, &urgent, &lineage) {
+            let at = schedule::fallback_time(l, self.config.daemon.renew_before.0);
+            if at > now {
+                return Outcome::NotDue { at };
+            }
+        }
+        let reason = match urgent {
+            Some(u) => u.to_string(),
+            None if force => "forced".to_owned(),
+            None => "due".to_owned(),
+        };
+        self.renew_now(cert, &reason).await
+    }
+
+    /// Renews `cert` now, for `reason`, recording the attempt in the state.
+    pub async fn renew_now(&self, cert: &CertificateConfig, reason: &str) -> Outcome {
+        let span = tracing::info_span!("certificate", cert_name = %cert.name);
         async {
             let now = OffsetDateTime::now_utc();
             let lineage = self.store.lineage(&cert.name).map_err(|e| e.to_string());
             let urgent = schedule::urgent(cert, &lineage, now);
-            if let (false, None, Ok(Some(l))) = (force, &urgent, &lineage) {
-                let at = schedule::fallback_time(l, self.config.daemon.renew_before.0);
-                if at > now {
-                    return Outcome::NotDue { at };
-                }
-            }
-            let reason = urgent.as_ref().map_or_else(
-                || {
-                    if force {
-                        "forced".to_owned()
-                    } else {
-                        "due".to_owned()
-                    }
-                },
-                |u| u.to_string(),
-            );
             info!(reason, "renewing");
             let outcome = self
                 .issue(cert, lineage.ok().flatten().as_ref(), &urgent)
@@ -201,6 +219,7 @@ impl Context {
                 return None;
             }
         };
+
         let ca_config = &self.config.cas[ca];
         let order = acme::Order {
             ca,
@@ -219,6 +238,7 @@ impl Context {
                 }
                 Err(e) => {
                     warn!(ca, solver = solver_name, "issuance failed: {e}");
+                    self.forget_account_if_unreachable(ca, &e).await;
                     let next_solver_may_help = e.is_challenge_failure();
                     errors.push(e.to_string());
                     if !next_solver_may_help {
@@ -254,7 +274,7 @@ impl Context {
         match self.store.publish(&cert.name, &issued) {
             Ok(version) => {
                 info!(
-                    RENEWD_EVENT = "renewed",
+                    renewd_event = "renewed",
                     serial = %info.serial,
                     version,
                     ca,
@@ -295,6 +315,43 @@ impl Context {
             .map_err(|e| acme::Error::Key(e.to_string()))?
     }
 
+    /// Asks the CA that issued the live certificate for its ARI window.
+    ///
+    /// # Errors
+    ///
+    /// [`acme::Error`] when the account cannot be loaded or the CA not reached.
+    pub async fn renewal_info(
+        &self,
+        cert: &CertificateConfig,
+        ari_id: &str,
+    ) -> Result<acme::RenewalInfo, acme::Error> {
+        let issuer = self
+            .state
+            .lock()
+            .await
+            .certificates
+            .get(&cert.name)
+            .and_then(|s| s.ca.clone());
+        let ca = issuer
+            .filter(|ca| self.config.cas.contains_key(ca))
+            .or_else(|| cert.ca.first().cloned())
+            .unwrap_or_default();
+        let account = self.account(&ca).await?;
+        let result = acme::renewal_info(&account, &ca, ari_id).await;
+        if let Err(e) = &result {
+            self.forget_account_if_unreachable(&ca, e).await;
+        }
+        result
+    }
+
+    /// Drops the cached account of a CA that could not be reached, so the next
+    /// attempt rebuilds its HTTP client (re-reading `trust` and the directory).
+    async fn forget_account_if_unreachable(&self, ca: &str, e: &acme::Error) {
+        if e.is_transport() {
+            self.accounts.lock().await.remove(ca);
+        }
+    }
+
     async fn account(&self, ca: &str) -> Result<Account, acme::Error> {
         let mut accounts = self.accounts.lock().await;
         if let Some(account) = accounts.get(ca) {
@@ -310,23 +367,36 @@ impl Context {
         let entry = state.entry(name);
         entry.last_attempt = Some(at);
         match outcome {
-            Outcome::Renewed { ca, solver, .. } => {
+            Outcome::Renewed {
+                ca, solver, serial, ..
+            } => {
                 entry.last_result = Some("ok".to_owned());
                 entry.ca = Some(ca.clone());
                 entry.solver = Some(solver.clone());
-                entry.ari_window = None;
+                entry.renewed(serial);
             }
             Outcome::Failed(why) => {
                 warn!(
-                    cert = name,
-                    RENEWD_EVENT = "failed",
+                    cert_name = name,
+                    renewd_event = "failed",
                     "renewal failed: {why}"
                 );
                 entry.last_result = Some(format!("error: {why}"));
+                entry.failures += 1;
+                let delay = schedule::backoff(
+                    entry.failures,
+                    self.config.daemon.check_interval.0,
+                    rand::random_range(0.5..=1.0),
+                );
+                entry.retry_at = Some(OffsetDateTime::now_utc() + delay);
             }
-            Outcome::NotDue { .. } => return,
+            Outcome::NotDue { .. } => {}
         }
-        if let Err(e) = state.save(&self.store) {
+    }
+
+    /// Writes `state.json` (callers batch this; see the daemon's scheduler).
+    pub async fn save_state(&self) {
+        if let Err(e) = self.state.lock().await.save(&self.store) {
             warn!("cannot save state: {e}");
         }
     }

@@ -102,6 +102,128 @@ pub struct Window {
     pub end: OffsetDateTime,
 }
 
+/// Delay before retry number `failures` (1-based): 1 minute doubling up to
+/// `cap`, then scaled by `jitter` in `[0.5, 1.0]` so many failing certificates
+/// do not retry in lockstep.
+#[must_use]
+pub fn backoff(failures: u32, cap: std::time::Duration, jitter: f64) -> Duration {
+    let base = 60f64 * 2f64.powi(failures.saturating_sub(1).min(30) as i32);
+    let capped = base.min(cap.as_secs_f64().max(1.0));
+    Duration::seconds_f64(capped * jitter.clamp(0.5, 1.0))
+}
+
+/// When a certificate is to be renewed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The time to start the renewal (may be in the past: start now).
+    pub at: OffsetDateTime,
+    /// Human-readable reason, for logs and status.
+    pub reason: String,
+    /// Whether the time was picked randomly now and should be remembered.
+    pub chosen: Option<OffsetDateTime>,
+}
+
+/// Inputs to [`plan`] besides the certificate config.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    /// What the store holds.
+    pub lineage: &'a Result<Option<Lineage>, String>,
+    /// What `state.json` remembers about this certificate.
+    pub state: &'a crate::state::CertState,
+    /// `daemon.renew_before`.
+    pub renew_before: std::time::Duration,
+    /// `daemon.jitter`.
+    pub jitter: std::time::Duration,
+    /// The clock.
+    pub now: OffsetDateTime,
+}
+
+/// Decides when to renew (spec section 4). `random` is a uniform sample in
+/// `[0, 1)` used only when a new time must be picked.
+#[must_use]
+pub fn plan(config: &CertificateConfig, facts: &Facts<'_>, random: f64) -> Plan {
+    let now = facts.now;
+    let plan = |at, reason: &str, chosen| Plan {
+        at,
+        reason: reason.to_owned(),
+        chosen,
+    };
+    let base = match (urgent(config, facts.lineage, now), facts.lineage) {
+        (Some(u), _) => plan(now, &u.to_string(), None),
+        (None, Ok(Some(lineage))) => scheduled(lineage, facts, random),
+        (None, _) => plan(now, "no certificate", None),
+    };
+    match facts.state.retry_at {
+        Some(retry) if retry > base.at && facts.state.failures > 0 => Plan {
+            at: retry,
+            reason: format!(
+                "{} (retry after {} failure(s))",
+                base.reason, facts.state.failures
+            ),
+            chosen: base.chosen,
+        },
+        _ => base,
+    }
+}
+
+fn scheduled(lineage: &Lineage, facts: &Facts<'_>, random: f64) -> Plan {
+    let now = facts.now;
+    let state = facts.state;
+    let current = state.is_for(&lineage.cert.serial);
+    let remembered = state.next_renewal.filter(|_| current);
+    if state.force_pending {
+        return Plan {
+            at: now,
+            reason: "forced renewal pending".to_owned(),
+            chosen: None,
+        };
+    }
+    if current && state.revoked {
+        return Plan {
+            at: now,
+            reason: "revoked".to_owned(),
+            chosen: None,
+        };
+    }
+    if let Some(window) = state.ari_window.filter(|_| current) {
+        if window.start <= now {
+            return Plan {
+                at: now,
+                reason: "ARI window open".to_owned(),
+                chosen: None,
+            };
+        }
+        if let Some(at) = remembered.filter(|at| *at >= window.start && *at <= window.end) {
+            return Plan {
+                at,
+                reason: "inside ARI window".to_owned(),
+                chosen: None,
+            };
+        }
+        let at = window.start + (window.end - window.start) * random;
+        return Plan {
+            at,
+            reason: "inside ARI window".to_owned(),
+            chosen: Some(at),
+        };
+    }
+    let fallback = fallback_time(lineage, facts.renew_before);
+    let latest = fallback + Duration::try_from(facts.jitter).unwrap_or(Duration::ZERO);
+    if let Some(at) = remembered.filter(|at| *at >= fallback && *at <= latest) {
+        return Plan {
+            at,
+            reason: "lifetime fallback".to_owned(),
+            chosen: None,
+        };
+    }
+    let at = fallback + (latest - fallback) * random;
+    Plan {
+        at,
+        reason: "lifetime fallback".to_owned(),
+        chosen: Some(at),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,8 +241,171 @@ mod tests {
     }
 
     #[test]
+    fn backoff_doubles_from_a_minute_up_to_the_cap() {
+        let cap = std::time::Duration::from_secs(3600);
+        assert_eq!(backoff(1, cap, 1.0), Duration::minutes(1));
+        assert_eq!(backoff(3, cap, 1.0), Duration::minutes(4));
+        assert_eq!(backoff(30, cap, 1.0), Duration::hours(1));
+        assert_eq!(backoff(2, cap, 0.5), Duration::minutes(1));
+        assert_eq!(
+            backoff(2, cap, 0.0),
+            Duration::minutes(1),
+            "jitter never below half"
+        );
+    }
+
+    #[test]
     fn short_lived_certificates_do_not_renew_in_a_loop() {
         let t = fallback_threshold(6 * DAY, std::time::Duration::from_secs(30 * 86_400));
         assert_eq!(t, 2 * DAY);
+    }
+
+    mod plan {
+        use time::macros::datetime;
+
+        use super::super::*;
+        use crate::config::KeyType;
+        use crate::state::CertState;
+        use crate::store::CertInfo;
+
+        const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
+        const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+        fn config() -> CertificateConfig {
+            CertificateConfig {
+                name: "a".into(),
+                domains: vec!["a.example".into()],
+                ca: vec!["ca".into()],
+                solvers: vec!["web".into()],
+                key: KeyType::EcdsaP256,
+                reuse_key: false,
+                profile: None,
+                reload: vec![],
+                verify: vec![],
+                line: 1,
+            }
+        }
+
+        /// A 90-day certificate issued `age` days before NOW.
+        fn lineage(age: i64) -> Result<Option<Lineage>, String> {
+            let not_before = NOW - Duration::days(age);
+            Ok(Some(Lineage {
+                name: "a".into(),
+                version: 1,
+                dir: "/x".into(),
+                key_matches: true,
+                cert: CertInfo {
+                    serial: "abc".into(),
+                    not_before,
+                    not_after: not_before + Duration::days(90),
+                    domains: vec!["a.example".into()],
+                    key_type: Some(KeyType::EcdsaP256),
+                    ari_id: Some("k.s".into()),
+                    spki_der: vec![],
+                    der: vec![],
+                },
+            }))
+        }
+
+        fn state() -> CertState {
+            CertState {
+                serial: Some("abc".into()),
+                ..CertState::default()
+            }
+        }
+
+        fn plan_with(
+            lineage: &Result<Option<Lineage>, String>,
+            state: &CertState,
+            random: f64,
+        ) -> Plan {
+            let facts = Facts {
+                lineage,
+                state,
+                renew_before: 30 * DAY,
+                jitter: DAY,
+                now: NOW,
+            };
+            plan(&config(), &facts, random)
+        }
+
+        fn window(start_days: i64, end_days: i64) -> Option<Window> {
+            Some(Window {
+                start: NOW + Duration::days(start_days),
+                end: NOW + Duration::days(end_days),
+            })
+        }
+
+        #[test]
+        fn fallback_point_plus_jitter_is_picked_once_and_then_kept() {
+            let l = lineage(10);
+            let p = plan_with(&l, &state(), 0.5);
+            assert_eq!(p.at, NOW + Duration::days(50) + Duration::hours(12));
+            assert_eq!(p.chosen, Some(p.at));
+            let mut remembered = state();
+            remembered.next_renewal = p.chosen;
+            let again = plan_with(&l, &remembered, 0.9);
+            assert_eq!((again.at, again.chosen), (p.at, None));
+        }
+
+        #[test]
+        fn ari_window_in_the_future_gets_a_uniform_time_inside_it() {
+            let mut s = state();
+            s.ari_window = window(20, 22);
+            let p = plan_with(&lineage(10), &s, 0.25);
+            assert_eq!(p.at, NOW + Duration::days(20) + Duration::hours(12));
+            assert_eq!(p.reason, "inside ARI window");
+        }
+
+        #[test]
+        fn ari_window_in_the_past_or_revocation_means_now() {
+            let mut s = state();
+            s.ari_window = window(-2, -1);
+            assert_eq!(plan_with(&lineage(10), &s, 0.5).at, NOW);
+            let mut s = state();
+            s.revoked = true;
+            assert_eq!(plan_with(&lineage(10), &s, 0.5).reason, "revoked");
+        }
+
+        #[test]
+        fn state_about_an_older_certificate_is_ignored() {
+            let mut s = state();
+            s.serial = Some("old".into());
+            s.revoked = true;
+            s.ari_window = window(-2, -1);
+            let p = plan_with(&lineage(10), &s, 0.0);
+            assert_eq!(p.at, NOW + Duration::days(50));
+        }
+
+        #[test]
+        fn missing_or_nearly_expired_certificates_are_due_now() {
+            assert_eq!(plan_with(&Ok(None), &state(), 0.5).at, NOW);
+            let p = plan_with(&lineage(85), &state(), 0.5);
+            assert_eq!(
+                (p.at, p.reason.as_str()),
+                (NOW, "less than 1/10 of its lifetime left")
+            );
+        }
+
+        #[test]
+        fn backoff_delays_even_an_urgent_renewal() {
+            let mut s = state();
+            s.failures = 2;
+            s.retry_at = Some(NOW + Duration::minutes(2));
+            let p = plan_with(&Ok(None), &s, 0.5);
+            assert_eq!(p.at, NOW + Duration::minutes(2));
+            assert!(
+                p.reason.contains("retry after 2 failure(s)"),
+                "{}",
+                p.reason
+            );
+        }
+
+        #[test]
+        fn a_pending_forced_renewal_survives_restarts() {
+            let mut s = state();
+            s.force_pending = true;
+            assert_eq!(plan_with(&lineage(1), &s, 0.5).at, NOW);
+        }
     }
 }

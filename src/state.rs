@@ -26,8 +26,48 @@ pub struct CertState {
     pub ca: Option<String>,
     /// Solver that validated the live certificate.
     pub solver: Option<String>,
+    /// Serial of the live certificate the fields below were computed for; when
+    /// the live serial differs, they are stale and ignored.
+    pub serial: Option<String>,
     /// Last known ARI window.
     pub ari_window: Option<Window>,
+    /// When to ask the CA for the ARI window again.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ari_poll_at: Option<OffsetDateTime>,
+    /// The renewal time chosen (randomly, inside the ARI window or after the
+    /// fallback point), kept so a restart does not re-roll it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_renewal: Option<OffsetDateTime>,
+    /// The CA said (through ARI) that the certificate was revoked.
+    pub revoked: bool,
+    /// Consecutive failed attempts.
+    pub failures: u32,
+    /// Do not try again before this (backoff, Retry-After).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub retry_at: Option<OffsetDateTime>,
+    /// A forced renewal (SIGUSR1, `renew --force`) was requested and has not
+    /// succeeded yet; survives a crash so a restarted daemon finishes the job.
+    pub force_pending: bool,
+}
+
+impl CertState {
+    /// Forgets what was known about the previous certificate after a renewal.
+    pub fn renewed(&mut self, serial: &str) {
+        self.serial = Some(serial.to_owned());
+        self.ari_window = None;
+        self.ari_poll_at = None;
+        self.next_renewal = None;
+        self.revoked = false;
+        self.failures = 0;
+        self.retry_at = None;
+        self.force_pending = false;
+    }
+
+    /// Whether the per-certificate fields describe the live certificate `serial`.
+    #[must_use]
+    pub fn is_for(&self, serial: &str) -> bool {
+        self.serial.as_deref() == Some(serial)
+    }
 }
 
 /// The whole file.

@@ -2,7 +2,7 @@
 //! when it renews next, how the last attempt went, and whether it is healthy.
 //! Built from config + store + state; the daemon adds served checks and ARI.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -12,7 +12,7 @@ use crate::state::State;
 use crate::store::Store;
 
 /// One served-certificate check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Served {
     /// `host:port` checked.
     pub target: String,
@@ -21,7 +21,7 @@ pub struct Served {
 }
 
 /// The status of one configured certificate; field names are the JSON contract.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CertStatus {
     /// Configured name.
     pub name: String,
@@ -116,7 +116,18 @@ fn one(
     if let Ok(Some(lineage)) = &lineage {
         let c = &lineage.cert;
         let renew_before = config.daemon.renew_before.0;
-        let next = schedule::fallback_time(lineage, renew_before).max(now);
+        let facts = schedule::Facts {
+            lineage: &Ok(Some(lineage.clone())),
+            state: &remembered,
+            renew_before,
+            jitter: config.daemon.jitter.0,
+            now,
+        };
+        let next = schedule::plan(cert, &facts, 0.5).at.max(now);
+        status.revoked = remembered.revoked && remembered.is_for(&c.serial);
+        if status.revoked {
+            problems.push("revoked".to_owned());
+        }
         status.serial = Some(c.serial.clone());
         status.not_before = Some(rfc3339(c.not_before));
         status.not_after = Some(rfc3339(c.not_after));

@@ -59,19 +59,18 @@ pub async fn load_or_create(store: &Store, name: &str, ca: &CaConfig) -> Result<
     }
     let contact: Vec<&str> = ca.contact.iter().map(String::as_str).collect();
     let eab = external_account_key(ca).map_err(account_err)?;
-    let (account, credentials) = builder()
-        .map_err(acme)?
-        .create(
-            &NewAccount {
-                contact: &contact,
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            ca.directory.clone(),
-            eab.as_ref(),
-        )
-        .await
-        .map_err(acme)?;
+    let new_account = NewAccount {
+        contact: &contact,
+        terms_of_service_agreed: true,
+        only_return_existing: false,
+    };
+    let (account, credentials) = retry_bad_nonce!(
+        builder()
+            .map_err(acme)?
+            .create(&new_account, ca.directory.clone(), eab.as_ref())
+            .await
+    )
+    .map_err(acme)?;
     let stored = Stored {
         directory: ca.directory.clone(),
         credentials,

@@ -6,11 +6,37 @@
 //!
 //! [RFC 8555]: https://www.rfc-editor.org/rfc/rfc8555
 
+/// Re-runs an instant-acme call while the CA rejects its nonce.
+///
+/// instant-acme already retries a `badNonce` three times; a CA that rejects many
+/// nonces (Pebble's `PEBBLE_WFE_NONCEREJECT=50`) defeats that one time in eight
+/// per request, and an order makes about ten requests. Retrying each request
+/// here keeps a whole renewal from failing over one unlucky nonce.
+macro_rules! retry_bad_nonce {
+    ($call:expr) => {{
+        let mut attempts = 0;
+        loop {
+            match $call {
+                Err(e) if $crate::acme::is_bad_nonce(&e) && attempts < 10 => attempts += 1,
+                other => break other,
+            }
+        }
+    }};
+}
+
 mod account;
+mod ari;
 mod order;
 
 pub use account::load_or_create as account;
+pub use ari::{RenewalInfo, renewal_info};
 pub use order::{Order, generate_key, issue};
+
+/// Whether the CA rejected a request's anti-replay nonce (RFC 8555 §6.5).
+pub(crate) fn is_bad_nonce(e: &instant_acme::Error) -> bool {
+    matches!(e, instant_acme::Error::Api(p)
+        if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce"))
+}
 
 /// An ACME operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +86,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the CA could not be reached at all (as opposed to answering with
+    /// an error): a cached account's HTTP client is then rebuilt next time.
+    #[must_use]
+    pub fn is_transport(&self) -> bool {
+        matches!(
+            self,
+            Self::Acme {
+                source: instant_acme::Error::Hyper(_) | instant_acme::Error::Other(_),
+                ..
+            }
+        )
+    }
+
     /// Whether a different solver could succeed where this one failed.
     #[must_use]
     pub fn is_challenge_failure(&self) -> bool {

@@ -54,13 +54,13 @@ pub async fn issue(account: &Account, order: &Order<'_>, solver: &Solver) -> Res
     let mut presented = Vec::new();
     let result = async {
         authorize(&mut acme_order, order.ca, solver, &mut presented).await?;
-        match acme_order.poll_ready(&POLL).await.map_err(acme)? {
+        match retry_bad_nonce!(acme_order.poll_ready(&POLL).await).map_err(acme)? {
             OrderStatus::Ready => {}
             _ => return Err(validation_error(&mut acme_order, order.ca, solver).await),
         }
         let csr = csr(order.domains, order.key_pem)?;
-        acme_order.finalize_csr(&csr).await.map_err(acme)?;
-        acme_order.poll_certificate(&POLL).await.map_err(acme)
+        retry_bad_nonce!(acme_order.finalize_csr(&csr).await).map_err(acme)?;
+        retry_bad_nonce!(acme_order.poll_certificate(&POLL).await).map_err(acme)
     }
     .await;
     for token in presented {
@@ -84,7 +84,11 @@ async fn new_order(
         }
     };
     if let Some(replaces) = order.replaces.and_then(certificate_identifier) {
-        match account.new_order(&request().replaces(replaces)).await {
+        match retry_bad_nonce!(
+            account
+                .new_order(&request().replaces(replaces.clone()))
+                .await
+        ) {
             Ok(o) => return Ok(o),
             Err(e) => {
                 tracing::warn!(
@@ -94,16 +98,13 @@ async fn new_order(
             }
         }
     }
-    account
-        .new_order(&request())
-        .await
-        .map_err(|source| Error::Acme {
-            ca: order.ca.to_owned(),
-            source,
-        })
+    retry_bad_nonce!(account.new_order(&request()).await).map_err(|source| Error::Acme {
+        ca: order.ca.to_owned(),
+        source,
+    })
 }
 
-fn certificate_identifier(id: &str) -> Option<CertificateIdentifier<'static>> {
+pub(super) fn certificate_identifier(id: &str) -> Option<CertificateIdentifier<'static>> {
     let (aki, serial) = id.split_once('.')?;
     Some(CertificateIdentifier {
         authority_key_identifier: Cow::Owned(aki.to_owned()),
@@ -122,6 +123,7 @@ async fn authorize(
         ca: ca.to_owned(),
         source,
     };
+    fetch_authorizations(acme_order).await.map_err(acme)?;
     let mut authorizations = acme_order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let mut authz = authz.map_err(acme)?;
@@ -141,9 +143,26 @@ async fn authorize(
             .present(&token, challenge.key_authorization().as_str())
             .await?;
         presented.push(token);
-        challenge.set_ready().await.map_err(acme)?;
+        retry_bad_nonce!(challenge.set_ready().await).map_err(acme)?;
     }
     Ok(())
+}
+
+/// Fetches every authorization of the order. instant-acme caches the ones it got,
+/// so a pass that failed on a rejected nonce is simply repeated.
+async fn fetch_authorizations(
+    acme_order: &mut instant_acme::Order,
+) -> Result<(), instant_acme::Error> {
+    retry_bad_nonce!({
+        let mut authorizations = acme_order.authorizations();
+        let mut result = Ok(());
+        while let Some(authz) = authorizations.next().await {
+            if let Err(e) = authz {
+                result = Err(e);
+            }
+        }
+        result
+    })
 }
 
 /// Finds out which authorization failed and why, for a message that names the domain.
@@ -154,7 +173,9 @@ async fn validation_error(
 ) -> Error {
     let mut authorizations = acme_order.authorizations();
     while let Some(Ok(mut authz)) = authorizations.next().await {
-        if authz.refresh().await.is_err() || authz.status != AuthorizationStatus::Invalid {
+        if retry_bad_nonce!(authz.refresh().await).is_err()
+            || authz.status != AuthorizationStatus::Invalid
+        {
             continue;
         }
         let detail = authz

@@ -15,6 +15,8 @@ use clap::CommandFactory;
 pub use args::{Cli, Command};
 
 use crate::config::{self, Config};
+use crate::control::client::{Client, ConnectError};
+use crate::control::proto::Request;
 use crate::renew;
 use crate::state::State;
 use crate::status;
@@ -51,9 +53,12 @@ impl From<Exit> for ExitCode {
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::CheckConfig => Ok(check_config(&cli.config)),
-        Command::Status(args) => status(&cli.config, &args),
+        Command::Status(args) => status(&cli.config, &args).await,
         Command::Renew(args) => renew(&cli.config, &args).await,
-        Command::Run => anyhow::bail!("`renewd run` (the resident daemon) is not available yet"),
+        Command::Run => {
+            crate::daemon::run(&cli.config).await?;
+            Ok(Exit::Ok)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "renewd", &mut std::io::stdout());
             Ok(Exit::Ok)
@@ -69,8 +74,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
 #[must_use]
 pub fn exit_for(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
-        if cause.downcast_ref::<config::Error>().is_some() || cause.is::<UsageError>() {
+        if cause.is::<config::Error>()
+            || cause.is::<UsageError>()
+            || matches!(cause.downcast_ref(), Some(crate::daemon::Error::Config(_)))
+        {
             return Exit::Invalid;
+        }
+        match cause.downcast_ref::<ConnectError>() {
+            Some(ConnectError::NotRunning(_)) => return Exit::Unreachable,
+            Some(ConnectError::Denied(_)) => return Exit::Denied,
+            _ => {}
+        }
+        if cause.is::<Denied>() {
+            return Exit::Denied;
         }
         let io = cause.downcast_ref::<std::io::Error>().or_else(|| {
             match cause.downcast_ref::<store::Error>() {
@@ -104,32 +120,34 @@ fn check_config(path: &Path) -> Exit {
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<(Arc<Config>, Store)> {
+async fn status(path: &Path, args: &args::StatusArgs) -> anyhow::Result<Exit> {
     let config = Config::load(path)?;
-    let store = Store::open(&config.daemon.state_dir).with_context(|| {
-        format!(
-            "cannot open state directory {}",
-            config.daemon.state_dir.display()
-        )
-    })?;
-    Ok((Arc::new(config), store))
-}
-
-fn status(path: &Path, args: &args::StatusArgs) -> anyhow::Result<Exit> {
-    let (config, store) = load(path)?;
     unknown_names(&config, &args.names)?;
-    let state = State::load(&store);
-    let mut statuses = status::collect(&config, &store, &state, time::OffsetDateTime::now_utc());
-    if !args.names.is_empty() {
-        statuses.retain(|s| args.names.contains(&s.name));
-    }
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "certificates": statuses }))?;
-        writeln!(out)?;
-    } else {
-        write!(out, "{}", status::table(&statuses))?;
-    }
+    let statuses = match daemon_request(
+        &config,
+        &Request::Status {
+            names: args.names.clone(),
+        },
+    )
+    .await?
+    {
+        Some(mut client) => {
+            let reply = reply_ok(client.next().await?)?;
+            serde_json::from_value(reply["certificates"].clone())
+                .context("unexpected status reply from the daemon")?
+        }
+        None => {
+            let store = open_store(&config)?;
+            let state = State::load(&store);
+            let mut statuses =
+                status::collect(&config, &store, &state, time::OffsetDateTime::now_utc());
+            if !args.names.is_empty() {
+                statuses.retain(|s| args.names.contains(&s.name));
+            }
+            statuses
+        }
+    };
+    print_status(&statuses, args.json)?;
     Ok(if statuses.iter().all(|s| s.healthy) {
         Exit::Ok
     } else {
@@ -137,23 +155,80 @@ fn status(path: &Path, args: &args::StatusArgs) -> anyhow::Result<Exit> {
     })
 }
 
+fn print_status(statuses: &[status::CertStatus], json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "certificates": statuses }))?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", status::table(statuses))?;
+    }
+    Ok(())
+}
+
 async fn renew(path: &Path, args: &args::RenewArgs) -> anyhow::Result<Exit> {
-    let (config, store) = load(path)?;
+    let config = Config::load(path)?;
     unknown_names(&config, &args.names)?;
-    let (certs, force) = match &args.affected {
-        Some(file) => (affected(&config, &store, file)?, true),
-        None if args.names.is_empty() => (config.certificates.clone(), args.force),
-        None => (
-            config
-                .certificates
-                .iter()
-                .filter(|c| args.names.contains(&c.name))
-                .cloned()
-                .collect(),
-            args.force,
-        ),
+    let (names, force) = match &args.affected {
+        Some(file) => (affected(&config, &open_store(&config)?, file)?, true),
+        None => (args.names.clone(), args.force),
     };
-    let ctx = Arc::new(renew::Context::new(config, store));
+    if args.affected.is_some() && names.is_empty() {
+        println!("no configured certificate has a listed serial");
+        return Ok(Exit::Ok);
+    }
+    let request = Request::Renew {
+        names: names.clone(),
+        all: names.is_empty(),
+        force,
+        wait: !args.no_wait,
+    };
+    match daemon_request(&config, &request).await? {
+        Some(client) => renew_through_daemon(client, args.no_wait).await,
+        None if args.no_wait => {
+            Err(ConnectError::NotRunning(config.daemon.control_socket.display().to_string()).into())
+        }
+        None => renew_in_process(config, &names, force).await,
+    }
+}
+
+async fn renew_through_daemon(mut client: Client, no_wait: bool) -> anyhow::Result<Exit> {
+    let mut ok = true;
+    while let Some(line) = client.next().await? {
+        if let Some(name) = line.get("name").and_then(|n| n.as_str()) {
+            println!("{name}: {}", line["detail"].as_str().unwrap_or_default());
+            continue;
+        }
+        if no_wait {
+            let line = reply_ok(Some(line))?;
+            let queued: Vec<&str> = line["queued"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str())
+                .collect();
+            println!("queued: {}", queued.join(" "));
+            return Ok(Exit::Ok);
+        }
+        ok = line["ok"].as_bool().unwrap_or(false);
+        if let Some(error) = line["error"].as_str() {
+            reply_ok(Some(line.clone()))?;
+            eprintln!("renewd: {error}");
+        }
+        break;
+    }
+    Ok(if ok { Exit::Ok } else { Exit::Failed })
+}
+
+async fn renew_in_process(config: Config, names: &[String], force: bool) -> anyhow::Result<Exit> {
+    let store = open_store(&config)?;
+    let certs = config
+        .certificates
+        .iter()
+        .filter(|c| names.is_empty() || names.contains(&c.name))
+        .cloned()
+        .collect();
+    let ctx = Arc::new(renew::Context::new(Arc::new(config), store));
     let outcomes = ctx.renew_all(certs, force).await;
     for (name, outcome) in &outcomes {
         println!("{name}: {outcome}");
@@ -165,12 +240,50 @@ async fn renew(path: &Path, args: &args::RenewArgs) -> anyhow::Result<Exit> {
     })
 }
 
+/// Sends `request` to the running daemon; `None` when no daemon is running.
+async fn daemon_request(config: &Config, request: &Request) -> anyhow::Result<Option<Client>> {
+    match Client::connect(&config.daemon.control_socket).await {
+        Ok(mut client) => {
+            client.send(request).await?;
+            Ok(Some(client))
+        }
+        Err(ConnectError::NotRunning(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The daemon refused the request.
+#[derive(Debug, thiserror::Error)]
+#[error("daemon: permission denied")]
+struct Denied;
+
+/// Turns a daemon reply into an error unless it says `"ok": true`.
+fn reply_ok(reply: Option<serde_json::Value>) -> anyhow::Result<serde_json::Value> {
+    let reply = reply.context("the daemon closed the connection without replying")?;
+    if reply["ok"].as_bool() == Some(true) {
+        return Ok(reply);
+    }
+    let error = reply["error"]
+        .as_str()
+        .unwrap_or("unknown error")
+        .to_owned();
+    if error == "permission denied" {
+        return Err(Denied.into());
+    }
+    Err(anyhow::anyhow!("daemon: {error}"))
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.daemon.state_dir).with_context(|| {
+        format!(
+            "cannot open state directory {}",
+            config.daemon.state_dir.display()
+        )
+    })
+}
+
 /// The configured certificates whose live serial is listed in `file`.
-fn affected(
-    config: &Config,
-    store: &Store,
-    file: &Path,
-) -> anyhow::Result<Vec<config::CertificateConfig>> {
+fn affected(config: &Config, store: &Store, file: &Path) -> anyhow::Result<Vec<String>> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let serials: Vec<String> = text
@@ -189,7 +302,7 @@ fn affected(
                 .flatten()
                 .is_some_and(|l| serials.contains(&l.cert.serial))
         })
-        .cloned()
+        .map(|c| c.name.clone())
         .collect())
 }
 

@@ -1,0 +1,282 @@
+//! The daemon side of the control socket.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::unistd::{Gid, Group, Uid, User};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::proto::{MAX_REQUEST, Request};
+use crate::daemon::Event;
+use crate::renew::Context;
+use crate::status;
+
+/// The socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another daemon answers on the socket.
+    #[error("{}: another renewd is already running", path.display())]
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Binding or setting permissions failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `control_group` does not exist.
+    #[error("daemon.control_group: no group named {0:?}")]
+    NoGroup(String),
+}
+
+/// Who may talk to the daemon besides root.
+#[derive(Debug, Clone, Copy)]
+struct Access {
+    own_uid: Uid,
+    group: Option<Gid>,
+}
+
+impl Access {
+    fn allows(self, uid: u32, gid: u32) -> bool {
+        let uid = Uid::from_raw(uid);
+        if uid.is_root() || uid == self.own_uid {
+            return true;
+        }
+        let Some(group) = self.group else {
+            return false;
+        };
+        if Gid::from_raw(gid) == group {
+            return true;
+        }
+        // Supplementary groups of the peer's user.
+        User::from_uid(uid).ok().flatten().is_some_and(|user| {
+            std::ffi::CString::new(user.name)
+                .ok()
+                .and_then(|name| nix::unistd::getgrouplist(&name, user.gid).ok())
+                .is_some_and(|groups| groups.contains(&group))
+        })
+    }
+}
+
+/// A bound control socket.
+#[derive(Debug)]
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    access: Access,
+}
+
+impl Server {
+    /// Binds `path` (mode 0660, group `control_group`), replacing a stale socket
+    /// left by a crash but refusing to steal one a live daemon answers on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error`] naming the path or group.
+    pub async fn bind(path: &Path, control_group: Option<&str>) -> Result<Self, Error> {
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let group = control_group
+            .map(|name| match Group::from_name(name) {
+                Ok(Some(g)) => Ok(g.gid),
+                _ => Err(Error::NoGroup(name.to_owned())),
+            })
+            .transpose()?;
+        if path.exists() {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(Error::InUse {
+                    path: path.to_owned(),
+                });
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+        if let Some(gid) = group {
+            nix::unistd::chown(path, None, Some(gid)).map_err(|e| io(e.into()))?;
+        }
+        Ok(Self {
+            listener,
+            path: path.to_owned(),
+            access: Access {
+                own_uid: Uid::effective(),
+                group,
+            },
+        })
+    }
+
+    /// Serves clients until `cancel`, then removes the socket file.
+    pub async fn serve(
+        self,
+        events: mpsc::Sender<Event>,
+        context: watch::Receiver<Arc<Context>>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let stream = tokio::select! {
+                () = cancel.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        warn!("control socket: accept failed: {e}");
+                        continue;
+                    }
+                },
+            };
+            let (events, context, access) = (events.clone(), context.clone(), self.access);
+            tokio::spawn(async move {
+                if let Err(e) = handle(stream, access, events, context).await {
+                    debug!("control client: {e}");
+                }
+            });
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn handle(
+    stream: UnixStream,
+    access: Access,
+    events: mpsc::Sender<Event>,
+    context: watch::Receiver<Arc<Context>>,
+) -> std::io::Result<()> {
+    let cred = stream.peer_cred()?;
+    let (read, mut write) = stream.into_split();
+    if !access.allows(cred.uid(), cred.gid()) {
+        warn!(
+            uid = cred.uid(),
+            pid = cred.pid(),
+            "control socket: permission denied"
+        );
+        return send(
+            &mut write,
+            &json!({"ok": false, "error": "permission denied"}),
+        )
+        .await;
+    }
+    let mut reader = BufReader::new(read).take(MAX_REQUEST as u64 + 1);
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    if line.len() > MAX_REQUEST {
+        return send(
+            &mut write,
+            &json!({"ok": false, "error": "request larger than 64 KiB"}),
+        )
+        .await;
+    }
+    let request = match serde_json::from_str::<Request>(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            return send(
+                &mut write,
+                &json!({"ok": false, "error": format!("malformed request: {e}")}),
+            )
+            .await;
+        }
+    };
+    match request {
+        Request::Status { names } => {
+            let ctx = context.borrow().clone();
+            let reply = status_reply(&ctx, &names).await;
+            send(&mut write, &reply).await
+        }
+        Request::ReloadConfig => {
+            let (tx, rx) = oneshot::channel();
+            let _ = events.send(Event::Reload(Some(tx))).await;
+            let reply = match rx.await {
+                Ok(Ok(())) => json!({"ok": true}),
+                Ok(Err(e)) => json!({"ok": false, "error": e}),
+                Err(_) => json!({"ok": false, "error": "daemon is shutting down"}),
+            };
+            send(&mut write, &reply).await
+        }
+        Request::Renew {
+            names,
+            all,
+            force,
+            wait,
+        } => renew(&mut write, &events, names, all, force, wait).await,
+    }
+}
+
+async fn status_reply(ctx: &Context, names: &[String]) -> serde_json::Value {
+    let state = ctx.state().lock().await.clone();
+    let mut statuses = status::collect(
+        &ctx.config,
+        &ctx.store,
+        &state,
+        time::OffsetDateTime::now_utc(),
+    );
+    if !names.is_empty() {
+        statuses.retain(|s| names.contains(&s.name));
+    }
+    json!({"ok": true, "certificates": statuses})
+}
+
+async fn renew(
+    write: &mut (impl AsyncWriteExt + Unpin),
+    events: &mpsc::Sender<Event>,
+    names: Vec<String>,
+    all: bool,
+    force: bool,
+    wait: bool,
+) -> std::io::Result<()> {
+    let (tx, rx) = oneshot::channel();
+    let _ = events
+        .send(Event::Renew {
+            names: if all { Vec::new() } else { names },
+            force,
+            reply: tx,
+        })
+        .await;
+    let pending = match rx.await {
+        Ok(Ok(pending)) => pending,
+        Ok(Err(e)) => return send(write, &json!({"ok": false, "error": e})).await,
+        Err(_) => {
+            return send(
+                write,
+                &json!({"ok": false, "error": "daemon is shutting down"}),
+            )
+            .await;
+        }
+    };
+    if !wait {
+        let queued: Vec<&str> = pending.iter().map(|(name, _)| name.as_str()).collect();
+        return send(write, &json!({"ok": true, "queued": queued})).await;
+    }
+    let mut ok = true;
+    for (name, done) in pending {
+        let event = done.await.unwrap_or_else(|_| super::proto::RenewEvent {
+            event: "failed".to_owned(),
+            name,
+            detail: "failed: daemon stopped before the renewal finished".to_owned(),
+        });
+        ok &= event.event != "failed";
+        send(write, &serde_json::to_value(&event).unwrap_or_default()).await?;
+    }
+    send(write, &json!({"ok": ok})).await
+}
+
+async fn send(
+    write: &mut (impl AsyncWriteExt + Unpin),
+    value: &serde_json::Value,
+) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    write.write_all(&line).await
+}

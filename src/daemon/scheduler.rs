@@ -1,0 +1,596 @@
+//! The resident scheduler: one loop that owns every per-certificate decision.
+//!
+//! It sleeps until the earliest of: a planned renewal, an ARI poll, a pending
+//! state save, the watchdog — or until an [`Event`] arrives or a renewal or poll
+//! finishes. There is no fixed polling period. Renewals run as tasks bounded by
+//! `daemon.max_concurrent`; a certificate already renewing is never started
+//! twice, which is what makes repeated SIGUSR1 harmless.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use super::Event;
+use crate::acme::{self, RenewalInfo};
+use crate::config::Config;
+use crate::control::proto::RenewEvent;
+use crate::renew::{Context, Outcome};
+use crate::schedule::{self, Facts, Plan};
+use crate::store::Store;
+use crate::systemd::notify;
+
+/// How long in-flight renewals may finish after SIGTERM before they are abandoned.
+const DRAIN: StdDuration = StdDuration::from_secs(5);
+/// Coalesces state writes during a mass renewal.
+const SAVE_DELAY: StdDuration = StdDuration::from_secs(1);
+/// Never poll ARI more often than this, whatever Retry-After says.
+const MIN_ARI_INTERVAL: StdDuration = StdDuration::from_secs(60);
+
+type PollResult = (String, String, Result<RenewalInfo, acme::Error>);
+
+/// What the scheduler knows about one certificate between decisions.
+#[derive(Debug, Default)]
+struct Entry {
+    plan: Option<Plan>,
+    serial: Option<String>,
+    ari_id: Option<String>,
+    ari_poll_at: Option<OffsetDateTime>,
+    ari_failures: u32,
+    running: bool,
+    polling: bool,
+}
+
+pub(super) struct Scheduler {
+    config_path: PathBuf,
+    ctx: Arc<Context>,
+    ctx_tx: watch::Sender<Arc<Context>>,
+    entries: HashMap<String, Entry>,
+    permits: Arc<Semaphore>,
+    renewals: JoinSet<(String, Outcome)>,
+    polls: JoinSet<PollResult>,
+    waiters: HashMap<String, Vec<oneshot::Sender<RenewEvent>>>,
+    save_at: Option<Instant>,
+}
+
+impl Scheduler {
+    pub(super) fn new(
+        config_path: PathBuf,
+        ctx: Arc<Context>,
+        ctx_tx: watch::Sender<Arc<Context>>,
+    ) -> Self {
+        Self {
+            config_path,
+            permits: Arc::new(Semaphore::new(ctx.config.daemon.max_concurrent)),
+            ctx,
+            ctx_tx,
+            entries: HashMap::new(),
+            renewals: JoinSet::new(),
+            polls: JoinSet::new(),
+            waiters: HashMap::new(),
+            save_at: None,
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+
+    pub(super) async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        self.replan_all().await;
+        self.save_state().await;
+        let status = self.status_line().await;
+        info!(
+            certificates = self.entries.len(),
+            "renewd started: {status}"
+        );
+        notify::ready(&status);
+        let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
+        loop {
+            self.start_due();
+            let wake = self.next_wake();
+            tokio::select! {
+                event = events.recv() => match event {
+                    None | Some(Event::Shutdown) => break,
+                    Some(event) => self.handle(event).await,
+                },
+                Some(done) = self.renewals.join_next() => match done {
+                    Ok((name, outcome)) => self.finished(name, outcome).await,
+                    Err(e) => error!("renewal task failed: {e}"),
+                },
+                Some(done) = self.polls.join_next() => match done {
+                    Ok(result) => self.polled(result).await,
+                    Err(e) => error!("ARI poll task failed: {e}"),
+                },
+                () = tokio::time::sleep_until(wake) => {}
+                () = tick(&mut watchdog) => notify::watchdog(),
+            }
+            if self.save_at.is_some_and(|at| at <= Instant::now()) {
+                self.save_state().await;
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Starts every renewal and ARI poll whose time has come.
+    fn start_due(&mut self) {
+        let now = OffsetDateTime::now_utc();
+        let mut renew = Vec::new();
+        let mut poll = Vec::new();
+        for (name, entry) in &self.entries {
+            if entry.running {
+                continue;
+            }
+            if let Some(plan) = entry.plan.as_ref().filter(|p| p.at <= now) {
+                renew.push((name.clone(), plan.reason.clone()));
+            } else if !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now) {
+                poll.push(name.clone());
+            }
+        }
+        for (name, reason) in renew {
+            self.start_renewal(&name, &reason);
+        }
+        for name in poll {
+            self.start_poll(&name);
+        }
+    }
+
+    /// The earliest instant anything is planned.
+    fn next_wake(&self) -> Instant {
+        let now = OffsetDateTime::now_utc();
+        let earliest = self
+            .entries
+            .values()
+            .filter(|e| !e.running)
+            .flat_map(|e| {
+                let plan = e.plan.as_ref().map(|p| p.at);
+                let poll = e.ari_poll_at.filter(|_| !e.polling);
+                plan.into_iter().chain(poll)
+            })
+            .min();
+        let cap = self.config().daemon.check_interval.0;
+        let until = earliest.map_or(cap, |at| {
+            StdDuration::try_from(at - now)
+                .unwrap_or(StdDuration::ZERO)
+                .min(cap)
+        });
+        let wake = Instant::now() + until;
+        self.save_at.map_or(wake, |save| save.min(wake))
+    }
+
+    fn start_renewal(&mut self, name: &str, reason: &str) {
+        let Some(cert) = self.config().certificate(name).cloned() else {
+            return;
+        };
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        entry.running = true;
+        let ctx = Arc::clone(&self.ctx);
+        let permits = Arc::clone(&self.permits);
+        let max = self.config().daemon.max_concurrent;
+        let reason = reason.to_owned();
+        self.renewals.spawn(async move {
+            let _permit = Arc::clone(&permits).acquire_owned().await;
+            let in_flight = max.saturating_sub(permits.available_permits());
+            info!(cert_name = %cert.name, in_flight, reason, "order started");
+            let outcome = ctx.renew_now(&cert, &reason).await;
+            (cert.name, outcome)
+        });
+    }
+
+    fn start_poll(&mut self, name: &str) {
+        let (Some(cert), Some(entry)) = (
+            self.config().certificate(name).cloned(),
+            self.entries.get_mut(name),
+        ) else {
+            return;
+        };
+        let (Some(ari_id), Some(serial)) = (entry.ari_id.clone(), entry.serial.clone()) else {
+            return;
+        };
+        entry.polling = true;
+        let ctx = Arc::clone(&self.ctx);
+        self.polls.spawn(async move {
+            let result = ctx.renewal_info(&cert, &ari_id).await;
+            (cert.name, serial, result)
+        });
+    }
+
+    async fn finished(&mut self, name: String, outcome: Outcome) {
+        let event = match &outcome {
+            Outcome::Renewed { .. } => "renewed",
+            Outcome::Failed(_) => "failed",
+            Outcome::NotDue { .. } => "not-due",
+        };
+        for waiter in self.waiters.remove(&name).unwrap_or_default() {
+            let _ = waiter.send(RenewEvent {
+                event: event.to_owned(),
+                name: name.clone(),
+                detail: outcome.to_string(),
+            });
+        }
+        if let Some(entry) = self.entries.get_mut(&name) {
+            entry.running = false;
+            self.replan(&name).await;
+            self.schedule_save();
+            notify::status(&self.status_line().await);
+        }
+    }
+
+    async fn polled(&mut self, (name, serial, result): PollResult) {
+        let now = OffsetDateTime::now_utc();
+        let check_interval = self.config().daemon.check_interval.0;
+        let Some(entry) = self.entries.get_mut(&name) else {
+            return;
+        };
+        entry.polling = false;
+        let state = Arc::clone(self.ctx.state());
+        let mut state = state.lock().await;
+        let cs = state.entry(&name);
+        if !cs.is_for(&serial) {
+            return;
+        }
+        let next = match result {
+            Ok(RenewalInfo::Window(window, retry_after)) => {
+                entry.ari_failures = 0;
+                let lineage_mid = self
+                    .ctx
+                    .store
+                    .lineage(&name)
+                    .ok()
+                    .flatten()
+                    .map(|l| l.cert.not_before + l.cert.lifetime() / 2);
+                // A window that has passed before the middle of the lifetime is the
+                // CA asking for early replacement: a revocation (RFC 9773 §4.2).
+                if window.end <= now
+                    && lineage_mid.is_some_and(|mid| window.end < mid)
+                    && !cs.revoked
+                {
+                    warn!(cert_name = %name, renewd_event = "revoked-detected", serial,
+                        "CA moved the renewal window into the past: certificate revoked, renewing now");
+                    cs.revoked = true;
+                }
+                cs.ari_window = Some(window);
+                now + retry_after.clamp(MIN_ARI_INTERVAL, check_interval.max(MIN_ARI_INTERVAL))
+            }
+            Ok(RenewalInfo::Unsupported) => now + check_interval,
+            Err(e) => {
+                entry.ari_failures += 1;
+                warn!(cert_name = %name, "ARI poll failed: {e}");
+                now + schedule::backoff(
+                    entry.ari_failures,
+                    check_interval,
+                    rand::random_range(0.5..=1.0),
+                )
+            }
+        };
+        cs.ari_poll_at = Some(next);
+        drop(state);
+        self.replan(&name).await;
+        self.schedule_save();
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Shutdown => {}
+            Event::RenewAll => {
+                let names: Vec<String> = self
+                    .config()
+                    .certificates
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect();
+                info!(
+                    renewd_event = "renew-all",
+                    certificates = names.len(),
+                    "forced renewal of every certificate"
+                );
+                self.force(&names).await;
+            }
+            Event::Renew {
+                names,
+                force,
+                reply,
+            } => {
+                let result = self.renew_request(names, force).await;
+                let _ = reply.send(result);
+            }
+            Event::Reload(reply) => {
+                let result = self.reload().await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    /// Marks `names` as forced (persisted first, so a crash does not forget the
+    /// job) and starts those not already renewing.
+    async fn force(&mut self, names: &[String]) {
+        {
+            let mut state = self.ctx.state().lock().await;
+            for name in names {
+                state.entry(name).force_pending = true;
+            }
+        }
+        self.save_state().await;
+        for name in names {
+            if self.entries.get(name).is_some_and(|e| !e.running) {
+                self.start_renewal(name, "forced");
+            }
+        }
+    }
+
+    async fn renew_request(
+        &mut self,
+        names: Vec<String>,
+        force: bool,
+    ) -> Result<Vec<(String, oneshot::Receiver<RenewEvent>)>, String> {
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| self.config().certificate(n).is_none())
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!("no certificate named {}", unknown.join(", ")));
+        }
+        let names = if names.is_empty() {
+            self.config()
+                .certificates
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
+        } else {
+            names
+        };
+        if force {
+            self.force(&names).await;
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut pending = Vec::with_capacity(names.len());
+        for name in names {
+            let (tx, rx) = oneshot::channel();
+            let entry = &self.entries[&name];
+            match entry.plan.as_ref() {
+                _ if entry.running => self.waiters.entry(name.clone()).or_default().push(tx),
+                Some(plan) if plan.at <= now => {
+                    let reason = plan.reason.clone();
+                    self.start_renewal(&name, &reason);
+                    self.waiters.entry(name.clone()).or_default().push(tx);
+                }
+                plan => {
+                    let at = plan.map_or(now, |p| p.at);
+                    let _ = tx.send(RenewEvent {
+                        event: "not-due".to_owned(),
+                        name: name.clone(),
+                        detail: Outcome::NotDue { at }.to_string(),
+                    });
+                }
+            }
+            pending.push((name, rx));
+        }
+        Ok(pending)
+    }
+
+    /// Re-reads the config; an invalid one is reported and the old one kept.
+    async fn reload(&mut self) -> Result<(), String> {
+        notify::reloading();
+        let result = self.try_reload().await;
+        if let Err(e) = &result {
+            error!(
+                renewd_event = "config-invalid",
+                "config reload failed, keeping the running config: {e}"
+            );
+        }
+        notify::ready(&self.status_line().await);
+        result
+    }
+
+    async fn try_reload(&mut self) -> Result<(), String> {
+        let config = Arc::new(Config::load(&self.config_path).map_err(|e| e.to_string())?);
+        let old = &self.ctx.config.daemon;
+        if config.daemon.control_socket != old.control_socket
+            || config.daemon.control_group != old.control_group
+        {
+            warn!("daemon.control_socket / control_group changes take effect at the next restart");
+        }
+        let ctx = if config.daemon.state_dir == old.state_dir {
+            Context::with_state(
+                Arc::clone(&config),
+                self.ctx.store.clone(),
+                Arc::clone(self.ctx.state()),
+            )
+        } else {
+            let store = Store::open(&config.daemon.state_dir).map_err(|e| e.to_string())?;
+            Context::new(Arc::clone(&config), store)
+        };
+        if config.daemon.max_concurrent != old.max_concurrent {
+            self.permits = Arc::new(Semaphore::new(config.daemon.max_concurrent));
+        }
+        let before = self.entries.len();
+        self.entries
+            .retain(|name, _| config.certificate(name).is_some());
+        let removed = before - self.entries.len();
+        let added = config
+            .certificates
+            .iter()
+            .filter(|c| !self.entries.contains_key(&c.name))
+            .count();
+        self.ctx = Arc::new(ctx);
+        let _ = self.ctx_tx.send(Arc::clone(&self.ctx));
+        self.replan_all().await;
+        self.save_state().await;
+        info!(
+            renewd_event = "config-reloaded",
+            added, removed, "config reloaded"
+        );
+        Ok(())
+    }
+
+    async fn replan_all(&mut self) {
+        let names: Vec<String> = self
+            .config()
+            .certificates
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        for name in names {
+            self.entries.entry(name.clone()).or_default();
+            self.replan(&name).await;
+        }
+    }
+
+    /// Re-reads `live/<name>` and decides anew when to renew and poll it.
+    async fn replan(&mut self, name: &str) {
+        let Some(cert) = self.ctx.config.certificate(name) else {
+            return;
+        };
+        let now = OffsetDateTime::now_utc();
+        let lineage = self.ctx.store.lineage(name).map_err(|e| e.to_string());
+        let live = lineage.as_ref().ok().and_then(Option::as_ref);
+        let serial = live.map(|l| l.cert.serial.clone());
+        let ari_id = live.and_then(|l| l.cert.ari_id.clone());
+        let state = Arc::clone(self.ctx.state());
+        let mut state = state.lock().await;
+        let cs = state.entry(name);
+        if let Some(serial) = &serial {
+            if !cs.is_for(serial) {
+                // Renewed behind our back (one-shot run, crash before a save):
+                // what we knew is about another certificate.
+                cs.renewed(serial);
+            }
+        }
+        let daemon = &self.ctx.config.daemon;
+        let facts = Facts {
+            lineage: &lineage,
+            state: cs,
+            renew_before: daemon.renew_before.0,
+            jitter: daemon.jitter.0,
+            now,
+        };
+        let plan = schedule::plan(cert, &facts, rand::random());
+        if let Some(chosen) = plan.chosen {
+            cs.next_renewal = Some(chosen);
+            self.save_at
+                .get_or_insert_with(|| Instant::now() + SAVE_DELAY);
+        }
+        let ari_poll_at = ari_id.as_ref().map(|_| cs.ari_poll_at.unwrap_or(now));
+        drop(state);
+        let entry = self.entries.entry(name.to_owned()).or_default();
+        entry.plan = Some(plan);
+        entry.serial = serial;
+        entry.ari_id = ari_id;
+        entry.ari_poll_at = ari_poll_at;
+    }
+
+    fn schedule_save(&mut self) {
+        self.save_at
+            .get_or_insert_with(|| Instant::now() + SAVE_DELAY);
+    }
+
+    async fn save_state(&mut self) {
+        self.save_at = None;
+        let state = self.ctx.state().lock().await;
+        if let Err(e) = state.save(&self.ctx.store) {
+            warn!("cannot save state: {e}");
+        }
+    }
+
+    /// `N certificates, next: NAME in 21d 3h[, K renewing][, F failing]`.
+    async fn status_line(&self) -> String {
+        let now = OffsetDateTime::now_utc();
+        let next = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.running)
+            .filter_map(|(name, e)| e.plan.as_ref().map(|p| (p.at, name)))
+            .min();
+        let mut line = format!("{} certificates", self.entries.len());
+        if let Some((at, name)) = next {
+            line.push_str(&format!(", next: {name} in {}", human(at - now)));
+        }
+        let renewing = self.entries.values().filter(|e| e.running).count();
+        if renewing > 0 {
+            line.push_str(&format!(", {renewing} renewing"));
+        }
+        let state = self.ctx.state().lock().await;
+        let failing = self
+            .entries
+            .keys()
+            .filter(|n| state.certificates.get(*n).is_some_and(|s| s.failures > 0))
+            .count();
+        if failing > 0 {
+            line.push_str(&format!(", {failing} failing"));
+        }
+        line
+    }
+
+    async fn shutdown(mut self) {
+        notify::stopping();
+        info!(in_flight = self.renewals.len(), "stopping");
+        let drained = tokio::time::timeout(DRAIN, async {
+            while let Some(done) = self.renewals.join_next().await {
+                if let Ok((name, outcome)) = done {
+                    info!(cert_name = %name, "finished before stop: {outcome}");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            // Publishing has no await point, so aborting never splits a store write.
+            warn!(
+                abandoned = self.renewals.len(),
+                "abandoning renewals still in flight"
+            );
+            self.renewals.abort_all();
+        }
+        self.polls.abort_all();
+        self.save_state().await;
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// `21d 3h`, `3h 5m`, `5m`, `now`.
+fn human(d: time::Duration) -> String {
+    let secs = d.whole_seconds();
+    if secs <= 0 {
+        return "now".to_owned();
+    }
+    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (days, hours) {
+        (0, 0) => format!("{}m", minutes.max(1)),
+        (0, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(
+            human(time::Duration::seconds(21 * 86_400 + 3 * 3600 + 59)),
+            "21d 3h"
+        );
+        assert_eq!(human(time::Duration::seconds(3 * 3600 + 5 * 60)), "3h 5m");
+        assert_eq!(human(time::Duration::seconds(20)), "1m");
+        assert_eq!(human(time::Duration::seconds(-5)), "now");
+    }
+}
