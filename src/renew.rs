@@ -228,12 +228,14 @@ impl Context {
             replaces: lineage.and_then(|l| l.cert.ari_id.as_deref()),
             key_pem,
         };
+        let replaces = order.replaces.unwrap_or("-");
         for solver_name in &cert.solvers {
             let Some(solver) = self.solvers.get(solver_name) else {
                 continue;
             };
             match acme::issue(&account, &order, &solver).await {
                 Ok(fullchain) => {
+                    info!(ca, solver = solver_name, replaces, "certificate issued");
                     return Some(self.publish(cert, ca, solver_name, fullchain, key_pem));
                 }
                 Err(e) => {
@@ -301,7 +303,16 @@ impl Context {
         lineage: Option<&Lineage>,
         urgent: &Option<Urgent>,
     ) -> Result<String, acme::Error> {
+        // A revoked certificate's key may be why it was revoked (keyCompromise).
+        let revoked = self
+            .state
+            .lock()
+            .await
+            .certificates
+            .get(&cert.name)
+            .is_some_and(|s| s.revoked);
         let reusable = cert.reuse_key
+            && !revoked
             && urgent.is_none()
             && lineage.is_some_and(|l| l.key_matches && l.cert.key_type == Some(cert.key));
         if reusable {
@@ -350,6 +361,44 @@ impl Context {
         if e.is_transport() {
             self.accounts.lock().await.remove(ca);
         }
+    }
+
+    /// Revokes the live certificate of `cert` with the account of the CA that
+    /// issued it.
+    ///
+    /// # Errors
+    ///
+    /// [`acme::Error`] when there is no live certificate or the CA refuses.
+    pub async fn revoke(
+        &self,
+        cert: &CertificateConfig,
+        reason: Option<instant_acme::RevocationReason>,
+    ) -> Result<String, acme::Error> {
+        let lineage = self
+            .store
+            .lineage(&cert.name)
+            .map_err(|e| acme::Error::Key(e.to_string()))?
+            .ok_or_else(|| acme::Error::Key(format!("{}: no certificate to revoke", cert.name)))?;
+        let ca = self.issuer(cert).await;
+        let account = self.account(&ca).await?;
+        acme::revoke(&account, &ca, &lineage.cert.der, reason).await?;
+        warn!(cert_name = %cert.name, renewd_event = "revoked", serial = %lineage.cert.serial, "certificate revoked");
+        Ok(lineage.cert.serial)
+    }
+
+    /// The CA that issued the live certificate, else the first configured one.
+    async fn issuer(&self, cert: &CertificateConfig) -> String {
+        let issuer = self
+            .state
+            .lock()
+            .await
+            .certificates
+            .get(&cert.name)
+            .and_then(|s| s.ca.clone());
+        issuer
+            .filter(|ca| self.config.cas.contains_key(ca))
+            .or_else(|| cert.ca.first().cloned())
+            .unwrap_or_default()
     }
 
     async fn account(&self, ca: &str) -> Result<Account, acme::Error> {

@@ -1,4 +1,5 @@
-//! ACME Renewal Information ([RFC 9773]): the CA's suggested renewal window.
+//! ACME Renewal Information ([RFC 9773]): the CA's suggested renewal window;
+//! and revocation, which is how that window is made to move.
 //!
 //! [RFC 9773]: https://www.rfc-editor.org/rfc/rfc9773
 
@@ -42,4 +43,28 @@ pub async fn renewal_info(account: &Account, ca: &str, ari_id: &str) -> Result<R
             source,
         }),
     }
+}
+
+/// Revokes the certificate `der` ([RFC 8555 §7.6]) with the account that ordered it.
+///
+/// # Errors
+///
+/// [`Error::Acme`] when the CA refuses or cannot be reached.
+///
+/// [RFC 8555 §7.6]: https://www.rfc-editor.org/rfc/rfc8555#section-7.6
+pub async fn revoke(
+    account: &Account,
+    ca: &str,
+    der: &[u8],
+    reason: Option<instant_acme::RevocationReason>,
+) -> Result<(), Error> {
+    let certificate = rustls_pki_types::CertificateDer::from(der);
+    let request = instant_acme::RevocationRequest {
+        certificate: &certificate,
+        reason,
+    };
+    retry_bad_nonce!(account.revoke(&request).await).map_err(|source| Error::Acme {
+        ca: ca.to_owned(),
+        source,
+    })
 }

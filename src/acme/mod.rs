@@ -29,7 +29,7 @@ mod ari;
 mod order;
 
 pub use account::load_or_create as account;
-pub use ari::{RenewalInfo, renewal_info};
+pub use ari::{RenewalInfo, renewal_info, revoke};
 pub use order::{Order, generate_key, issue};
 
 /// Whether the CA rejected a request's anti-replay nonce (RFC 8555 §6.5).

@@ -5,7 +5,7 @@
 pub mod args;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -55,6 +55,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::CheckConfig => Ok(check_config(&cli.config)),
         Command::Status(args) => status(&cli.config, &args).await,
         Command::Renew(args) => renew(&cli.config, &args).await,
+        Command::Revoke { name, reason } => revoke(&cli.config, &name, reason).await,
         Command::Run => {
             crate::daemon::run(&cli.config).await?;
             Ok(Exit::Ok)
@@ -121,22 +122,21 @@ fn check_config(path: &Path) -> Exit {
 }
 
 async fn status(path: &Path, args: &args::StatusArgs) -> anyhow::Result<Exit> {
-    let config = Config::load(path)?;
-    unknown_names(&config, &args.names)?;
-    let statuses = match daemon_request(
-        &config,
-        &Request::Status {
-            names: args.names.clone(),
-        },
-    )
-    .await?
-    {
+    let (config, socket) = config_or_daemon(path).await?;
+    if let Some(config) = &config {
+        unknown_names(config, &args.names)?;
+    }
+    let request = Request::Status {
+        names: args.names.clone(),
+    };
+    let statuses = match daemon_request(&socket, &request).await? {
         Some(mut client) => {
             let reply = reply_ok(client.next().await?)?;
             serde_json::from_value(reply["certificates"].clone())
                 .context("unexpected status reply from the daemon")?
         }
         None => {
+            let config = config.ok_or(ConnectError::NotRunning(socket.display().to_string()))?;
             let store = open_store(&config)?;
             let state = State::load(&store);
             let mut statuses =
@@ -155,6 +155,32 @@ async fn status(path: &Path, args: &args::StatusArgs) -> anyhow::Result<Exit> {
     })
 }
 
+/// Loads the config and finds the control socket. When the file on disk is
+/// invalid (an edit in progress) but a daemon still runs on the last valid one,
+/// the daemon is used, with a warning: `status` must keep working then.
+///
+/// # Errors
+///
+/// The config error when the file is invalid and no daemon answers.
+async fn config_or_daemon(path: &Path) -> anyhow::Result<(Option<Config>, PathBuf)> {
+    let error = match Config::load(path) {
+        Ok(config) => {
+            let socket = config.daemon.control_socket.clone();
+            return Ok((Some(config), socket));
+        }
+        Err(e) => e,
+    };
+    let socket = config::control_socket_lenient(path);
+    if Client::connect(&socket).await.is_ok() {
+        eprintln!(
+            "renewd: warning: {error}
+renewd: asking the running daemon, which keeps its last valid config"
+        );
+        return Ok((None, socket));
+    }
+    Err(error.into())
+}
+
 fn print_status(statuses: &[status::CertStatus], json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
@@ -167,11 +193,16 @@ fn print_status(statuses: &[status::CertStatus], json: bool) -> anyhow::Result<(
 }
 
 async fn renew(path: &Path, args: &args::RenewArgs) -> anyhow::Result<Exit> {
-    let config = Config::load(path)?;
-    unknown_names(&config, &args.names)?;
-    let (names, force) = match &args.affected {
-        Some(file) => (affected(&config, &open_store(&config)?, file)?, true),
-        None => (args.names.clone(), args.force),
+    let (config, socket) = config_or_daemon(path).await?;
+    if let Some(config) = &config {
+        unknown_names(config, &args.names)?;
+    }
+    let (names, force) = match (&args.affected, &config) {
+        (Some(file), Some(config)) => (affected(config, &open_store(config)?, file)?, true),
+        (Some(_), None) => {
+            anyhow::bail!("--affected needs a valid config to find the certificates")
+        }
+        (None, _) => (args.names.clone(), args.force),
     };
     if args.affected.is_some() && names.is_empty() {
         println!("no configured certificate has a listed serial");
@@ -183,12 +214,10 @@ async fn renew(path: &Path, args: &args::RenewArgs) -> anyhow::Result<Exit> {
         force,
         wait: !args.no_wait,
     };
-    match daemon_request(&config, &request).await? {
-        Some(client) => renew_through_daemon(client, args.no_wait).await,
-        None if args.no_wait => {
-            Err(ConnectError::NotRunning(config.daemon.control_socket.display().to_string()).into())
-        }
-        None => renew_in_process(config, &names, force).await,
+    match (daemon_request(&socket, &request).await?, config) {
+        (Some(client), _) => renew_through_daemon(client, args.no_wait).await,
+        (None, Some(config)) if !args.no_wait => renew_in_process(config, &names, force).await,
+        (None, _) => Err(ConnectError::NotRunning(socket.display().to_string()).into()),
     }
 }
 
@@ -222,6 +251,7 @@ async fn renew_through_daemon(mut client: Client, no_wait: bool) -> anyhow::Resu
 
 async fn renew_in_process(config: Config, names: &[String], force: bool) -> anyhow::Result<Exit> {
     let store = open_store(&config)?;
+    let _lock = store.lock()?;
     let certs = config
         .certificates
         .iter()
@@ -241,8 +271,8 @@ async fn renew_in_process(config: Config, names: &[String], force: bool) -> anyh
 }
 
 /// Sends `request` to the running daemon; `None` when no daemon is running.
-async fn daemon_request(config: &Config, request: &Request) -> anyhow::Result<Option<Client>> {
-    match Client::connect(&config.daemon.control_socket).await {
+async fn daemon_request(socket: &Path, request: &Request) -> anyhow::Result<Option<Client>> {
+    match Client::connect(socket).await {
         Ok(mut client) => {
             client.send(request).await?;
             Ok(Some(client))
@@ -271,6 +301,24 @@ fn reply_ok(reply: Option<serde_json::Value>) -> anyhow::Result<serde_json::Valu
         return Err(Denied.into());
     }
     Err(anyhow::anyhow!("daemon: {error}"))
+}
+
+async fn revoke(
+    path: &Path,
+    name: &str,
+    reason: Option<args::RevokeReason>,
+) -> anyhow::Result<Exit> {
+    let config = Config::load(path)?;
+    unknown_names(&config, &[name.to_owned()])?;
+    let store = open_store(&config)?;
+    let cert = config
+        .certificate(name)
+        .cloned()
+        .context("unknown certificate")?;
+    let ctx = renew::Context::new(Arc::new(config), store);
+    let serial = ctx.revoke(&cert, reason.map(Into::into)).await?;
+    println!("{name}: revoked serial {serial}");
+    Ok(Exit::Ok)
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {

@@ -369,3 +369,54 @@ impl Config {
         self.certificates.iter().find(|c| c.name == name)
     }
 }
+
+/// `daemon.control_socket` of the file at `path`, read as leniently as possible
+/// — from the TOML if it parses, else from the first `control_socket = "..."`
+/// line, else the default — so the CLI can still reach a daemon while the file on
+/// disk is being edited into shape.
+#[must_use]
+pub fn control_socket_lenient(path: &Path) -> PathBuf {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return DaemonConfig::default().control_socket;
+    };
+    let from_toml = text.parse::<toml::Table>().ok().and_then(|table| {
+        let socket = table.get("daemon")?.get("control_socket")?.as_str()?;
+        Some(PathBuf::from(socket))
+    });
+    let from_line = || {
+        text.lines().find_map(|line| {
+            let value = line
+                .trim()
+                .strip_prefix("control_socket")?
+                .trim_start()
+                .strip_prefix('=')?;
+            let value = value.trim().strip_prefix('"')?;
+            Some(PathBuf::from(&value[..value.find('"')?]))
+        })
+    };
+    from_toml
+        .or_else(from_line)
+        .unwrap_or_else(|| DaemonConfig::default().control_socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_socket_is_found_even_in_a_broken_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("renewd.toml");
+        std::fs::write(
+            &path,
+            "[daemon]\ncontrol_socket = \"/x/c.sock\"\n[daemon]\n",
+        )
+        .unwrap();
+        assert_eq!(control_socket_lenient(&path), Path::new("/x/c.sock"));
+        std::fs::write(&path, "[daemon]\nbogus = 1\n").unwrap();
+        assert_eq!(
+            control_socket_lenient(&path),
+            Path::new("/run/renewd/control.sock")
+        );
+    }
+}

@@ -38,9 +38,12 @@ pub enum Event {
         /// Renew even if not due.
         force: bool,
         /// Where to send the per-certificate channels.
-        reply: oneshot::Sender<Result<Vec<(String, oneshot::Receiver<RenewEvent>)>, String>>,
+        reply: oneshot::Sender<Result<Vec<Pending>, String>>,
     },
 }
+
+/// A certificate a `renew` request covers, and where its outcome will arrive.
+pub type Pending = (String, oneshot::Receiver<RenewEvent>);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +71,8 @@ pub enum Error {
 pub async fn run(config_path: &Path) -> Result<(), Error> {
     let config = Arc::new(Config::load(config_path)?);
     let store = Store::open(&config.daemon.state_dir)?;
+    // Held for the daemon's lifetime: no one-shot `renew` may write meanwhile.
+    let _lock = store.lock()?;
     let server = Server::bind(
         &config.daemon.control_socket,
         config.daemon.control_group.as_deref(),

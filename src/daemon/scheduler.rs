@@ -23,14 +23,14 @@ use crate::config::Config;
 use crate::control::proto::RenewEvent;
 use crate::renew::{Context, Outcome};
 use crate::schedule::{self, Facts, Plan};
-use crate::store::Store;
 use crate::systemd::notify;
 
 /// How long in-flight renewals may finish after SIGTERM before they are abandoned.
 const DRAIN: StdDuration = StdDuration::from_secs(5);
 /// Coalesces state writes during a mass renewal.
 const SAVE_DELAY: StdDuration = StdDuration::from_secs(1);
-/// Never poll ARI more often than this, whatever Retry-After says.
+/// Never poll ARI more often than this (or `check_interval`, if shorter),
+/// whatever Retry-After says.
 const MIN_ARI_INTERVAL: StdDuration = StdDuration::from_secs(60);
 
 type PollResult = (String, String, Result<RenewalInfo, acme::Error>);
@@ -56,6 +56,9 @@ pub(super) struct Scheduler {
     renewals: JoinSet<(String, Outcome)>,
     polls: JoinSet<PollResult>,
     waiters: HashMap<String, Vec<oneshot::Sender<RenewEvent>>>,
+    /// Certificates of the forced mass renewal in progress that have not
+    /// finished yet; a second SIGUSR1 meanwhile adds nothing.
+    batch: std::collections::HashSet<String>,
     save_at: Option<Instant>,
 }
 
@@ -74,6 +77,7 @@ impl Scheduler {
             renewals: JoinSet::new(),
             polls: JoinSet::new(),
             waiters: HashMap::new(),
+            batch: std::collections::HashSet::new(),
             save_at: None,
         }
     }
@@ -216,6 +220,7 @@ impl Scheduler {
                 detail: outcome.to_string(),
             });
         }
+        self.batch.remove(&name);
         if let Some(entry) = self.entries.get_mut(&name) {
             entry.running = false;
             self.replan(&name).await;
@@ -258,7 +263,7 @@ impl Scheduler {
                     cs.revoked = true;
                 }
                 cs.ari_window = Some(window);
-                now + retry_after.clamp(MIN_ARI_INTERVAL, check_interval.max(MIN_ARI_INTERVAL))
+                now + retry_after.clamp(check_interval.min(MIN_ARI_INTERVAL), check_interval)
             }
             Ok(RenewalInfo::Unsupported) => now + check_interval,
             Err(e) => {
@@ -332,7 +337,7 @@ impl Scheduler {
         &mut self,
         names: Vec<String>,
         force: bool,
-    ) -> Result<Vec<(String, oneshot::Receiver<RenewEvent>)>, String> {
+    ) -> Result<Vec<super::Pending>, String> {
         let unknown: Vec<&str> = names
             .iter()
             .filter(|n| self.config().certificate(n).is_none())
@@ -401,16 +406,14 @@ impl Scheduler {
         {
             warn!("daemon.control_socket / control_group changes take effect at the next restart");
         }
-        let ctx = if config.daemon.state_dir == old.state_dir {
-            Context::with_state(
-                Arc::clone(&config),
-                self.ctx.store.clone(),
-                Arc::clone(self.ctx.state()),
-            )
-        } else {
-            let store = Store::open(&config.daemon.state_dir).map_err(|e| e.to_string())?;
-            Context::new(Arc::clone(&config), store)
-        };
+        if config.daemon.state_dir != old.state_dir {
+            warn!("daemon.state_dir changes take effect at the next restart");
+        }
+        let ctx = Context::with_state(
+            Arc::clone(&config),
+            self.ctx.store.clone(),
+            Arc::clone(self.ctx.state()),
+        );
         if config.daemon.max_concurrent != old.max_concurrent {
             self.permits = Arc::new(Semaphore::new(config.daemon.max_concurrent));
         }

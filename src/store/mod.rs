@@ -12,7 +12,12 @@
 //! whose key matches its certificate. A new version is written into a hidden
 //! temporary directory, every file and the directory are fsynced, the directory is
 //! renamed to its number, and only then is a new symlink renamed over `live/<name>`.
-//! A crash leaves at most a stray `.tmp-*` entry, which [`Store::open`] removes.
+//! A crash leaves at most a stray `.tmp-*` entry, which [`Store::lock`] removes.
+//!
+//! Readers (`renewd status`, tests) may look at any time. Writers — the daemon,
+//! a one-shot `renewd renew` — first take [`Store::lock`], an exclusive `flock`
+//! on `<state_dir>/.lock`, so two writers never interleave and crash recovery
+//! never deletes the temporary files of a live writer.
 //! This module knows files, not ACME: it never decides *when* to write.
 
 pub mod cert;
@@ -43,6 +48,12 @@ pub enum Error {
         /// Why it could not be read.
         source: cert::CertError,
     },
+    /// Another process is writing to the store.
+    #[error("{}: another renewd process is renewing certificates here (it holds .lock)", path.display())]
+    Locked {
+        /// The state directory.
+        path: PathBuf,
+    },
     /// A stored file has content that cannot be right.
     #[error("{}: {message}", path.display())]
     Corrupt {
@@ -58,6 +69,12 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// Exclusive write access to a store; released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _lock: nix::fcntl::Flock<File>,
 }
 
 /// The PEM files of one newly issued version.
@@ -115,12 +132,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the state directory at `root`, forces its mode to
-    /// 0700 and removes what an interrupted write left behind.
+    /// Opens (creating if needed) the state directory at `root` and forces its
+    /// mode to 0700. Writers must then take [`Store::lock`].
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] naming the directory that could not be created or cleaned.
+    /// [`Error::Io`] naming the directory that could not be created.
     pub fn open(root: &Path) -> Result<Self, Error> {
         for dir in [
             root.to_owned(),
@@ -131,11 +148,37 @@ impl Store {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
         fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_err(root))?;
-        let store = Self {
+        Ok(Self {
             root: root.to_owned(),
-        };
-        store.recover()?;
-        Ok(store)
+        })
+    }
+
+    /// Takes the writer lock and removes what an interrupted write left behind.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] when another process holds it, [`Error::Io`] otherwise.
+    pub fn lock(&self) -> Result<StoreLock, Error> {
+        use nix::fcntl::{Flock, FlockArg};
+        let path = self.root.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+            if errno == nix::errno::Errno::EWOULDBLOCK {
+                Error::Locked {
+                    path: self.root.clone(),
+                }
+            } else {
+                io_err(&path)(errno.into())
+            }
+        })?;
+        self.recover()?;
+        Ok(StoreLock { _lock: lock })
     }
 
     /// The state directory.
@@ -420,12 +463,24 @@ mod tests {
         std::os::unix::fs::symlink("../archive/a/2", root.join("live/.tmp-a")).unwrap();
 
         let store = Store::open(&root).unwrap();
+        let _lock = store.lock().unwrap();
         assert!(!half.exists());
         assert!(fs::symlink_metadata(root.join("live/.tmp-a")).is_err());
         let lineage = store.lineage("a").unwrap().unwrap();
         assert_eq!(lineage.version, 1);
         assert!(lineage.key_matches);
         assert_eq!(store.publish("a", &issued(&["a.example"])).unwrap(), 2);
+    }
+
+    #[test]
+    fn only_one_writer_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let lock = store.lock().unwrap();
+        let err = store.lock().unwrap_err();
+        assert!(err.to_string().contains("another renewd process"), "{err}");
+        drop(lock);
+        store.lock().unwrap();
     }
 
     #[test]

@@ -147,10 +147,17 @@ pub struct Env {
 }
 
 impl Env {
-    /// A new environment with its own Pebble.
+    /// A new environment with its own Pebble (90-day certificates).
     pub fn new() -> Self {
+        Self::with_pebble_env(&[])
+    }
+
+    /// A new environment whose Pebble gets `extra` environment.
+    pub fn with_pebble_env(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let pebble = Pebble::start(&dir.path().join("pebble"));
+        let mut env = vec![("PEBBLE_PROFILES", "default")];
+        env.extend_from_slice(extra);
+        let pebble = Pebble::start_with(&dir.path().join("pebble"), &env);
         Self { dir, pebble }
     }
 
@@ -167,8 +174,13 @@ impl Env {
     /// Writes a config: `[daemon]` pointing at this env's state dir, a CA `pebble`,
     /// an http-01 solver `web`, then `rest`.
     pub fn write_config(&self, rest: &str) {
+        self.write_config_with("", rest);
+    }
+
+    /// As [`Env::write_config`], with extra `[daemon]` lines.
+    pub fn write_config_with(&self, daemon: &str, rest: &str) {
         let text = format!(
-            "[daemon]\nstate_dir = \"{}\"\ncontrol_socket = \"{}\"\n\n{}\n{}\n{rest}",
+            "[daemon]\nstate_dir = \"{}\"\ncontrol_socket = \"{}\"\n{daemon}\n\n{}\n{}\n{rest}",
             self.state_dir().display(),
             self.dir.path().join("control.sock").display(),
             self.pebble.ca_toml("pebble"),
@@ -244,5 +256,197 @@ pub fn verify_chain(root: &Path, live: &Path) -> Result<(), String> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ))
+    }
+}
+
+/// Polls `check` every 100 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A `renewd run` process with its log in a file; killed on drop.
+pub struct Daemon {
+    child: std::process::Child,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon on `env`'s config and waits until its control socket answers.
+    pub fn start(env: &Env) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = env.dir.path().join(format!("daemon-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_renewd"))
+            .arg("--config")
+            .arg(env.config_path())
+            .arg("run")
+            .env("RENEWD_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("RENEWD_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create daemon log"))
+            .spawn()
+            .expect("spawn renewd run");
+        let mut daemon = Self {
+            child,
+            log,
+            socket: env.dir.path().join("control.sock"),
+        };
+        wait_until(
+            std::time::Duration::from_secs(30),
+            "the control socket",
+            || {
+                assert!(
+                    daemon.is_running(),
+                    "daemon exited early:\n{}",
+                    daemon.log_text()
+                );
+                std::os::unix::net::UnixStream::connect(&daemon.socket).is_ok()
+            },
+        );
+        daemon
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal the daemon");
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Everything logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One request on the control socket; every reply line, parsed.
+    pub fn control(&self, request: &str) -> Vec<serde_json::Value> {
+        use std::io::{BufRead, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect");
+        stream.write_all(request.as_bytes()).expect("send");
+        stream.write_all(b"\n").expect("send");
+        std::io::BufReader::new(stream)
+            .lines()
+            .map(|l| serde_json::from_str(&l.expect("read")).expect("JSON reply"))
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The live version number of every certificate in `names` (0 when missing).
+pub fn versions(env: &Env, names: &[String]) -> Vec<u32> {
+    let store = env.store();
+    names
+        .iter()
+        .map(|n| store.lineage(n).ok().flatten().map_or(0, |l| l.version))
+        .collect()
+}
+
+/// `count` certificates named `c0`, `c1`, ... with one domain each.
+pub fn many_certificates(count: usize) -> (Vec<String>, String) {
+    let names: Vec<String> = (0..count).map(|i| format!("c{i}")).collect();
+    let toml = names
+        .iter()
+        .map(|n| format!("[[certificate]]\nname = \"{n}\"\ndomains = [\"{n}.example.com\"]\n\n"))
+        .collect();
+    (names, toml)
+}
+
+/// A TCP relay in front of a server that can be "unplugged": while closed it
+/// accepts and drops every connection. Counts connections either way, so a test
+/// can see how often a client tried.
+pub struct Relay {
+    /// Port to connect to instead of the target's.
+    pub port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Relay {
+    /// Starts relaying 127.0.0.1:`port` → 127.0.0.1:`target`, initially `open`.
+    pub fn start(target: u16, open: bool) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let port = listener.local_addr().expect("relay addr").port();
+        let open = Arc::new(AtomicBool::new(open));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let (is_open, count) = (Arc::clone(&open), Arc::clone(&attempts));
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                count.fetch_add(1, Ordering::SeqCst);
+                if !is_open.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees a reset connection
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            open,
+            attempts,
+        }
+    }
+
+    /// Lets connections through (or not).
+    pub fn set_open(&self, open: bool) {
+        self.open.store(open, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far.
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Pebble {
+    /// The Pebble directory port (for a [`Relay`]).
+    pub fn port(&self) -> u16 {
+        self.dir_url
+            .trim_start_matches("https://127.0.0.1:")
+            .trim_end_matches("/dir")
+            .parse()
+            .expect("port in directory URL")
     }
 }

@@ -8,4 +8,5 @@
 mod fixture;
 
 mod check_config;
+mod daemon;
 mod oneshot;

@@ -1,0 +1,305 @@
+//! `renewd run` against a real Pebble: ARI-driven renewal of revoked certificates,
+//! SIGUSR1 mass renewal, SIGHUP, crashes, flaky and unreachable CAs.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use renewd::store::CertInfo;
+
+use crate::fixture::{Daemon, Env, many_certificates, versions, wait_until};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn all_at(env: &Env, names: &[String], version: u32) -> bool {
+    versions(env, names).iter().all(|v| *v >= version)
+}
+
+/// `in_flight=N` values of the daemon's "order started" lines after `from` bytes of log.
+fn in_flight(log: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|l| l.contains("order started"))
+        .filter_map(|l| {
+            l.split("in_flight=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Asks Pebble for a new order replacing `old` and returns its error type, if any:
+/// Pebble answers `alreadyReplaced` once another order replacing it was finalized.
+fn replacement_error(env: &Env, old: &CertInfo) -> Option<String> {
+    let config = renewd::config::Config::load(&env.config_path()).unwrap();
+    let store = env.store();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let account = renewd::acme::account(&store, "pebble", &config.cas["pebble"])
+            .await
+            .unwrap();
+        let (aki, serial) = old.ari_id.as_deref().unwrap().split_once('.').unwrap();
+        let id = instant_acme::CertificateIdentifier {
+            authority_key_identifier: Cow::Owned(aki.to_owned()),
+            serial: Cow::Owned(serial.to_owned()),
+        };
+        let identifiers = [instant_acme::Identifier::Dns(old.domains[0].clone())];
+        match account
+            .new_order(&instant_acme::NewOrder::new(&identifiers).replaces(id))
+            .await
+        {
+            Ok(_) => None,
+            Err(instant_acme::Error::Api(p)) => p.r#type,
+            Err(e) => Some(e.to_string()),
+        }
+    })
+}
+
+#[test]
+fn revoked_certificates_are_found_through_ari_and_only_they_are_renewed() {
+    let env = Env::new();
+    let (names, certs) = many_certificates(20);
+    env.write_config_with("check_interval = \"2s\"\nmax_concurrent = 8", &certs);
+    let daemon = Daemon::start(&env);
+    wait_until(MINUTE, "20 certificates issued", || all_at(&env, &names, 1));
+
+    let (revoked, kept) = names.split_at(10);
+    for name in revoked {
+        let run = env.renewd(&["revoke", name, "--reason", "keyCompromise"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(
+            run.stdout.starts_with(&format!("{name}: revoked serial ")),
+            "{run:?}"
+        );
+    }
+    // No signal: the daemon must notice through ARI within a few check intervals.
+    wait_until(MINUTE, "revoked certificates renewed", || {
+        all_at(&env, revoked, 2)
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(versions(&env, revoked), vec![2; 10], "renewed exactly once");
+    assert_eq!(
+        versions(&env, kept),
+        vec![1; 10],
+        "unrevoked certificates left alone"
+    );
+    let log = daemon.log_text();
+    assert_eq!(
+        log.matches("renewd_event=\"revoked-detected\"").count(),
+        10,
+        "{log}"
+    );
+
+    let status = daemon.control(r#"{"cmd":"status"}"#);
+    let certs = status[0]["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 20);
+    for c in certs {
+        assert_eq!(c["revoked"], false, "{c}");
+        assert_eq!(c["healthy"], true, "{c}");
+        assert!(
+            c["ari_window"]["start"].is_string(),
+            "ARI window known: {c}"
+        );
+    }
+}
+
+#[test]
+fn sigusr1_renews_everything_once_with_bounded_concurrency_and_replaces() {
+    let env = Env::new();
+    let (names, certs) = many_certificates(20);
+    env.write_config_with("max_concurrent = 4", &certs);
+    let daemon = Daemon::start(&env);
+    wait_until(MINUTE, "20 certificates issued", || all_at(&env, &names, 1));
+    let old: Vec<CertInfo> = {
+        let store = env.store();
+        names
+            .iter()
+            .map(|n| store.lineage(n).unwrap().unwrap().cert)
+            .collect()
+    };
+    let before = daemon.log_text().len();
+
+    // An operator who presses twice must not get two mass renewals.
+    daemon.signal(Signal::SIGUSR1);
+    daemon.signal(Signal::SIGUSR1);
+    wait_until(MINUTE, "all certificates renewed", || {
+        all_at(&env, &names, 2)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        versions(&env, &names),
+        vec![2; 20],
+        "each renewed exactly once"
+    );
+
+    let log = daemon.log_text()[before..].to_owned();
+    let flights = in_flight(&log);
+    assert_eq!(flights.len(), 20, "{log}");
+    assert!(
+        flights.iter().all(|n| (1..=4).contains(n)),
+        "max_concurrent exceeded: {flights:?}"
+    );
+    assert!(
+        flights.contains(&4),
+        "renewals ran in parallel: {flights:?}"
+    );
+    // Each new order named the certificate it replaces; Pebble then refuses a
+    // second replacement of the same certificate.
+    for cert in old.iter().take(3) {
+        let error = replacement_error(&env, cert);
+        assert_eq!(
+            error.as_deref(),
+            Some("urn:ietf:params:acme:error:alreadyReplaced"),
+            "{}",
+            cert.serial
+        );
+    }
+}
+
+#[test]
+fn sighup_keeps_running_on_a_broken_config_and_applies_a_fixed_one() {
+    let env = Env::new();
+    env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
+    let mut daemon = Daemon::start(&env);
+    wait_until(MINUTE, "a issued", || all_at(&env, &["a".into()], 1));
+
+    let good = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(env.config_path(), format!("{good}\n[daemon]\nbogus = 1\n")).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    wait_until(MINUTE, "the reload error", || {
+        daemon.log_text().contains("config reload failed")
+    });
+    assert!(daemon.is_running());
+    let reply = daemon.control(r#"{"cmd":"reload-config"}"#);
+    assert_eq!(reply[0]["ok"], false, "{reply:?}");
+    assert!(
+        reply[0]["error"].as_str().unwrap().contains("renewd.toml"),
+        "{reply:?}"
+    );
+    let status = env.renewd(&["status"]);
+    assert_eq!(status.code, 0, "still serving the old config: {status:?}");
+
+    std::fs::write(
+        env.config_path(),
+        format!("{good}\n[[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\"]\n"),
+    )
+    .unwrap();
+    daemon.signal(Signal::SIGHUP);
+    wait_until(MINUTE, "b issued after reload", || {
+        all_at(&env, &["b".into()], 1)
+    });
+    assert!(
+        daemon
+            .log_text()
+            .contains("renewd_event=\"config-reloaded\" added=1")
+    );
+    assert_eq!(daemon.stop(), Some(0), "graceful stop");
+}
+
+#[test]
+fn kill_9_during_a_mass_renewal_never_leaves_a_broken_pair_and_restart_finishes() {
+    let env = Env::new();
+    let (names, certs) = many_certificates(12);
+    env.write_config_with("max_concurrent = 3", &certs);
+    let mut daemon = Daemon::start(&env);
+    wait_until(MINUTE, "12 certificates issued", || all_at(&env, &names, 1));
+
+    daemon.signal(Signal::SIGUSR1);
+    for delay_ms in [150, 400, 250, 600] {
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        daemon.kill9();
+        let store = env.store();
+        for name in &names {
+            let lineage = store
+                .lineage(name)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{name} lost"));
+            assert!(
+                lineage.key_matches,
+                "{name}: key does not match after kill -9"
+            );
+        }
+        daemon = Daemon::start(&env);
+    }
+    // The forced renewal was persisted: the restarted daemon finishes it unasked.
+    wait_until(MINUTE, "the interrupted mass renewal to finish", || {
+        all_at(&env, &names, 2)
+    });
+    for name in &names {
+        let archive = env.state_dir().join("archive").join(name);
+        let stray: Vec<_> = std::fs::read_dir(&archive)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(stray.is_empty(), "{name}: leftovers {stray:?}");
+    }
+}
+
+#[test]
+fn renewals_survive_a_ca_that_rejects_half_the_nonces() {
+    let env = Env::with_pebble_env(&[("PEBBLE_WFE_NONCEREJECT", "50")]);
+    let (names, certs) = many_certificates(6);
+    env.write_config(&certs);
+    let daemon = Daemon::start(&env);
+    wait_until(2 * MINUTE, "6 certificates issued", || {
+        all_at(&env, &names, 1)
+    });
+    daemon.signal(Signal::SIGUSR1);
+    wait_until(2 * MINUTE, "6 certificates renewed", || {
+        all_at(&env, &names, 2)
+    });
+    let log = daemon.log_text();
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("failed")).collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn an_unreachable_ca_is_retried_with_backoff_and_renewal_resumes_when_it_returns() {
+    let env = Env::new();
+    let relay = crate::fixture::Relay::start(env.pebble.port(), false);
+    // The CA is reached through the relay, which starts unplugged.
+    let config = "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n";
+    env.write_config(&config);
+    let text = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        &env.pebble.dir_url,
+        &format!("https://127.0.0.1:{}/dir", relay.port),
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+    let daemon = Daemon::start(&env);
+
+    wait_until(MINUTE, "the first failed attempt", || {
+        daemon.log_text().contains("renewal failed")
+    });
+    let after_first = relay.attempts();
+    std::thread::sleep(Duration::from_secs(15));
+    // Backoff starts at a minute: no tight retry loop while the CA is away.
+    assert_eq!(
+        relay.attempts(),
+        after_first,
+        "retried within 15 s of a failure"
+    );
+    let status = daemon.control(r#"{"cmd":"status"}"#);
+    let cert = &status[0]["certificates"][0];
+    assert_eq!(cert["healthy"], false, "{cert}");
+    assert!(
+        cert["last_result"]
+            .as_str()
+            .unwrap()
+            .starts_with("error: CA pebble:"),
+        "{cert}"
+    );
+
+    relay.set_open(true);
+    wait_until(2 * MINUTE, "the certificate once the CA is back", || {
+        all_at(&env, &["a".into()], 1)
+    });
+    assert_eq!(
+        daemon.log_text().matches("renewal failed").count(),
+        1,
+        "{}",
+        daemon.log_text()
+    );
+}
