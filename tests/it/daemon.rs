@@ -262,7 +262,7 @@ fn an_unreachable_ca_is_retried_with_backoff_and_renewal_resumes_when_it_returns
     let relay = crate::fixture::Relay::start(env.pebble.port(), false);
     // The CA is reached through the relay, which starts unplugged.
     let config = "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n";
-    env.write_config(&config);
+    env.write_config(config);
     let text = std::fs::read_to_string(env.config_path()).unwrap().replace(
         &env.pebble.dir_url,
         &format!("https://127.0.0.1:{}/dir", relay.port),
