@@ -18,6 +18,9 @@ use crate::solver::Solvers;
 use crate::state::State;
 use crate::store::{Issued, Lineage, Store};
 
+/// How long a one-shot check waits for a reloaded service to serve the new certificate.
+const VERIFY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Everything a renewal needs, shared by all certificates of a run.
 pub struct Context {
     /// The validated config.
@@ -441,6 +444,61 @@ impl Context {
             }
             Outcome::NotDue { .. } => {}
         }
+    }
+
+    /// One-shot deployment after a batch: runs each distinct reload target of the
+    /// renewed certificates once, then checks their `verify` targets. Returns one
+    /// line per reload and per check, and whether all went well; results are
+    /// recorded in the state like the daemon does.
+    pub async fn deploy(&self, renewed: &[&CertificateConfig]) -> (Vec<String>, bool) {
+        let mut lines = Vec::new();
+        let mut ok = true;
+        for (target, certs) in crate::reload::coalesce(renewed) {
+            let what = crate::reload::describe(&target);
+            let result =
+                crate::reload::run(&target, &crate::reload::Renewed::new(&self.store, &certs))
+                    .await;
+            match &result {
+                Ok(()) => lines.push(format!("reload {what}: ok")),
+                Err(e) => {
+                    warn!(renewd_event = "reload-failed", "reload failed: {e}");
+                    lines.push(format!("reload {what}: failed: {e}"));
+                    ok = false;
+                }
+            }
+            let mut state = self.state.lock().await;
+            for cert in certs {
+                state.entry(&cert.name).reload_error =
+                    result.as_ref().err().map(ToString::to_string);
+            }
+        }
+        for cert in renewed.iter().filter(|c| !c.verify.is_empty()) {
+            let Ok(Some(lineage)) = self.store.lineage(&cert.name) else {
+                continue;
+            };
+            let sni = crate::verify::sni_for(&cert.domains);
+            let served =
+                crate::verify::check_all(&cert.verify, &sni, &lineage.cert.der, VERIFY_PATIENCE)
+                    .await;
+            for s in &served {
+                if s.matches {
+                    lines.push(format!("{}: served at {}", cert.name, s.target));
+                } else {
+                    warn!(cert_name = %cert.name, renewd_event = "verify-failed", target = %s.target, "not served");
+                    lines.push(format!(
+                        "{}: verify-failed: {} does not serve it",
+                        cert.name, s.target
+                    ));
+                    ok = false;
+                }
+            }
+            let mut state = self.state.lock().await;
+            let entry = state.entry(&cert.name);
+            entry.served = served;
+            entry.served_at = Some(OffsetDateTime::now_utc());
+        }
+        self.save_state().await;
+        (lines, ok)
     }
 
     /// Writes `state.json` (callers batch this; see the daemon's scheduler).

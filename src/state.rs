@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::schedule::Window;
+use crate::status::Served;
 use crate::store::{self, Store};
 
 const FILE: &str = "state.json";
@@ -48,6 +49,13 @@ pub struct CertState {
     /// A forced renewal (SIGUSR1, `renew --force`) was requested and has not
     /// succeeded yet; survives a crash so a restarted daemon finishes the job.
     pub force_pending: bool,
+    /// The last reload of a target this certificate uses failed.
+    pub reload_error: Option<String>,
+    /// Last served-certificate checks.
+    pub served: Vec<Served>,
+    /// When they were made.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub served_at: Option<OffsetDateTime>,
 }
 
 impl CertState {
@@ -61,6 +69,9 @@ impl CertState {
         self.failures = 0;
         self.retry_at = None;
         self.force_pending = false;
+        self.reload_error = None;
+        self.served.clear();
+        self.served_at = None;
     }
 
     /// Whether the per-certificate fields describe the live certificate `serial`.

@@ -12,7 +12,7 @@ use crate::state::State;
 use crate::store::Store;
 
 /// One served-certificate check.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Served {
     /// `host:port` checked.
     pub target: String,
@@ -124,9 +124,19 @@ fn one(
             now,
         };
         let next = schedule::plan(cert, &facts, 0.5).at.max(now);
-        status.revoked = remembered.revoked && remembered.is_for(&c.serial);
+        let current = remembered.is_for(&c.serial);
+        status.revoked = remembered.revoked && current;
         if status.revoked {
             problems.push("revoked".to_owned());
+        }
+        if current {
+            if let Some(error) = &remembered.reload_error {
+                problems.push(format!("reload failed: {error}"));
+            }
+            status.served.clone_from(&remembered.served);
+            for served in status.served.iter().filter(|s| !s.matches) {
+                problems.push(format!("{} does not serve it", served.target));
+            }
         }
         status.serial = Some(c.serial.clone());
         status.not_before = Some(rfc3339(c.not_before));

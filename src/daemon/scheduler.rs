@@ -19,10 +19,12 @@ use tracing::{error, info, warn};
 
 use super::Event;
 use crate::acme::{self, RenewalInfo};
-use crate::config::Config;
+use crate::config::{CertificateConfig, Config, ReloadTarget};
 use crate::control::proto::RenewEvent;
+use crate::reload;
 use crate::renew::{Context, Outcome};
 use crate::schedule::{self, Facts, Plan};
+use crate::status::Served;
 use crate::systemd::notify;
 
 /// How long in-flight renewals may finish after SIGTERM before they are abandoned.
@@ -33,7 +35,15 @@ const SAVE_DELAY: StdDuration = StdDuration::from_secs(1);
 /// whatever Retry-After says.
 const MIN_ARI_INTERVAL: StdDuration = StdDuration::from_secs(60);
 
+/// How long a check right after a reload waits for the service to serve the new
+/// certificate (services reload asynchronously).
+const VERIFY_PATIENCE: StdDuration = StdDuration::from_secs(30);
+/// How long a periodic re-check retries.
+const REVERIFY_PATIENCE: StdDuration = StdDuration::from_secs(5);
+
 type PollResult = (String, String, Result<RenewalInfo, acme::Error>);
+type ReloadResult = (ReloadTarget, Vec<String>, Result<(), reload::Error>);
+type VerifyResult = (String, String, Vec<Served>);
 
 /// What the scheduler knows about one certificate between decisions.
 #[derive(Debug, Default)]
@@ -43,8 +53,10 @@ struct Entry {
     ari_id: Option<String>,
     ari_poll_at: Option<OffsetDateTime>,
     ari_failures: u32,
+    verify_at: Option<OffsetDateTime>,
     running: bool,
     polling: bool,
+    verifying: bool,
 }
 
 pub(super) struct Scheduler {
@@ -55,6 +67,13 @@ pub(super) struct Scheduler {
     permits: Arc<Semaphore>,
     renewals: JoinSet<(String, Outcome)>,
     polls: JoinSet<PollResult>,
+    reloads: JoinSet<ReloadResult>,
+    verifies: JoinSet<VerifyResult>,
+    /// Reload targets waiting for the renewals of their batch to finish, with
+    /// the certificates they are for.
+    pending_reloads: Vec<(ReloadTarget, Vec<String>)>,
+    /// Per certificate, reloads still to run before it is verified.
+    outstanding: HashMap<String, usize>,
     waiters: HashMap<String, Vec<oneshot::Sender<RenewEvent>>>,
     /// Certificates of the forced mass renewal in progress that have not
     /// finished yet; a second SIGUSR1 meanwhile adds nothing.
@@ -76,6 +95,10 @@ impl Scheduler {
             entries: HashMap::new(),
             renewals: JoinSet::new(),
             polls: JoinSet::new(),
+            reloads: JoinSet::new(),
+            verifies: JoinSet::new(),
+            pending_reloads: Vec::new(),
+            outstanding: HashMap::new(),
             waiters: HashMap::new(),
             batch: std::collections::HashSet::new(),
             save_at: None,
@@ -112,6 +135,14 @@ impl Scheduler {
                     Ok(result) => self.polled(result).await,
                     Err(e) => error!("ARI poll task failed: {e}"),
                 },
+                Some(done) = self.reloads.join_next() => match done {
+                    Ok(result) => self.reloaded(result).await,
+                    Err(e) => error!("reload task failed: {e}"),
+                },
+                Some(done) = self.verifies.join_next() => match done {
+                    Ok(result) => self.verified(result).await,
+                    Err(e) => error!("verify task failed: {e}"),
+                },
                 () = tokio::time::sleep_until(wake) => {}
                 () = tick(&mut watchdog) => notify::watchdog(),
             }
@@ -127,14 +158,20 @@ impl Scheduler {
         let now = OffsetDateTime::now_utc();
         let mut renew = Vec::new();
         let mut poll = Vec::new();
+        let mut verify = Vec::new();
         for (name, entry) in &self.entries {
             if entry.running {
                 continue;
             }
             if let Some(plan) = entry.plan.as_ref().filter(|p| p.at <= now) {
                 renew.push((name.clone(), plan.reason.clone()));
-            } else if !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now) {
+                continue;
+            }
+            if !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now) {
                 poll.push(name.clone());
+            }
+            if !entry.verifying && entry.verify_at.is_some_and(|at| at <= now) {
+                verify.push(name.clone());
             }
         }
         for (name, reason) in renew {
@@ -142,6 +179,9 @@ impl Scheduler {
         }
         for name in poll {
             self.start_poll(&name);
+        }
+        for name in verify {
+            self.start_verify(&name, REVERIFY_PATIENCE);
         }
     }
 
@@ -155,7 +195,8 @@ impl Scheduler {
             .flat_map(|e| {
                 let plan = e.plan.as_ref().map(|p| p.at);
                 let poll = e.ari_poll_at.filter(|_| !e.polling);
-                plan.into_iter().chain(poll)
+                let verify = e.verify_at.filter(|_| !e.verifying);
+                plan.into_iter().chain(poll).chain(verify)
             })
             .min();
         let cap = self.config().daemon.check_interval.0;
@@ -223,10 +264,132 @@ impl Scheduler {
         self.batch.remove(&name);
         if let Some(entry) = self.entries.get_mut(&name) {
             entry.running = false;
+            if matches!(outcome, Outcome::Renewed { .. }) {
+                self.deploy(&name);
+            }
+            self.dispatch_reloads();
             self.replan(&name).await;
             self.schedule_save();
             notify::status(&self.status_line().await);
         }
+    }
+
+    /// Queues the reloads of a freshly renewed certificate (or verifies it at
+    /// once when it has none).
+    fn deploy(&mut self, name: &str) {
+        let Some(cert) = self.config().certificate(name) else {
+            return;
+        };
+        let targets = cert.reload.clone();
+        if targets.is_empty() {
+            self.start_verify(name, VERIFY_PATIENCE);
+            return;
+        }
+        self.outstanding.insert(name.to_owned(), targets.len());
+        for target in targets {
+            match self.pending_reloads.iter_mut().find(|(t, _)| *t == target) {
+                Some((_, names)) => names.push(name.to_owned()),
+                None => self.pending_reloads.push((target, vec![name.to_owned()])),
+            }
+        }
+    }
+
+    /// Starts every pending reload whose batch is complete: no renewal of a
+    /// certificate that uses the target is still running or queued.
+    fn dispatch_reloads(&mut self) {
+        let config = Arc::clone(&self.ctx.config);
+        let busy = |target: &ReloadTarget| {
+            config.certificates.iter().any(|c| {
+                c.reload.contains(target) && self.entries.get(&c.name).is_some_and(|e| e.running)
+            })
+        };
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_reloads)
+            .into_iter()
+            .partition(|(t, _)| !busy(t));
+        self.pending_reloads = waiting;
+        for (target, names) in ready {
+            let certs: Vec<&CertificateConfig> =
+                names.iter().filter_map(|n| config.certificate(n)).collect();
+            let renewed = reload::Renewed::new(&self.ctx.store, &certs);
+            self.reloads.spawn(async move {
+                let result = reload::run(&target, &renewed).await;
+                (target, names, result)
+            });
+        }
+    }
+
+    async fn reloaded(&mut self, (target, names, result): ReloadResult) {
+        let what = reload::describe(&target);
+        match &result {
+            Ok(()) => {
+                info!(renewd_event = "reloaded", target = %what, certificates = names.len(), "reloaded")
+            }
+            Err(e) => error!(renewd_event = "reload-failed", target = %what, "reload failed: {e}"),
+        }
+        {
+            let mut state = self.ctx.state().lock().await;
+            for name in &names {
+                state.entry(name).reload_error = result.as_ref().err().map(ToString::to_string);
+            }
+        }
+        self.schedule_save();
+        for name in names {
+            let left = self.outstanding.get_mut(&name).map(|n| {
+                *n = n.saturating_sub(1);
+                *n
+            });
+            if left == Some(0) {
+                self.outstanding.remove(&name);
+                self.start_verify(&name, VERIFY_PATIENCE);
+            }
+        }
+    }
+
+    /// Checks that every `verify` target of `name` serves its live certificate.
+    fn start_verify(&mut self, name: &str, patience: StdDuration) {
+        let Some(cert) = self.config().certificate(name) else {
+            return;
+        };
+        if cert.verify.is_empty() {
+            return;
+        }
+        let Ok(Some(lineage)) = self.ctx.store.lineage(name) else {
+            return;
+        };
+        let (targets, sni) = (cert.verify.clone(), crate::verify::sni_for(&cert.domains));
+        if let Some(entry) = self.entries.get_mut(name) {
+            entry.verifying = true;
+        }
+        let name = name.to_owned();
+        self.verifies.spawn(async move {
+            let served =
+                crate::verify::check_all(&targets, &sni, &lineage.cert.der, patience).await;
+            (name, lineage.cert.serial, served)
+        });
+    }
+
+    async fn verified(&mut self, (name, serial, served): VerifyResult) {
+        let check_interval = self.config().daemon.check_interval.0;
+        if let Some(entry) = self.entries.get_mut(&name) {
+            entry.verifying = false;
+            entry.verify_at = Some(OffsetDateTime::now_utc() + check_interval);
+        }
+        for s in served.iter().filter(|s| !s.matches) {
+            warn!(cert_name = %name, renewd_event = "verify-failed", target = %s.target, serial,
+                "the service does not serve the current certificate");
+        }
+        if served.iter().all(|s| s.matches) {
+            info!(cert_name = %name, renewd_event = "verified", serial, "served by every verify target");
+        }
+        let mut state = self.ctx.state().lock().await;
+        let cs = state.entry(&name);
+        if cs.is_for(&serial) {
+            cs.served = served;
+            cs.served_at = Some(OffsetDateTime::now_utc());
+        }
+        drop(state);
+        self.schedule_save();
+        notify::status(&self.status_line().await);
     }
 
     async fn polled(&mut self, (name, serial, result): PollResult) {
@@ -486,7 +649,13 @@ impl Scheduler {
         }
         let ari_poll_at = ari_id.as_ref().map(|_| cs.ari_poll_at.unwrap_or(now));
         drop(state);
+        let verifies = !cert.verify.is_empty();
         let entry = self.entries.entry(name.to_owned()).or_default();
+        if verifies && entry.verify_at.is_none() {
+            entry.verify_at = Some(now);
+        } else if !verifies {
+            entry.verify_at = None;
+        }
         entry.plan = Some(plan);
         entry.serial = serial;
         entry.ari_id = ari_id;
@@ -555,6 +724,7 @@ impl Scheduler {
             self.renewals.abort_all();
         }
         self.polls.abort_all();
+        self.verifies.abort_all();
         self.save_state().await;
     }
 }

@@ -1,0 +1,208 @@
+//! Served-certificate checks: connect to each `verify` target with the
+//! certificate's SNI and compare the leaf it presents with the stored one.
+//!
+//! The TLS handshake is verified cryptographically (the server must hold the key
+//! for the certificate it shows) but the chain is not checked against any trust
+//! store: we compare, we don't trust. Services reload asynchronously, so a check
+//! retries for a bounded time before it reports a mismatch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::status::Served;
+
+/// How long one connection attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between attempts while a service is still reloading.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Why a target could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// TCP or TLS failed.
+    #[error("{target}: {message}")]
+    Connect {
+        /// `host:port`.
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The name to send as SNI: the first non-wildcard domain, else the wildcard's
+/// base with a label in front (any name the wildcard covers will do).
+#[must_use]
+pub fn sni_for(domains: &[String]) -> String {
+    domains
+        .iter()
+        .find(|d| !d.starts_with("*."))
+        .cloned()
+        .or_else(|| {
+            domains
+                .first()
+                .map(|d| d.replacen("*.", "renewd-verify.", 1))
+        })
+        .unwrap_or_default()
+}
+
+/// Checks every target (one after the other; there are few) until each serves
+/// `expected` or `patience` runs out.
+pub async fn check_all(
+    targets: &[String],
+    sni: &str,
+    expected: &[u8],
+    patience: Duration,
+) -> Vec<Served> {
+    let mut served = Vec::with_capacity(targets.len());
+    for target in targets {
+        let matches = check(target, sni, expected, patience).await;
+        if let Err(e) = &matches {
+            tracing::debug!(target, "verify: {e}");
+        }
+        served.push(Served {
+            target: target.clone(),
+            matches: matches.unwrap_or(false),
+        });
+    }
+    served
+}
+
+/// Whether `target` serves `expected` (DER), retrying for up to `patience`.
+///
+/// # Errors
+///
+/// [`Error::Connect`] when the last attempt could not even complete a handshake.
+pub async fn check(
+    target: &str,
+    sni: &str,
+    expected: &[u8],
+    patience: Duration,
+) -> Result<bool, Error> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let served = served_leaf(target, sni).await;
+        if let Ok(leaf) = &served {
+            if leaf.as_slice() == expected {
+                return Ok(true);
+            }
+        }
+        if tokio::time::Instant::now() + RETRY_PAUSE >= deadline {
+            return served.map(|_| false);
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// The leaf certificate `target` presents for `sni`.
+///
+/// # Errors
+///
+/// [`Error::Connect`] for connection, handshake or timeout failures.
+pub async fn served_leaf(target: &str, sni: &str) -> Result<Vec<u8>, Error> {
+    let fail = |message: String| Error::Connect {
+        target: target.to_owned(),
+        message,
+    };
+    let server_name =
+        ServerName::try_from(sni.to_owned()).map_err(|e| fail(format!("SNI {sni:?}: {e}")))?;
+    let attempt = async {
+        let tcp = TcpStream::connect(target)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let tls = connector()
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| fail(format!("TLS handshake: {e}")))?;
+        let (_, session) = tls.get_ref();
+        session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| leaf.to_vec())
+            .ok_or_else(|| fail("no certificate presented".to_owned()))
+    };
+    tokio::time::timeout(ATTEMPT_TIMEOUT, attempt)
+        .await
+        .map_err(|_| fail("timed out".to_owned()))?
+}
+
+fn connector() -> TlsConnector {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("the default provider supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(CompareOnly(provider)))
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+/// Accepts any chain (we compare the leaf afterwards) but still checks the
+/// handshake signature, so the server must hold the certificate's key.
+#[derive(Debug)]
+struct CompareOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for CompareOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sni_prefers_a_plain_name() {
+        assert_eq!(
+            sni_for(&["*.a.example".into(), "b.example".into()]),
+            "b.example"
+        );
+        assert_eq!(sni_for(&["*.a.example".into()]), "renewd-verify.a.example");
+    }
+}
