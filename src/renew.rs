@@ -19,7 +19,7 @@ use crate::state::State;
 use crate::store::{Issued, Lineage, Store};
 
 /// How long a one-shot check waits for a reloaded service to serve the new certificate.
-const VERIFY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+const VERIFY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Everything a renewal needs, shared by all certificates of a run.
 pub struct Context {

@@ -260,12 +260,23 @@ async fn renew_in_process(config: Config, names: &[String], force: bool) -> anyh
         .filter(|c| names.is_empty() || names.contains(&c.name))
         .cloned()
         .collect();
-    let ctx = Arc::new(renew::Context::new(Arc::new(config), store));
+    let config = Arc::new(config);
+    let ctx = Arc::new(renew::Context::new(Arc::clone(&config), store));
     let outcomes = ctx.renew_all(certs, force).await;
     for (name, outcome) in &outcomes {
         println!("{name}: {outcome}");
     }
-    Ok(if outcomes.iter().all(|(_, o)| o.is_ok()) {
+    let renewed: Vec<&config::CertificateConfig> = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, renew::Outcome::Renewed { .. }))
+        .filter_map(|(name, _)| config.certificate(name))
+        .collect();
+    let (lines, deployed) = ctx.deploy(&renewed).await;
+    for line in lines {
+        println!("{line}");
+    }
+    let renewed_ok = outcomes.iter().all(|(_, o)| o.is_ok());
+    Ok(if renewed_ok && deployed {
         Exit::Ok
     } else {
         Exit::Failed

@@ -37,7 +37,7 @@ const MIN_ARI_INTERVAL: StdDuration = StdDuration::from_secs(60);
 
 /// How long a check right after a reload waits for the service to serve the new
 /// certificate (services reload asynchronously).
-const VERIFY_PATIENCE: StdDuration = StdDuration::from_secs(30);
+const VERIFY_PATIENCE: StdDuration = StdDuration::from_secs(15);
 /// How long a periodic re-check retries.
 const REVERIFY_PATIENCE: StdDuration = StdDuration::from_secs(5);
 

@@ -450,3 +450,107 @@ impl Pebble {
             .expect("port in directory URL")
     }
 }
+
+/// A real nginx (Debian's package) serving certificates from a renewd store on a
+/// loopback port, one `server` per certificate, chosen by SNI.
+pub struct Nginx {
+    /// The TLS port.
+    pub port: u16,
+    /// nginx.conf.
+    pub conf: PathBuf,
+    /// The pid file (for a `signal` reload target).
+    pub pid_file: PathBuf,
+    prefix: PathBuf,
+}
+
+impl Nginx {
+    /// Starts nginx under `dir` serving `live/<name>` of `store` for each
+    /// `(name, server_name)`.
+    pub fn start(dir: &Path, store: &renewd::store::Store, sites: &[(&str, &str)]) -> Self {
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(prefix.join("logs")).expect("nginx prefix");
+        let port = free_port();
+        let pid_file = prefix.join("nginx.pid");
+        let servers: String = sites
+            .iter()
+            .map(|(name, server_name)| {
+                let live = store.live_dir(name);
+                format!(
+                    "  server {{\n    listen 127.0.0.1:{port} ssl;\n    server_name {server_name};\n    \
+                     ssl_certificate {}/fullchain.pem;\n    ssl_certificate_key {}/privkey.pem;\n    \
+                     return 200 \"ok\\n\";\n  }}\n",
+                    live.display(),
+                    live.display()
+                )
+            })
+            .collect();
+        let conf = prefix.join("nginx.conf");
+        let text = format!(
+            "daemon on;\nuser root;\nworker_processes 1;\npid {};\nerror_log {}/logs/error.log;\n\
+             events {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  \
+             client_body_temp_path {p}/tmp; proxy_temp_path {p}/tmp; fastcgi_temp_path {p}/tmp;\n  \
+             uwsgi_temp_path {p}/tmp; scgi_temp_path {p}/tmp;\n{servers}}}\n",
+            pid_file.display(),
+            prefix.display(),
+            p = prefix.display(),
+        );
+        std::fs::write(&conf, text).expect("write nginx.conf");
+        let nginx = Self {
+            port,
+            conf,
+            pid_file,
+            prefix,
+        };
+        let out = nginx.command(&[]).output().expect("run nginx");
+        assert!(
+            out.status.success(),
+            "nginx failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "nginx to listen",
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        nginx
+    }
+
+    /// `nginx -p PREFIX -c CONF -e stderr ARGS...` (also the exec reload hook).
+    pub fn argv(&self, args: &[&str]) -> Vec<String> {
+        let mut argv = vec![
+            "nginx".to_owned(),
+            "-p".to_owned(),
+            self.prefix.display().to_string(),
+            "-c".to_owned(),
+            self.conf.display().to_string(),
+            "-e".to_owned(),
+            "stderr".to_owned(),
+        ];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        argv
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let argv = self.argv(args);
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+
+    /// `host:port` for a `verify` entry.
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.command(&["-s", "stop"]).output();
+    }
+}
+
+/// TOML for a list of strings.
+pub fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}

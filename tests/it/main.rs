@@ -10,3 +10,4 @@ mod fixture;
 mod check_config;
 mod daemon;
 mod oneshot;
+mod served;
