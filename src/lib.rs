@@ -33,6 +33,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod logging;
+pub mod metrics;
 pub mod reload;
 pub mod renew;
 pub mod schedule;

@@ -418,6 +418,9 @@ impl Context {
         let mut state = self.state.lock().await;
         let entry = state.entry(name);
         entry.last_attempt = Some(at);
+        if !matches!(outcome, Outcome::NotDue { .. }) {
+            crate::metrics::renewal(name, outcome.is_ok());
+        }
         match outcome {
             Outcome::Renewed {
                 ca, solver, serial, ..

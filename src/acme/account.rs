@@ -40,9 +40,10 @@ pub async fn load_or_create(store: &Store, name: &str, ca: &CaConfig) -> Result<
         ca: name.to_owned(),
         source,
     };
-    let builder = || match &ca.trust {
-        Some(root) => Account::builder_with_root(root),
-        None => Account::builder(),
+    let builder = || {
+        super::http::CountingClient::new(name, ca.trust.as_deref())
+            .map(|client| Account::builder_with_http(Box::new(client)))
+            .map_err(|e| account_err(e.into()))
     };
     let stored = store
         .read_file(&path(name))
@@ -51,8 +52,7 @@ pub async fn load_or_create(store: &Store, name: &str, ca: &CaConfig) -> Result<
         .transpose()
         .map_err(|e| account_err(format!("{}: {e}", path(name).display()).into()))?;
     if let Some(stored) = stored.filter(|s| s.directory == ca.directory) {
-        return builder()
-            .map_err(acme)?
+        return builder()?
             .from_credentials(stored.credentials)
             .await
             .map_err(acme);
@@ -65,8 +65,7 @@ pub async fn load_or_create(store: &Store, name: &str, ca: &CaConfig) -> Result<
         only_return_existing: false,
     };
     let (account, credentials) = retry_bad_nonce!(
-        builder()
-            .map_err(acme)?
+        builder()?
             .create(&new_account, ca.directory.clone(), eab.as_ref())
             .await
     )

@@ -26,6 +26,7 @@ macro_rules! retry_bad_nonce {
 
 mod account;
 mod ari;
+mod http;
 mod order;
 
 pub use account::load_or_create as account;

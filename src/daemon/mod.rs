@@ -57,6 +57,9 @@ pub enum Error {
     /// The control socket cannot be bound.
     #[error("control socket: {0}")]
     Control(#[from] server::Error),
+    /// The metrics listener cannot be bound.
+    #[error("metrics_listen {0}: {1}")]
+    Metrics(std::net::SocketAddr, std::io::Error),
     /// Signal handlers cannot be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
@@ -84,6 +87,11 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
     let ctx = Arc::new(Context::new(config, store));
     let (ctx_tx, ctx_rx) = watch::channel(Arc::clone(&ctx));
     let cancel = CancellationToken::new();
+    if let Some(addr) = ctx.config.daemon.metrics_listen {
+        crate::metrics::serve(addr, ctx_rx.clone(), cancel.clone())
+            .await
+            .map_err(|e| Error::Metrics(addr, e))?;
+    }
     let control = tokio::spawn(server.serve(events_tx, ctx_rx, cancel.clone()));
 
     let scheduler = scheduler::Scheduler::new(config_path.to_owned(), ctx, ctx_tx);

@@ -322,7 +322,7 @@ impl Scheduler {
         let what = reload::describe(&target);
         match &result {
             Ok(()) => {
-                info!(renewd_event = "reloaded", target = %what, certificates = names.len(), "reloaded")
+                info!(renewd_event = "reloaded", target = %what, certificates = names.len(), "reloaded");
             }
             Err(e) => error!(renewd_event = "reload-failed", target = %what, "reload failed: {e}"),
         }

@@ -109,7 +109,11 @@ fn revoked_certificates_are_found_through_ari_and_only_they_are_renewed() {
 fn sigusr1_renews_everything_once_with_bounded_concurrency_and_replaces() {
     let env = Env::new();
     let (names, certs) = many_certificates(20);
-    env.write_config_with("max_concurrent = 4", &certs);
+    let metrics_port = crate::fixture::free_port();
+    env.write_config_with(
+        &format!("max_concurrent = 4\nmetrics_listen = \"127.0.0.1:{metrics_port}\""),
+        &certs,
+    );
     let daemon = Daemon::start(&env);
     wait_until(MINUTE, "20 certificates issued", || all_at(&env, &names, 1));
     let old: Vec<CertInfo> = {
@@ -145,6 +149,18 @@ fn sigusr1_renews_everything_once_with_bounded_concurrency_and_replaces() {
         flights.contains(&4),
         "renewals ran in parallel: {flights:?}"
     );
+    let metrics = http_get(metrics_port, "/metrics");
+    for line in [
+        "renewd_renewals_total{name=\"c7\",result=\"success\"} 2",
+        "renewd_certificate_healthy{name=\"c7\"} 1",
+        "renewd_certificate_revoked{name=\"c7\"} 0",
+        "renewd_certificate_not_after_seconds{name=\"c7\"} ",
+        "renewd_certificate_next_renewal_seconds{name=\"c7\"} ",
+        "renewd_acme_requests_total{ca=\"pebble\",result=\"success\"} ",
+        "process_resident_memory_bytes ",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
     // Each new order named the certificate it replaces; Pebble then refuses a
     // second replacement of the same certificate.
     for cert in old.iter().take(3) {
@@ -302,4 +318,21 @@ fn an_unreachable_ca_is_retried_with_backoff_and_renewal_resumes_when_it_returns
         "{}",
         daemon.log_text()
     );
+}
+
+/// A plain HTTP/1.0 GET on loopback; the response body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }

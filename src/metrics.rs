@@ -1,0 +1,357 @@
+//! Prometheus metrics (spec section 7) in the text exposition format, served at
+//! `GET /metrics` on `daemon.metrics_listen`.
+//!
+//! Counters (renewals, ACME requests) are incremented where things happen, in a
+//! process-wide registry. Per-certificate gauges are not kept up to date
+//! continuously: they are recomputed from the same status `renewd status` shows
+//! at each scrape, so metrics and status can never disagree.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::renew::Context;
+use crate::status::CertStatus;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Name {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Renewal {
+    name: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Served {
+    name: String,
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AcmeRequest {
+    ca: String,
+    result: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+struct Metrics {
+    renewals: Family<Renewal, Counter>,
+    acme_requests: Family<AcmeRequest, Counter>,
+    not_after: Family<Name, FloatGauge>,
+    next_renewal: Family<Name, FloatGauge>,
+    healthy: Family<Name, Gauge>,
+    revoked: Family<Name, Gauge>,
+    served: Family<Served, Gauge>,
+    registry: Mutex<Registry>,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let m = Metrics {
+            renewals: Family::default(),
+            acme_requests: Family::default(),
+            not_after: Family::default(),
+            next_renewal: Family::default(),
+            healthy: Family::default(),
+            revoked: Family::default(),
+            served: Family::default(),
+            registry: Mutex::new(Registry::default()),
+        };
+        {
+            let mut r = m
+                .registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            r.register(
+                "renewd_renewals",
+                "Renewal attempts by outcome",
+                m.renewals.clone(),
+            );
+            r.register(
+                "renewd_acme_requests",
+                "HTTP requests to ACME CAs by outcome",
+                m.acme_requests.clone(),
+            );
+            r.register(
+                "renewd_certificate_not_after_seconds",
+                "Expiry of the live certificate (Unix time)",
+                m.not_after.clone(),
+            );
+            r.register(
+                "renewd_certificate_next_renewal_seconds",
+                "Planned renewal time (Unix time)",
+                m.next_renewal.clone(),
+            );
+            r.register(
+                "renewd_certificate_healthy",
+                "1 when the certificate is healthy (see renewd status)",
+                m.healthy.clone(),
+            );
+            r.register(
+                "renewd_certificate_revoked",
+                "1 when the CA reported the certificate revoked",
+                m.revoked.clone(),
+            );
+            r.register(
+                "renewd_served_certificate_matches",
+                "1 when the verify target serves the live certificate",
+                m.served.clone(),
+            );
+            r.register_collector(Box::new(ProcessCollector));
+        }
+        m
+    })
+}
+
+/// Counts one renewal attempt of `name` (`success` or `failure`).
+pub fn renewal(name: &str, success: bool) {
+    let result = if success { "success" } else { "failure" };
+    metrics()
+        .renewals
+        .get_or_create(&Renewal {
+            name: name.to_owned(),
+            result: result.to_owned(),
+        })
+        .inc();
+}
+
+/// Counts one HTTP request to CA `ca` with `result`.
+pub fn acme_request(ca: &str, result: &str) {
+    metrics()
+        .acme_requests
+        .get_or_create(&AcmeRequest {
+            ca: ca.to_owned(),
+            result: result.to_owned(),
+        })
+        .inc();
+}
+
+/// The text exposition for the current `statuses`.
+#[must_use]
+pub fn render(statuses: &[CertStatus]) -> String {
+    let m = metrics();
+    for family in [&m.not_after, &m.next_renewal] {
+        family.clear();
+    }
+    for family in [&m.healthy, &m.revoked] {
+        family.clear();
+    }
+    m.served.clear();
+    for s in statuses {
+        let name = Name {
+            name: s.name.clone(),
+        };
+        if let Some(t) = s.not_after.as_deref().and_then(unix) {
+            m.not_after.get_or_create(&name).set(t);
+        }
+        if let Some(t) = s.next_renewal.as_deref().and_then(unix) {
+            m.next_renewal.get_or_create(&name).set(t);
+        }
+        m.healthy.get_or_create(&name).set(i64::from(s.healthy));
+        m.revoked.get_or_create(&name).set(i64::from(s.revoked));
+        for served in &s.served {
+            let labels = Served {
+                name: s.name.clone(),
+                target: served.target.clone(),
+            };
+            m.served
+                .get_or_create(&labels)
+                .set(i64::from(served.matches));
+        }
+    }
+    let mut out = String::new();
+    let registry = m
+        .registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+fn unix(rfc3339: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "seconds since 1970 fit an f64 exactly"
+    )]
+    Some(t.unix_timestamp() as f64)
+}
+
+/// The standard `process_*` metrics, read from /proc (Linux) at each scrape.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        const PAGE: f64 = 4096.0;
+        const TICKS: f64 = 100.0; // USER_HZ
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        if let Some(pages) = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            let gauge = ConstGauge::new(pages * PAGE);
+            gauge.encode(encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                None,
+                gauge.metric_type(),
+            )?)?;
+        }
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the ")" that closes the command name; field n (1-based,
+        // counting the pid as 1) is at index n - 3.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(user), Some(system)) = (field(14), field(15)) {
+            let counter = ConstCounter::new((user + system) / TICKS);
+            counter.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())
+        });
+        if let (Some(start), Some(boot)) = (field(22), boot) {
+            let gauge = ConstGauge::new(boot + start / TICKS);
+            gauge.encode(encoder.encode_descriptor(
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds",
+                None,
+                gauge.metric_type(),
+            )?)?;
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            let gauge = ConstGauge::new(i64::try_from(fds.count()).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(
+                "process_open_fds",
+                "Number of open file descriptors",
+                None,
+                gauge.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until `cancel`.
+///
+/// # Errors
+///
+/// When `addr` cannot be bound.
+pub async fn serve(
+    addr: SocketAddr,
+    context: watch::Receiver<Arc<Context>>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                () = cancel.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+            };
+            let context = context.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let ctx = context.borrow().clone();
+                        async move { Ok::<_, Infallible>(respond(&req, &ctx).await) }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn respond(req: &Request<hyper::body::Incoming>, ctx: &Context) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/metrics" {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    }
+    let state = ctx.state().lock().await.clone();
+    let statuses = crate::status::collect(
+        &ctx.config,
+        &ctx.store,
+        &state,
+        time::OffsetDateTime::now_utc(),
+    );
+    let mut response = Response::new(Full::new(Bytes::from(render(&statuses))));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_spec_metrics() {
+        renewal("a", true);
+        acme_request("le", "success");
+        let status: CertStatus = serde_json::from_value(serde_json::json!({
+            "name": "a", "domains": ["a.example"], "serial": "1", "not_before": null,
+            "not_after": "2027-01-01T00:00:00Z", "next_renewal": "2026-12-01T00:00:00Z",
+            "ari_window": null, "last_attempt": null, "last_result": "ok", "revoked": false,
+            "served": [{"target": "127.0.0.1:443", "matches": true}], "ca": "le",
+            "days_left": 30, "problems": [], "healthy": true
+        }))
+        .unwrap();
+        let text = render(&[status]);
+        for line in [
+            "renewd_certificate_not_after_seconds{name=\"a\"} 1798761600",
+            "renewd_certificate_healthy{name=\"a\"} 1",
+            "renewd_certificate_revoked{name=\"a\"} 0",
+            "renewd_served_certificate_matches{name=\"a\",target=\"127.0.0.1:443\"} 1",
+            "renewd_renewals_total{name=\"a\",result=\"success\"} 1",
+            "renewd_acme_requests_total{ca=\"le\",result=\"success\"} 1",
+            "# TYPE process_cpu_seconds counter",
+            "# TYPE process_resident_memory_bytes gauge",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+}
