@@ -12,7 +12,7 @@ use instant_acme::{
 
 use super::Error;
 use crate::config::KeyType;
-use crate::solver::Solver;
+use crate::solver::{Response, Solver};
 
 /// What to order.
 #[derive(Debug, Clone)]
@@ -63,8 +63,8 @@ pub async fn issue(account: &Account, order: &Order<'_>, solver: &Solver) -> Res
         retry_bad_nonce!(acme_order.poll_certificate(&POLL).await).map_err(acme)
     }
     .await;
-    for token in presented {
-        solver.cleanup(&token).await;
+    for response in &presented {
+        solver.cleanup(response).await;
     }
     result
 }
@@ -117,7 +117,7 @@ async fn authorize(
     acme_order: &mut instant_acme::Order,
     ca: &str,
     solver: &Solver,
-    presented: &mut Vec<String>,
+    presented: &mut Vec<Response>,
 ) -> Result<(), Error> {
     let acme = |source| Error::Acme {
         ca: ca.to_owned(),
@@ -130,7 +130,12 @@ async fn authorize(
         if authz.status != AuthorizationStatus::Pending {
             continue;
         }
-        let domain = authz.identifier().to_string();
+        let identifier = authz.identifier();
+        let domain = identifier.to_string();
+        let bare = match identifier.identifier {
+            Identifier::Dns(name) => name.clone(),
+            other => format!("{other:?}"),
+        };
         let Some(mut challenge) = authz.challenge(solver.challenge_type()) else {
             return Err(Error::NoChallenge {
                 ca: ca.to_owned(),
@@ -138,11 +143,18 @@ async fn authorize(
                 challenge: format!("{:?}", solver.challenge_type()),
             });
         };
-        let token = challenge.token.clone();
-        solver
-            .present(&token, challenge.key_authorization().as_str())
-            .await?;
-        presented.push(token);
+        let key_authorization = challenge.key_authorization();
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(key_authorization.digest().as_ref());
+        let response = Response {
+            domain: bare,
+            token: challenge.token.clone(),
+            key_authorization: key_authorization.as_str().to_owned(),
+            digest,
+            dns_value: key_authorization.dns_value(),
+        };
+        solver.present(&response).await?;
+        presented.push(response);
         retry_bad_nonce!(challenge.set_ready().await).map_err(acme)?;
     }
     Ok(())

@@ -148,6 +148,9 @@ pub struct SolverConfig {
     pub tsig_key_file: Option<PathBuf>,
     /// cloudflare: API token file.
     pub api_token_file: Option<PathBuf>,
+    /// cloudflare: API base URL (default `https://api.cloudflare.com/client/v4`;
+    /// for API gateways and tests).
+    pub api_url: Option<String>,
     /// exec: hook command and leading arguments.
     pub command: Option<Vec<String>>,
     /// dns-01: how long to wait for the TXT record to become visible.

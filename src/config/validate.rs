@@ -184,6 +184,11 @@ fn check_solver(ck: &mut Checker<'_>, line: usize, name: &str, s: &SolverConfig)
         "http-01 and tls-alpn-01",
     );
     only_for(s.provider.is_some() && !is_dns, "provider", "dns-01");
+    only_for(
+        s.api_url.is_some() && s.provider != Some(DnsProvider::Cloudflare),
+        "api_url",
+        "dns-01 cloudflare",
+    );
     match s.kind {
         ChallengeKind::Http01 if s.listen.is_some() == s.webroot.is_some() => ck.push(
             line,

@@ -1,43 +1,32 @@
 //! http-01: answer `GET /.well-known/acme-challenge/<token>` with the key authorization.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
 
+use super::Error;
+use super::listener::{Entries, OnDemand};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
-
-use super::Error;
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
 
-type Tokens = Arc<RwLock<HashMap<String, String>>>;
+type Tokens = Entries<String>;
 
-/// A listener that runs only while at least one token is presented, so the port
-/// (often 80) is free the rest of the time, as with certbot's standalone mode.
+/// http-01 on a listener of our own, bound only while tokens are presented.
 #[derive(Debug)]
-pub(super) struct Standalone {
-    addr: SocketAddr,
-    tokens: Tokens,
-    server: Mutex<Option<JoinHandle<()>>>,
-}
+pub(super) struct Standalone(OnDemand<String>);
 
 impl Standalone {
     pub(super) fn new(addr: SocketAddr) -> Self {
-        Self {
-            addr,
-            tokens: Tokens::default(),
-            server: Mutex::new(None),
-        }
+        Self(OnDemand::new(addr, |listener, tokens| {
+            Box::pin(serve(listener, tokens))
+        }))
     }
 
     pub(super) async fn present(
@@ -46,43 +35,11 @@ impl Standalone {
         token: &str,
         key_auth: &str,
     ) -> Result<(), Error> {
-        self.tokens_mut()
-            .insert(token.to_owned(), key_auth.to_owned());
-        let mut server = self.server.lock().await;
-        if server.is_none() {
-            match TcpListener::bind(self.addr).await {
-                Ok(listener) => *server = Some(tokio::spawn(serve(listener, self.tokens.clone()))),
-                Err(source) => {
-                    self.tokens_mut().remove(token);
-                    return Err(Error::Bind {
-                        solver: solver.to_owned(),
-                        addr: self.addr,
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(())
+        self.0.add(solver, token, key_auth.to_owned()).await
     }
 
     pub(super) async fn cleanup(&self, token: &str) {
-        self.tokens_mut().remove(token);
-        // Checked under the server lock, so a concurrent `present` either sees the
-        // listener still running or starts a new one.
-        let mut server = self.server.lock().await;
-        if self.tokens.read().is_ok_and(|t| t.is_empty()) {
-            if let Some(handle) = server.take() {
-                handle.abort();
-                // Wait until the listener is dropped so the port is free on return.
-                let _ = handle.await;
-            }
-        }
-    }
-
-    fn tokens_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, String>> {
-        self.tokens
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0.remove(token).await;
     }
 }
 

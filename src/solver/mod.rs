@@ -5,13 +5,18 @@
 //! flight. This module presents and cleans up challenge responses; choosing the
 //! challenge and talking to the CA is [`crate::acme`]'s job.
 //!
-//! Implemented: http-01 standalone ([RFC 8555 §8.3]) and http-01 webroot.
-//! tls-alpn-01 and dns-01 are accepted by the config but refused at issuance with a
-//! clear error until they land.
+//! Solvers: http-01 standalone and webroot ([RFC 8555 §8.3]), tls-alpn-01
+//! standalone ([RFC 8737]), dns-01 ([RFC 8555 §8.4]) through RFC 2136 dynamic
+//! updates, Cloudflare's API or an exec hook.
 //!
 //! [RFC 8555 §8.3]: https://www.rfc-editor.org/rfc/rfc8555#section-8.3
+//! [RFC 8555 §8.4]: https://www.rfc-editor.org/rfc/rfc8555#section-8.4
+//! [RFC 8737]: https://www.rfc-editor.org/rfc/rfc8737
 
+mod dns01;
 mod http01;
+mod listener;
+mod tlsalpn01;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,14 +49,37 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The solver's type or provider is not available in this build.
-    #[error("solver {solver}: {what} is not supported yet")]
-    Unsupported {
+    /// A DNS provider refused or failed, or the record never became visible.
+    #[error("solver {solver}: {message}")]
+    Dns {
         /// Solver name.
         solver: String,
-        /// What is missing.
-        what: String,
+        /// What went wrong, naming the record and server.
+        message: String,
     },
+    /// The tls-alpn-01 certificate could not be made.
+    #[error("solver {solver}: {message}")]
+    TlsAlpn {
+        /// Solver name.
+        solver: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What the CA expects for one authorization, in every form a solver may need.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The identifier without any `*.` prefix (dns-01 and tls-alpn-01 name it so).
+    pub domain: String,
+    /// The challenge token (http-01 path).
+    pub token: String,
+    /// `token.thumbprint` (http-01 body).
+    pub key_authorization: String,
+    /// SHA-256 of the key authorization (tls-alpn-01 acmeIdentifier).
+    pub digest: [u8; 32],
+    /// base64url of that digest (dns-01 TXT value).
+    pub dns_value: String,
 }
 
 /// One configured solver, ready to present challenges.
@@ -65,11 +93,13 @@ pub struct Solver {
 enum Kind {
     Http01Standalone(http01::Standalone),
     Http01Webroot(http01::Webroot),
-    Unsupported(ChallengeKind),
+    TlsAlpn01(tlsalpn01::Standalone),
+    Dns01(dns01::Dns01),
 }
 
 impl Solver {
-    /// Builds the solver `name` from its config; nothing is bound until needed.
+    /// Builds the solver `name` from its (validated) config; nothing is bound
+    /// or contacted until needed.
     #[must_use]
     pub fn new(name: &str, config: &SolverConfig) -> Self {
         let kind = match (config.kind, config.listen, &config.webroot) {
@@ -79,7 +109,10 @@ impl Solver {
             (ChallengeKind::Http01, None, Some(root)) => {
                 Kind::Http01Webroot(http01::Webroot::new(root.clone()))
             }
-            (other, _, _) => Kind::Unsupported(other),
+            (ChallengeKind::TlsAlpn01, Some(addr), _) => {
+                Kind::TlsAlpn01(tlsalpn01::Standalone::new(addr))
+            }
+            _ => Kind::Dns01(dns01::Dns01::new(name, config)),
         };
         Self {
             name: name.to_owned(),
@@ -98,34 +131,42 @@ impl Solver {
     pub fn challenge_type(&self) -> ChallengeType {
         match &self.kind {
             Kind::Http01Standalone(_) | Kind::Http01Webroot(_) => ChallengeType::Http01,
-            Kind::Unsupported(ChallengeKind::Http01) => ChallengeType::Http01,
-            Kind::Unsupported(ChallengeKind::TlsAlpn01) => ChallengeType::TlsAlpn01,
-            Kind::Unsupported(ChallengeKind::Dns01) => ChallengeType::Dns01,
+            Kind::TlsAlpn01(_) => ChallengeType::TlsAlpn01,
+            Kind::Dns01(_) => ChallengeType::Dns01,
         }
     }
 
-    /// Puts the response for `token` in place so the CA can fetch it.
+    /// Puts `response` in place so the CA can check it.
     ///
     /// # Errors
     ///
     /// [`Error`] naming the solver and what could not be done.
-    pub async fn present(&self, token: &str, key_authorization: &str) -> Result<(), Error> {
+    pub async fn present(&self, response: &Response) -> Result<(), Error> {
+        let name = &self.name;
         match &self.kind {
-            Kind::Http01Standalone(s) => s.present(&self.name, token, key_authorization).await,
-            Kind::Http01Webroot(w) => w.present(&self.name, token, key_authorization).await,
-            Kind::Unsupported(kind) => Err(Error::Unsupported {
-                solver: self.name.clone(),
-                what: format!("{kind} (type = \"{kind}\")"),
-            }),
+            Kind::Http01Standalone(s) => {
+                s.present(name, &response.token, &response.key_authorization)
+                    .await
+            }
+            Kind::Http01Webroot(w) => {
+                w.present(name, &response.token, &response.key_authorization)
+                    .await
+            }
+            Kind::TlsAlpn01(t) => t.present(name, &response.domain, &response.digest).await,
+            Kind::Dns01(d) => d.present(name, &response.domain, &response.dns_value).await,
         }
     }
 
     /// Removes what [`Solver::present`] put in place; failures are only logged.
-    pub async fn cleanup(&self, token: &str) {
+    pub async fn cleanup(&self, response: &Response) {
         match &self.kind {
-            Kind::Http01Standalone(s) => s.cleanup(token).await,
-            Kind::Http01Webroot(w) => w.cleanup(&self.name, token).await,
-            Kind::Unsupported(_) => {}
+            Kind::Http01Standalone(s) => s.cleanup(&response.token).await,
+            Kind::Http01Webroot(w) => w.cleanup(&self.name, &response.token).await,
+            Kind::TlsAlpn01(t) => t.cleanup(&response.domain).await,
+            Kind::Dns01(d) => {
+                d.cleanup(&self.name, &response.domain, &response.dns_value)
+                    .await
+            }
         }
     }
 }

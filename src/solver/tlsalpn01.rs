@@ -1,0 +1,136 @@
+//! tls-alpn-01 ([RFC 8737]): a TLS listener that, to a client offering ALPN
+//! `acme-tls/1` with SNI = the domain, presents a self-signed certificate
+//! carrying the critical acmeIdentifier extension (SHA-256 of the key
+//! authorization). Nothing else is served.
+//!
+//! [RFC 8737]: https://www.rfc-editor.org/rfc/rfc8737
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use super::Error;
+use super::listener::{Entries, OnDemand};
+
+/// The ALPN protocol of RFC 8737 §6.2.
+const ACME_TLS_1: &[u8] = b"acme-tls/1";
+
+/// See the module docs.
+#[derive(Debug)]
+pub(super) struct Standalone(OnDemand<Arc<CertifiedKey>>);
+
+impl Standalone {
+    pub(super) fn new(addr: SocketAddr) -> Self {
+        Self(OnDemand::new(addr, |listener, certs| {
+            Box::pin(serve(listener, certs))
+        }))
+    }
+
+    pub(super) async fn present(
+        &self,
+        solver: &str,
+        domain: &str,
+        digest: &[u8; 32],
+    ) -> Result<(), Error> {
+        let cert = challenge_certificate(domain, digest).map_err(|message| Error::TlsAlpn {
+            solver: solver.to_owned(),
+            message,
+        })?;
+        self.0
+            .add(solver, &domain.to_ascii_lowercase(), Arc::new(cert))
+            .await
+    }
+
+    pub(super) async fn cleanup(&self, domain: &str) {
+        self.0.remove(&domain.to_ascii_lowercase()).await;
+    }
+}
+
+/// The self-signed validation certificate of RFC 8737 §3.
+fn challenge_certificate(domain: &str, digest: &[u8; 32]) -> Result<CertifiedKey, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(vec![domain.to_owned()]).map_err(|e| e.to_string())?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| e.to_string())?;
+    Ok(CertifiedKey::new(vec![cert.der().clone()], signing_key))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Picks the validation certificate by SNI, only for `acme-tls/1` clients.
+#[derive(Debug)]
+struct Resolver(Entries<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme = hello.alpn()?.any(|p| p == ACME_TLS_1);
+        let name = hello.server_name()?.to_ascii_lowercase();
+        if !acme {
+            return None;
+        }
+        self.0.read().ok()?.get(&name).cloned()
+    }
+}
+
+async fn serve(listener: TcpListener, certs: Entries<Arc<CertifiedKey>>) {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .map(|builder| {
+            builder
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(Resolver(certs)))
+        });
+    let Ok(mut config) = config else {
+        tracing::error!("tls-alpn-01: cannot build the TLS configuration");
+        return;
+    };
+    config.alpn_protocols = vec![ACME_TLS_1.to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            // The handshake is the whole exchange; the validator then closes.
+            if let Ok(mut tls) = acceptor.accept(stream).await {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validation_certificate_carries_the_critical_acme_identifier() {
+        let digest = [7u8; 32];
+        let cert = challenge_certificate("a.example", &digest).unwrap();
+        let der = cert.cert[0].as_ref();
+        let (_, parsed) = x509_parser::parse_x509_certificate(der).unwrap();
+        let ext = parsed
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+            .expect("acmeIdentifier extension");
+        assert!(ext.critical);
+        // DER OCTET STRING (0x04, length 32) wrapping the digest.
+        assert_eq!(&ext.value[..2], &[0x04, 32]);
+        assert_eq!(&ext.value[2..], &digest);
+    }
+}
