@@ -47,6 +47,9 @@ pub struct CertStatus {
     pub served: Vec<Served>,
     /// CA that issued the live certificate, if known.
     pub ca: Option<String>,
+    /// Solver that validated it, if known.
+    #[serde(default)]
+    pub solver: Option<String>,
     /// Days until expiry (negative when expired).
     pub days_left: Option<i64>,
     /// Everything that makes it unhealthy; empty when healthy.
@@ -109,6 +112,7 @@ fn one(
         revoked: false,
         served: Vec::new(),
         ca: remembered.ca.clone(),
+        solver: remembered.solver.clone(),
         days_left: None,
         problems: Vec::new(),
         healthy: false,

@@ -54,9 +54,25 @@ pub async fn issue(account: &Account, order: &Order<'_>, solver: &Solver) -> Res
     let mut presented = Vec::new();
     let result = async {
         authorize(&mut acme_order, order.ca, solver, &mut presented).await?;
-        match retry_bad_nonce!(acme_order.poll_ready(&POLL).await).map_err(acme)? {
-            OrderStatus::Ready => {}
-            _ => return Err(validation_error(&mut acme_order, order.ca, solver).await),
+        // An order that fails validation ends `invalid`, or with its error as a
+        // problem document; either way the failed authorization says why.
+        match retry_bad_nonce!(acme_order.poll_ready(&POLL).await) {
+            Ok(OrderStatus::Ready) => {}
+            Ok(_) => {
+                return Err(validation_error(&mut acme_order, solver).await.unwrap_or(
+                    Error::Validation {
+                        domain: "order".to_owned(),
+                        solver: solver.name().to_owned(),
+                        detail: format!("CA {} marked the order invalid", order.ca),
+                    },
+                ));
+            }
+            Err(e @ instant_acme::Error::Api(_)) => {
+                return Err(validation_error(&mut acme_order, solver)
+                    .await
+                    .unwrap_or_else(|| acme(e)));
+            }
+            Err(e) => return Err(acme(e)),
         }
         let csr = csr(order.domains, order.key_pem)?;
         retry_bad_nonce!(acme_order.finalize_csr(&csr).await).map_err(acme)?;
@@ -178,11 +194,7 @@ async fn fetch_authorizations(
 }
 
 /// Finds out which authorization failed and why, for a message that names the domain.
-async fn validation_error(
-    acme_order: &mut instant_acme::Order,
-    ca: &str,
-    solver: &Solver,
-) -> Error {
+async fn validation_error(acme_order: &mut instant_acme::Order, solver: &Solver) -> Option<Error> {
     let mut authorizations = acme_order.authorizations();
     while let Some(Ok(mut authz)) = authorizations.next().await {
         if retry_bad_nonce!(authz.refresh().await).is_err()
@@ -195,17 +207,13 @@ async fn validation_error(
             .iter()
             .find_map(|c| c.error.as_ref())
             .map_or_else(|| "authorization invalid".to_owned(), ToString::to_string);
-        return Error::Validation {
+        return Some(Error::Validation {
             domain: authz.identifier().to_string(),
             solver: solver.name().to_owned(),
             detail,
-        };
+        });
     }
-    Error::Validation {
-        domain: "order".to_owned(),
-        solver: solver.name().to_owned(),
-        detail: format!("CA {ca} marked the order invalid"),
-    }
+    None
 }
 
 /// A CSR for `domains` signed with `key_pem`, subject left empty as CAs ignore it.

@@ -88,11 +88,12 @@ impl Pebble {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = |name: &str| {
-            ports
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, p)| *p)
+        // The last setting wins, as it does for the child's environment.
+        let port = |name: &str| -> u16 {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.parse().ok())
                 .unwrap()
         };
         Self {
@@ -104,6 +105,14 @@ impl Pebble {
             mgmt_url: format!("https://127.0.0.1:{}", port("PEBBLE_MGMT_PORT")),
             env,
         }
+    }
+
+    /// A `tls-alpn-01` standalone solver on the port Pebble's VA dials.
+    pub fn tlsalpn01_solver_toml(&self, name: &str) -> String {
+        format!(
+            "[solver.{name}]\ntype = \"tls-alpn-01\"\nlisten = \"127.0.0.1:{}\"\n",
+            self.tlsalpn01_port
+        )
     }
 
     /// Stops Pebble (the CA becomes unreachable).
@@ -185,6 +194,16 @@ impl Env {
             self.dir.path().join("control.sock").display(),
             self.pebble.ca_toml("pebble"),
             self.pebble.http01_solver_toml("web"),
+        );
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// Writes a config with only the `[daemon]` table filled in, then `rest`.
+    pub fn write_config_raw(&self, rest: &str) {
+        let text = format!(
+            "[daemon]\nstate_dir = \"{}\"\ncontrol_socket = \"{}\"\n\n{rest}",
+            self.state_dir().display(),
+            self.dir.path().join("control.sock").display(),
         );
         std::fs::write(self.config_path(), text).expect("write config");
     }

@@ -9,5 +9,6 @@ mod fixture;
 
 mod check_config;
 mod daemon;
+mod fallback;
 mod oneshot;
 mod served;
