@@ -160,48 +160,137 @@ fn one(
     status
 }
 
-/// Renders statuses as the table `renewd status` prints.
+/// Renders statuses as the table `renewd status` prints; `colour` marks health
+/// and short remaining lifetimes with ANSI colours (only for a terminal).
 #[must_use]
-pub fn table(statuses: &[CertStatus]) -> String {
-    let mut rows = vec![[
-        "NAME".to_owned(),
-        "DAYS LEFT".to_owned(),
-        "NEXT RENEWAL".to_owned(),
-        "LAST RESULT".to_owned(),
-        "CA".to_owned(),
-        "HEALTH".to_owned(),
-    ]];
-    for s in statuses {
-        rows.push([
-            s.name.clone(),
-            s.days_left
-                .map_or_else(|| "-".to_owned(), |d| d.to_string()),
-            s.next_renewal.clone().unwrap_or_else(|| "now".to_owned()),
-            s.last_result.clone().unwrap_or_else(|| "-".to_owned()),
-            s.ca.clone().unwrap_or_else(|| "-".to_owned()),
-            if s.healthy {
-                "ok".to_owned()
-            } else {
-                format!("UNHEALTHY: {}", s.problems.join(", "))
-            },
-        ]);
-    }
-    let widths: Vec<usize> = (0..6)
+pub fn table(statuses: &[CertStatus], colour: bool) -> String {
+    const HEADER: [&str; 7] = [
+        "NAME",
+        "DAYS LEFT",
+        "NEXT RENEWAL",
+        "LAST RESULT",
+        "SERVED",
+        "CA",
+        "HEALTH",
+    ];
+    let now = OffsetDateTime::now_utc();
+    let rows: Vec<[String; 7]> = statuses.iter().map(|s| row(s, now)).collect();
+    let widths: Vec<usize> = (0..HEADER.len())
         .map(|i| {
             rows.iter()
-                .map(|r| r[i].chars().count().min(60))
+                .map(|r| r[i].chars().count())
+                .chain([HEADER[i].len()])
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    rows.iter()
-        .map(|r| {
-            let cells: Vec<String> = r
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            format!("{}\n", cells.join("  ").trim_end())
-        })
-        .collect()
+    let line = |cells: Vec<String>| format!("{}\n", cells.join("  ").trim_end());
+    let mut out = line(
+        HEADER
+            .iter()
+            .zip(&widths)
+            .map(|(h, w)| format!("{h:<w$}"))
+            .collect(),
+    );
+    for (s, r) in statuses.iter().zip(&rows) {
+        let cells = r
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, w))| {
+                let padded = format!("{cell:<w$}");
+                match (colour, i) {
+                    (true, 1) if s.days_left.is_some_and(|d| d < 7) => paint(&padded, RED),
+                    (true, 6) if s.healthy => paint(&padded, GREEN),
+                    (true, 6) => paint(&padded, RED),
+                    _ => padded,
+                }
+            })
+            .collect();
+        out.push_str(&line(cells));
+    }
+    out
+}
+
+const RED: &str = "31";
+const GREEN: &str = "32";
+
+fn paint(text: &str, colour: &str) -> String {
+    format!("\x1b[{colour}m{text}\x1b[0m")
+}
+
+fn row(s: &CertStatus, now: OffsetDateTime) -> [String; 7] {
+    let dash = || "-".to_owned();
+    let next = s.next_renewal.as_deref().map_or_else(
+        || "now".to_owned(),
+        |at| match OffsetDateTime::parse(at, &Rfc3339) {
+            Ok(t) if t > now => format!(
+                "{} (in {})",
+                &at[..10.min(at.len())],
+                human_duration(t - now)
+            ),
+            _ => "now".to_owned(),
+        },
+    );
+    let served = if s.served.is_empty() {
+        dash()
+    } else if s.served.iter().all(|t| t.matches) {
+        "ok".to_owned()
+    } else {
+        "MISMATCH".to_owned()
+    };
+    let last = s.last_result.as_deref().map_or_else(dash, |r| {
+        let mut r = r.to_owned();
+        if r.chars().count() > 40 {
+            r = r.chars().take(39).collect::<String>() + "…";
+        }
+        r
+    });
+    [
+        s.name.clone(),
+        s.days_left.map_or_else(dash, |d| d.to_string()),
+        next,
+        last,
+        served,
+        s.ca.clone().unwrap_or_else(dash),
+        if s.healthy {
+            "ok".to_owned()
+        } else {
+            format!("UNHEALTHY: {}", s.problems.join(", "))
+        },
+    ]
+}
+
+/// `21d 3h`, `3h 5m`, `5m`, `now`: a duration read at a glance.
+#[must_use]
+pub fn human_duration(d: time::Duration) -> String {
+    let secs = d.whole_seconds();
+    if secs <= 0 {
+        return "now".to_owned();
+    }
+    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (days, hours) {
+        (0, 0) => format!("{}m", minutes.max(1)),
+        (0, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_duration;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(
+            human_duration(time::Duration::seconds(21 * 86_400 + 3 * 3600 + 59)),
+            "21d 3h"
+        );
+        assert_eq!(
+            human_duration(time::Duration::seconds(3 * 3600 + 5 * 60)),
+            "3h 5m"
+        );
+        assert_eq!(human_duration(time::Duration::seconds(20)), "1m");
+        assert_eq!(human_duration(time::Duration::seconds(-5)), "now");
+    }
 }

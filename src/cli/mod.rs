@@ -189,7 +189,8 @@ fn print_status(statuses: &[status::CertStatus], json: bool) -> anyhow::Result<(
         serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "certificates": statuses }))?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", status::table(statuses))?;
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        write!(out, "{}", status::table(statuses, colour))?;
     }
     Ok(())
 }

@@ -686,7 +686,10 @@ impl Scheduler {
             .min();
         let mut line = format!("{} certificates", self.entries.len());
         if let Some((at, name)) = next {
-            line.push_str(&format!(", next: {name} in {}", human(at - now)));
+            line.push_str(&format!(
+                ", next: {name} in {}",
+                crate::status::human_duration(at - now)
+            ));
         }
         let renewing = self.entries.values().filter(|e| e.running).count();
         if renewing > 0 {
@@ -735,35 +738,5 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
             interval.tick().await;
         }
         None => std::future::pending().await,
-    }
-}
-
-/// `21d 3h`, `3h 5m`, `5m`, `now`.
-fn human(d: time::Duration) -> String {
-    let secs = d.whole_seconds();
-    if secs <= 0 {
-        return "now".to_owned();
-    }
-    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-    match (days, hours) {
-        (0, 0) => format!("{}m", minutes.max(1)),
-        (0, _) => format!("{hours}h {minutes}m"),
-        _ => format!("{days}d {hours}h"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human;
-
-    #[test]
-    fn durations_read_at_a_glance() {
-        assert_eq!(
-            human(time::Duration::seconds(21 * 86_400 + 3 * 3600 + 59)),
-            "21d 3h"
-        );
-        assert_eq!(human(time::Duration::seconds(3 * 3600 + 5 * 60)), "3h 5m");
-        assert_eq!(human(time::Duration::seconds(20)), "1m");
-        assert_eq!(human(time::Duration::seconds(-5)), "now");
     }
 }
