@@ -354,4 +354,17 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
     }
+
+    #[test]
+    fn the_shipped_alert_rules_use_only_metrics_that_exist() {
+        renewal("x", false);
+        let text = render(&[]);
+        let rules = include_str!("../docs/prometheus-alerts.yml");
+        let names = rules
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("renewd_"));
+        for name in names {
+            assert!(text.contains(&format!("# TYPE {}", name.trim_end_matches("_total"))), "{name} is not exported");
+        }
+    }
 }
