@@ -443,7 +443,12 @@ impl Context {
                     self.config.daemon.check_interval.0,
                     rand::random_range(0.5..=1.0),
                 );
-                entry.retry_at = Some(OffsetDateTime::now_utc() + delay);
+                let now = OffsetDateTime::now_utc();
+                let cap = self.config.daemon.check_interval.0;
+                let backoff = now + delay;
+                entry.retry_at = Some(
+                    schedule::rate_limit_retry(why, now, cap).map_or(backoff, |at| at.max(backoff)),
+                );
             }
             Outcome::NotDue { .. } => {}
         }

@@ -112,6 +112,29 @@ pub fn backoff(failures: u32, cap: std::time::Duration, jitter: f64) -> Duration
     Duration::seconds_f64(capped * jitter.clamp(0.5, 1.0))
 }
 
+/// The CA's rate limit, if `error` reports one: when to try again. Let's Encrypt
+/// says `retry after 2026-01-02 03:04:05 UTC` in the problem's detail; without
+/// such a time, `cap` (the longest backoff) is waited.
+#[must_use]
+pub fn rate_limit_retry(
+    error: &str,
+    now: OffsetDateTime,
+    cap: std::time::Duration,
+) -> Option<OffsetDateTime> {
+    if !error.contains("urn:ietf:params:acme:error:rateLimited") {
+        return None;
+    }
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    let stated = error
+        .split("retry after ")
+        .nth(1)
+        .and_then(|rest| rest.get(..23))
+        .and_then(|at| time::PrimitiveDateTime::parse(at, format).ok())
+        .map(time::PrimitiveDateTime::assume_utc);
+    Some(stated.unwrap_or_else(|| now + Duration::try_from(cap).unwrap_or(Duration::HOUR)))
+}
+
 /// When a certificate is to be renewed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -252,6 +275,25 @@ mod tests {
             Duration::minutes(1),
             "jitter never below half"
         );
+    }
+
+    #[test]
+    fn rate_limits_are_waited_out() {
+        let now = time::macros::datetime!(2026-06-01 00:00 UTC);
+        let cap = std::time::Duration::from_secs(6 * 3600);
+        let le = "CA le: API error: too many certificates (5) already issued for this exact set of \
+                  identifiers in the last 168h0m0s, retry after 2026-06-03 10:00:00 UTC: see \
+                  https://letsencrypt.org/docs/rate-limits/ (urn:ietf:params:acme:error:rateLimited)";
+        assert_eq!(
+            rate_limit_retry(le, now, cap),
+            Some(time::macros::datetime!(2026-06-03 10:00 UTC))
+        );
+        let bare = "CA x: API error: slow down (urn:ietf:params:acme:error:rateLimited)";
+        assert_eq!(
+            rate_limit_retry(bare, now, cap),
+            Some(now + Duration::hours(6))
+        );
+        assert_eq!(rate_limit_retry("CA x: connection refused", now, cap), None);
     }
 
     #[test]

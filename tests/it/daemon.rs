@@ -336,3 +336,40 @@ fn http_get(port: u16, path: &str) -> String {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default()
 }
+
+#[test]
+fn the_control_socket_survives_malformed_and_oversized_requests() {
+    let env = Env::new();
+    env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
+    let mut daemon = Daemon::start(&env);
+    let reply = daemon.control("this is not json");
+    assert_eq!(reply[0]["ok"], false, "{reply:?}");
+    assert!(
+        reply[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed request"),
+        "{reply:?}"
+    );
+    let reply = daemon.control(r#"{"cmd":"launch-missiles"}"#);
+    assert_eq!(reply[0]["ok"], false, "{reply:?}");
+    let huge = format!(
+        r#"{{"cmd":"status","names":["{}"]}}"#,
+        "x".repeat(100 * 1024)
+    );
+    let reply = daemon.control(&huge);
+    assert_eq!(reply[0]["error"], "request larger than 64 KiB", "{reply:?}");
+    let reply = daemon.control(r#"{"cmd":"renew","names":["nope"]}"#);
+    assert_eq!(reply[0]["ok"], false, "{reply:?}");
+    assert!(daemon.is_running());
+    let run = env.renewd(&["renew", "--force", "a"]);
+    assert_eq!(run.code, 0, "still serving: {run:?}");
+    assert!(run.stdout.starts_with("a: renewed: "), "{run:?}");
+    let run = env.renewd(&["renew", "--no-wait", "--force", "--all"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("queued: a"), "{run:?}");
+    assert_eq!(daemon.stop(), Some(0));
+    // Without a daemon, --no-wait has nobody to queue with.
+    let run = env.renewd(&["renew", "--no-wait"]);
+    assert_eq!(run.code, 3, "{run:?}");
+}
