@@ -28,6 +28,7 @@
 //! [`cli`] holds the commands; `main.rs` only parses and maps exit codes.
 
 pub mod acme;
+pub mod certbot;
 pub mod cli;
 pub mod config;
 pub mod control;

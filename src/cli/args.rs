@@ -42,6 +42,13 @@ pub enum Command {
     Renew(RenewArgs),
     /// Validate the config file; exit 2 with every problem if it is invalid.
     CheckConfig,
+    /// Adopt certbot's certificates: copy each lineage's current certificate and
+    /// key into renewd's store and print `[[certificate]]` entries to add to the config.
+    ImportCertbot {
+        /// certbot's config directory.
+        #[arg(default_value = "/etc/letsencrypt")]
+        dir: std::path::PathBuf,
+    },
     /// Revoke a certificate's live version at its CA (it is then renewed by the
     /// running daemon, which learns of the revocation through ARI).
     Revoke {

@@ -55,6 +55,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::CheckConfig => Ok(check_config(&cli.config)),
         Command::Status(args) => status(&cli.config, &args).await,
         Command::Renew(args) => renew(&cli.config, &args).await,
+        Command::ImportCertbot { dir } => import_certbot(&cli.config, &dir),
         Command::Revoke { name, reason } => revoke(&cli.config, &name, reason).await,
         Command::Run => {
             crate::daemon::run(&cli.config).await?;
@@ -315,6 +316,35 @@ fn reply_ok(reply: Option<serde_json::Value>) -> anyhow::Result<serde_json::Valu
         return Err(Denied.into());
     }
     Err(anyhow::anyhow!("daemon: {error}"))
+}
+
+fn import_certbot(path: &Path, dir: &Path) -> anyhow::Result<Exit> {
+    let config = Config::load(path)?;
+    let store = open_store(&config)?;
+    let _lock = store
+        .lock()
+        .context("stop the daemon (systemctl stop renewd) while importing")?;
+    let mut ok = true;
+    for result in crate::certbot::import(dir, &store) {
+        match result {
+            Ok(imported) => {
+                eprintln!(
+                    "{}: imported as version {}",
+                    imported.name, imported.version
+                );
+                println!("{}", imported.toml);
+            }
+            Err(e) => {
+                eprintln!("renewd: {e}");
+                ok = false;
+            }
+        }
+    }
+    eprintln!(
+        "Add the entries above to {} (with ca/solvers/reload), then renewd check-config.",
+        path.display()
+    );
+    Ok(if ok { Exit::Ok } else { Exit::Failed })
 }
 
 async fn revoke(
