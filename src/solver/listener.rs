@@ -49,7 +49,7 @@ impl<T: Send + Sync + 'static> OnDemand<T> {
                     *server = Some(tokio::spawn((self.serve)(
                         listener,
                         Arc::clone(&self.entries),
-                    )))
+                    )));
                 }
                 Err(source) => {
                     self.entries_mut().remove(key);

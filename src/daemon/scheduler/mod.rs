@@ -17,9 +17,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+mod ari;
+mod deploy;
+
 use super::Event;
 use crate::acme::{self, RenewalInfo};
-use crate::config::{CertificateConfig, Config, ReloadTarget};
+use crate::config::{Config, ReloadTarget};
 use crate::control::proto::RenewEvent;
 use crate::reload;
 use crate::renew::{Context, Outcome};
@@ -230,24 +233,6 @@ impl Scheduler {
         });
     }
 
-    fn start_poll(&mut self, name: &str) {
-        let (Some(cert), Some(entry)) = (
-            self.config().certificate(name).cloned(),
-            self.entries.get_mut(name),
-        ) else {
-            return;
-        };
-        let (Some(ari_id), Some(serial)) = (entry.ari_id.clone(), entry.serial.clone()) else {
-            return;
-        };
-        entry.polling = true;
-        let ctx = Arc::clone(&self.ctx);
-        self.polls.spawn(async move {
-            let result = ctx.renewal_info(&cert, &ari_id).await;
-            (cert.name, serial, result)
-        });
-    }
-
     async fn finished(&mut self, name: String, outcome: Outcome) {
         let event = match &outcome {
             Outcome::Renewed { .. } => "renewed",
@@ -272,177 +257,6 @@ impl Scheduler {
             self.schedule_save();
             notify::status(&self.status_line().await);
         }
-    }
-
-    /// Queues the reloads of a freshly renewed certificate (or verifies it at
-    /// once when it has none).
-    fn deploy(&mut self, name: &str) {
-        let Some(cert) = self.config().certificate(name) else {
-            return;
-        };
-        let targets = cert.reload.clone();
-        if targets.is_empty() {
-            self.start_verify(name, VERIFY_PATIENCE);
-            return;
-        }
-        self.outstanding.insert(name.to_owned(), targets.len());
-        for target in targets {
-            match self.pending_reloads.iter_mut().find(|(t, _)| *t == target) {
-                Some((_, names)) => names.push(name.to_owned()),
-                None => self.pending_reloads.push((target, vec![name.to_owned()])),
-            }
-        }
-    }
-
-    /// Starts every pending reload whose batch is complete: no renewal of a
-    /// certificate that uses the target is still running or queued.
-    fn dispatch_reloads(&mut self) {
-        let config = Arc::clone(&self.ctx.config);
-        let busy = |target: &ReloadTarget| {
-            config.certificates.iter().any(|c| {
-                c.reload.contains(target) && self.entries.get(&c.name).is_some_and(|e| e.running)
-            })
-        };
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_reloads)
-            .into_iter()
-            .partition(|(t, _)| !busy(t));
-        self.pending_reloads = waiting;
-        for (target, names) in ready {
-            let certs: Vec<&CertificateConfig> =
-                names.iter().filter_map(|n| config.certificate(n)).collect();
-            let renewed = reload::Renewed::new(&self.ctx.store, &certs);
-            self.reloads.spawn(async move {
-                let result = reload::run(&target, &renewed).await;
-                (target, names, result)
-            });
-        }
-    }
-
-    async fn reloaded(&mut self, (target, names, result): ReloadResult) {
-        let what = reload::describe(&target);
-        match &result {
-            Ok(()) => {
-                info!(renewd_event = "reloaded", target = %what, certificates = names.len(), "reloaded");
-            }
-            Err(e) => error!(renewd_event = "reload-failed", target = %what, "reload failed: {e}"),
-        }
-        {
-            let mut state = self.ctx.state().lock().await;
-            for name in &names {
-                state.entry(name).reload_error = result.as_ref().err().map(ToString::to_string);
-            }
-        }
-        self.schedule_save();
-        for name in names {
-            let left = self.outstanding.get_mut(&name).map(|n| {
-                *n = n.saturating_sub(1);
-                *n
-            });
-            if left == Some(0) {
-                self.outstanding.remove(&name);
-                self.start_verify(&name, VERIFY_PATIENCE);
-            }
-        }
-    }
-
-    /// Checks that every `verify` target of `name` serves its live certificate.
-    fn start_verify(&mut self, name: &str, patience: StdDuration) {
-        let Some(cert) = self.config().certificate(name) else {
-            return;
-        };
-        if cert.verify.is_empty() {
-            return;
-        }
-        let Ok(Some(lineage)) = self.ctx.store.lineage(name) else {
-            return;
-        };
-        let (targets, sni) = (cert.verify.clone(), crate::verify::sni_for(&cert.domains));
-        if let Some(entry) = self.entries.get_mut(name) {
-            entry.verifying = true;
-        }
-        let name = name.to_owned();
-        self.verifies.spawn(async move {
-            let served =
-                crate::verify::check_all(&targets, &sni, &lineage.cert.der, patience).await;
-            (name, lineage.cert.serial, served)
-        });
-    }
-
-    async fn verified(&mut self, (name, serial, served): VerifyResult) {
-        let check_interval = self.config().daemon.check_interval.0;
-        if let Some(entry) = self.entries.get_mut(&name) {
-            entry.verifying = false;
-            entry.verify_at = Some(OffsetDateTime::now_utc() + check_interval);
-        }
-        for s in served.iter().filter(|s| !s.matches) {
-            warn!(cert_name = %name, renewd_event = "verify-failed", target = %s.target, serial,
-                "the service does not serve the current certificate");
-        }
-        if served.iter().all(|s| s.matches) {
-            info!(cert_name = %name, renewd_event = "verified", serial, "served by every verify target");
-        }
-        let mut state = self.ctx.state().lock().await;
-        let cs = state.entry(&name);
-        if cs.is_for(&serial) {
-            cs.served = served;
-            cs.served_at = Some(OffsetDateTime::now_utc());
-        }
-        drop(state);
-        self.schedule_save();
-        notify::status(&self.status_line().await);
-    }
-
-    async fn polled(&mut self, (name, serial, result): PollResult) {
-        let now = OffsetDateTime::now_utc();
-        let check_interval = self.config().daemon.check_interval.0;
-        let Some(entry) = self.entries.get_mut(&name) else {
-            return;
-        };
-        entry.polling = false;
-        let state = Arc::clone(self.ctx.state());
-        let mut state = state.lock().await;
-        let cs = state.entry(&name);
-        if !cs.is_for(&serial) {
-            return;
-        }
-        let next = match result {
-            Ok(RenewalInfo::Window(window, retry_after)) => {
-                entry.ari_failures = 0;
-                let lineage_mid = self
-                    .ctx
-                    .store
-                    .lineage(&name)
-                    .ok()
-                    .flatten()
-                    .map(|l| l.cert.not_before + l.cert.lifetime() / 2);
-                // A window that has passed before the middle of the lifetime is the
-                // CA asking for early replacement: a revocation (RFC 9773 §4.2).
-                if window.end <= now
-                    && lineage_mid.is_some_and(|mid| window.end < mid)
-                    && !cs.revoked
-                {
-                    warn!(cert_name = %name, renewd_event = "revoked-detected", serial,
-                        "CA moved the renewal window into the past: certificate revoked, renewing now");
-                    cs.revoked = true;
-                }
-                cs.ari_window = Some(window);
-                now + retry_after.clamp(check_interval.min(MIN_ARI_INTERVAL), check_interval)
-            }
-            Ok(RenewalInfo::Unsupported) => now + check_interval,
-            Err(e) => {
-                entry.ari_failures += 1;
-                warn!(cert_name = %name, "ARI poll failed: {e}");
-                now + schedule::backoff(
-                    entry.ari_failures,
-                    check_interval,
-                    rand::random_range(0.5..=1.0),
-                )
-            }
-        };
-        cs.ari_poll_at = Some(next);
-        drop(state);
-        self.replan(&name).await;
-        self.schedule_save();
     }
 
     async fn handle(&mut self, event: Event) {
