@@ -117,3 +117,41 @@ fn profiles_are_requested_per_ca_and_per_certificate() {
     let run = env.renewd(&["renew"]);
     assert_eq!(run.stdout.matches("not due").count(), 2, "{run:?}");
 }
+
+#[test]
+fn external_account_binding_is_sent_when_the_ca_requires_it() {
+    let env = Env::new();
+    const KID: &str = "kid-1";
+    const MAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    env.pebble.restart(|config| {
+        config["pebble"]["externalAccountBindingRequired"] = true.into();
+        config["pebble"]["externalAccountMACKeys"] = serde_json::json!({ KID: MAC });
+    });
+    let cert = "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n";
+    env.write_config(cert);
+    let run = env.renewd(&["renew"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("externalAccountRequired"), "{run:?}");
+
+    let key_file = env.dir.path().join("eab.key");
+    std::fs::write(&key_file, format!("{MAC}\n")).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let ca = env.pebble.ca_toml("pebble").replace(
+        "[ca.pebble]\n",
+        &format!(
+            "[ca.pebble]\neab_kid = \"{KID}\"\neab_hmac_key_file = \"{}\"\n",
+            key_file.display()
+        ),
+    );
+    env.write_config_raw(&format!(
+        "{ca}\n{}\n{cert}",
+        env.pebble.http01_solver_toml("web")
+    ));
+    let run = env.renewd(&["renew"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    crate::fixture::verify_chain(&env.pebble.root, &env.store().live_dir("a")).unwrap();
+}

@@ -115,6 +115,74 @@ impl Pebble {
         )
     }
 
+    /// Restarts the Pebble process (not challtestsrv) with its JSON config edited
+    /// by `edit`. Pebble makes a new issuing root on every start; `root` is
+    /// rewritten with it.
+    pub fn restart(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let state = Path::new(&self.var("PEBBLE_STATE_DIR")).to_owned();
+        let config_path = state.join("pebble-config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+        edit(&mut config);
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let pid_file = state.join("pebble.pid");
+        let old = std::fs::read_to_string(&pid_file).unwrap();
+        let old = nix::unistd::Pid::from_raw(old.trim().parse().unwrap());
+        let _ = nix::sys::signal::kill(old, nix::sys::signal::Signal::SIGKILL);
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "the old pebble to exit",
+            || {
+                nix::sys::signal::kill(old, None).is_err()
+                    && std::net::TcpStream::connect(("127.0.0.1", self.port())).is_err()
+            },
+        );
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(state.join("pebble.log"))
+            .unwrap();
+        let child = Command::new(which("pebble"))
+            .arg("-config")
+            .arg(&config_path)
+            .arg("-dnsserver")
+            .arg(format!("127.0.0.1:{}", self.var("CHALLTESTSRV_DNS_PORT")))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start pebble");
+        std::fs::write(&pid_file, child.id().to_string()).unwrap();
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "pebble to listen again",
+            || std::net::TcpStream::connect(("127.0.0.1", self.port())).is_ok(),
+        );
+        let root = Command::new("curl")
+            .args(["-fsS", "--retry", "5", "--retry-connrefused", "--cacert"])
+            .arg(&self.listener_ca)
+            .arg(format!("{}/roots/0", self.mgmt_url))
+            .output()
+            .unwrap();
+        assert!(
+            root.status.success(),
+            "fetch root: {}",
+            String::from_utf8_lossy(&root.stderr)
+        );
+        std::fs::write(&self.root, root.stdout).unwrap();
+    }
+
+    fn var(&self, name: &str) -> String {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    }
+
     /// Stops Pebble (the CA becomes unreachable).
     pub fn stop(&self) {
         let _ = Command::new("bash")
@@ -574,4 +642,14 @@ impl Drop for Nginx {
 pub fn toml_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
     format!("[{}]", quoted.join(", "))
+}
+
+/// `name` from PATH, else /usr/local/bin (where install-pebble.sh puts it).
+pub fn which(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| Path::new("/usr/local/bin").join(name))
 }
