@@ -217,10 +217,11 @@ impl Drop for Pebble {
 
 /// A temporary directory with a config file, a state dir and a Pebble.
 pub struct Env {
+    /// The CA. Declared first so it is dropped (stopped) while its state, in
+    /// `dir`, still names its processes.
+    pub pebble: Pebble,
     /// Keeps the directory alive.
     pub dir: tempfile::TempDir,
-    /// The CA.
-    pub pebble: Pebble,
 }
 
 impl Env {
@@ -652,4 +653,87 @@ pub fn which(name: &str) -> PathBuf {
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| Path::new("/usr/local/bin").join(name))
+}
+
+impl Pebble {
+    /// The port of challtestsrv's DNS server (UDP and TCP), where Pebble's VA
+    /// looks up names unless [`Pebble::restart_with_dns_server`] moved it.
+    pub fn challtestsrv_dns_port(&self) -> u16 {
+        self.var("CHALLTESTSRV_DNS_PORT").parse().expect("port")
+    }
+
+    /// The port of challtestsrv's management API (`/set-txt`, `/clear-txt`, plain HTTP).
+    pub fn challtestsrv_mgmt_port(&self) -> u16 {
+        self.var("CHALLTESTSRV_MGMT_PORT").parse().expect("port")
+    }
+
+    /// Restarts Pebble (same config, same ports) with its VA resolving names
+    /// through `dns_server` instead of challtestsrv. The issuing root changes
+    /// on a restart, so the file at [`Pebble::root`] is fetched again.
+    pub fn restart_with_dns_server(&self, dns_server: std::net::SocketAddr) {
+        use std::os::unix::process::CommandExt as _;
+        let state = PathBuf::from(self.var("PEBBLE_STATE_DIR"));
+        let pid_file = state.join("pebble.pid");
+        let old: i32 = std::fs::read_to_string(&pid_file)
+            .expect("pebble.pid")
+            .trim()
+            .parse()
+            .expect("pid");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(old),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let mgmt_port: u16 = self.var("PEBBLE_MGMT_PORT").parse().expect("port");
+        for port in [self.port(), mgmt_port] {
+            wait_until(
+                std::time::Duration::from_secs(10),
+                "the old Pebble to free its ports",
+                || TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            );
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(state.join("pebble.log"))
+            .expect("pebble.log");
+        let mut child = Command::new(which("pebble"))
+            .arg("-config")
+            .arg(state.join("pebble-config.json"))
+            .arg("-dnsserver")
+            .arg(dns_server.to_string())
+            // pebble-up.sh's defaults, then this Pebble's own environment.
+            .envs([
+                ("PEBBLE_VA_NOSLEEP", "1"),
+                ("PEBBLE_WFE_NONCEREJECT", "0"),
+                ("PEBBLE_AUTHZREUSE", "0"),
+            ])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start pebble");
+        std::fs::write(&pid_file, child.id().to_string()).expect("write pebble.pid");
+        // Reaped here once pebble-down.sh stops it.
+        std::thread::spawn(move || child.wait());
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "the restarted Pebble's issuing root",
+            || {
+                Command::new("curl")
+                    .args(["-fsS", "--cacert"])
+                    .arg(&self.listener_ca)
+                    .arg("-o")
+                    .arg(&self.root)
+                    .arg(format!("{}/roots/0", self.mgmt_url))
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+        );
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "the restarted Pebble's directory",
+            || std::net::TcpStream::connect(("127.0.0.1", self.port())).is_ok(),
+        );
+    }
 }
