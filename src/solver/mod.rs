@@ -165,7 +165,7 @@ impl Solver {
             Kind::TlsAlpn01(t) => t.cleanup(&response.domain).await,
             Kind::Dns01(d) => {
                 d.cleanup(&self.name, &response.domain, &response.dns_value)
-                    .await
+                    .await;
             }
         }
     }

@@ -116,62 +116,10 @@ impl Pebble {
     }
 
     /// Restarts the Pebble process (not challtestsrv) with its JSON config edited
-    /// by `edit`. Pebble makes a new issuing root on every start; `root` is
-    /// rewritten with it.
+    /// by `edit`; see [`Pebble::restart_with_dns_server`].
     pub fn restart(&self, edit: impl FnOnce(&mut serde_json::Value)) {
-        let state = Path::new(&self.var("PEBBLE_STATE_DIR")).to_owned();
-        let config_path = state.join("pebble-config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-        edit(&mut config);
-        std::fs::write(&config_path, config.to_string()).unwrap();
-        let pid_file = state.join("pebble.pid");
-        let old = std::fs::read_to_string(&pid_file).unwrap();
-        let old = nix::unistd::Pid::from_raw(old.trim().parse().unwrap());
-        let _ = nix::sys::signal::kill(old, nix::sys::signal::Signal::SIGKILL);
-        wait_until(
-            std::time::Duration::from_secs(10),
-            "the old pebble to exit",
-            || {
-                nix::sys::signal::kill(old, None).is_err()
-                    && std::net::TcpStream::connect(("127.0.0.1", self.port())).is_err()
-            },
-        );
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(state.join("pebble.log"))
-            .unwrap();
-        let child = Command::new(which("pebble"))
-            .arg("-config")
-            .arg(&config_path)
-            .arg("-dnsserver")
-            .arg(format!("127.0.0.1:{}", self.var("CHALLTESTSRV_DNS_PORT")))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start pebble");
-        std::fs::write(&pid_file, child.id().to_string()).unwrap();
-        wait_until(
-            std::time::Duration::from_secs(10),
-            "pebble to listen again",
-            || std::net::TcpStream::connect(("127.0.0.1", self.port())).is_ok(),
-        );
-        let root = Command::new("curl")
-            .args(["-fsS", "--retry", "5", "--retry-connrefused", "--cacert"])
-            .arg(&self.listener_ca)
-            .arg(format!("{}/roots/0", self.mgmt_url))
-            .output()
-            .unwrap();
-        assert!(
-            root.status.success(),
-            "fetch root: {}",
-            String::from_utf8_lossy(&root.stderr)
-        );
-        std::fs::write(&self.root, root.stdout).unwrap();
+        let dns = format!("127.0.0.1:{}", self.challtestsrv_dns_port());
+        self.respawn(edit, &dns);
     }
 
     fn var(&self, name: &str) -> String {
@@ -671,6 +619,12 @@ impl Pebble {
     /// through `dns_server` instead of challtestsrv. The issuing root changes
     /// on a restart, so the file at [`Pebble::root`] is fetched again.
     pub fn restart_with_dns_server(&self, dns_server: std::net::SocketAddr) {
+        self.respawn(|_| {}, &dns_server.to_string());
+    }
+
+    /// Stops Pebble, edits its config, and starts it again on the same ports
+    /// resolving through `dns_server`; re-fetches the new issuing root.
+    fn respawn(&self, edit: impl FnOnce(&mut serde_json::Value), dns_server: &str) {
         use std::os::unix::process::CommandExt as _;
         let state = PathBuf::from(self.var("PEBBLE_STATE_DIR"));
         let pid_file = state.join("pebble.pid");
@@ -683,6 +637,12 @@ impl Pebble {
             nix::unistd::Pid::from_raw(old),
             nix::sys::signal::Signal::SIGTERM,
         );
+        let config_path = state.join("pebble-config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config_path).expect("pebble config"))
+                .expect("pebble config JSON");
+        edit(&mut config);
+        std::fs::write(&config_path, config.to_string()).expect("write pebble config");
         let mgmt_port: u16 = self.var("PEBBLE_MGMT_PORT").parse().expect("port");
         for port in [self.port(), mgmt_port] {
             wait_until(
@@ -697,9 +657,9 @@ impl Pebble {
             .expect("pebble.log");
         let mut child = Command::new(which("pebble"))
             .arg("-config")
-            .arg(state.join("pebble-config.json"))
+            .arg(&config_path)
             .arg("-dnsserver")
-            .arg(dns_server.to_string())
+            .arg(dns_server)
             // pebble-up.sh's defaults, then this Pebble's own environment.
             .envs([
                 ("PEBBLE_VA_NOSLEEP", "1"),

@@ -10,6 +10,7 @@ mod fixture;
 mod certbot;
 mod check_config;
 mod daemon;
+mod dns;
 mod fallback;
 mod oneshot;
 mod served;

@@ -1,39 +1,237 @@
-//! dns-01: publish `_acme-challenge.<domain>. TXT <value>` through a provider,
-//! wait until it is visible, remove it afterwards.
+//! dns-01 ([RFC 8555 §8.4]): publish `_acme-challenge.<domain>. TXT <value>`
+//! through a provider, wait until it is visible, remove it afterwards.
+//!
+//! This module picks the provider and owns the order of things: add the
+//! record, wait for it ([`propagation`]), and on a failed wait remove it
+//! again, since the caller only cleans up what was presented. Providers only
+//! add and remove: [`rfc2136`] (DNS UPDATE with TSIG), [`cloudflare`] (its
+//! v4 API) and [`exec`] (an operator's hook). Records are always added beside
+//! existing values, never replacing them: a wildcard and its base domain
+//! validate with two values at the same name.
+//!
+//! [RFC 8555 §8.4]: https://www.rfc-editor.org/rfc/rfc8555#section-8.4
 
-use crate::config::SolverConfig;
+mod cloudflare;
+mod exec;
+mod propagation;
+mod query;
+mod rfc2136;
+
+use std::fmt;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::Name;
 
 use super::Error;
+use crate::config::{DnsProvider, SolverConfig};
+
+/// TTL of the records we publish: short, so a retry's value is not hidden
+/// behind a cached old one.
+const TTL: u32 = 60;
 
 /// A configured dns-01 solver.
 #[derive(Debug)]
 pub(super) struct Dns01 {
-    config: SolverConfig,
+    provider: Provider,
+    propagation: propagation::Propagation,
+}
+
+#[derive(Debug)]
+enum Provider {
+    Rfc2136(rfc2136::Rfc2136),
+    /// Boxed: its HTTP client is large.
+    Cloudflare(Box<cloudflare::Cloudflare>),
+    Exec(exec::Exec),
+    /// The config lacks what the provider needs (validation prevents this).
+    Unusable(String),
+}
+
+/// The TXT record of one authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Record {
+    /// `_acme-challenge.<domain>.`
+    name: Name,
+    /// The same, as text with the trailing dot.
+    fqdn: String,
+    /// The TXT value (base64url of the key authorization digest).
+    value: String,
+}
+
+impl Record {
+    /// The record for `domain` (with or without `*.`, trailing dot or not).
+    pub(super) fn new(domain: &str, value: &str) -> Result<Self, String> {
+        let domain = domain
+            .trim_start_matches("*.")
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let fqdn = format!("_acme-challenge.{domain}.");
+        let name = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: not a DNS name: {e}"))?;
+        Ok(Self {
+            name,
+            fqdn,
+            value: value.to_owned(),
+        })
+    }
+
+    /// The name without the trailing dot, as web APIs write it.
+    fn api_name(&self) -> String {
+        self.fqdn.trim_end_matches('.').to_owned()
+    }
+
+    fn key(&self) -> (String, String) {
+        (self.fqdn.clone(), self.value.clone())
+    }
+}
+
+impl fmt::Display for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} TXT \"{}\"", self.fqdn, self.value)
+    }
+}
+
+/// A response code as DNS tools print it (`NXDOMAIN`, `REFUSED`, ...).
+fn rcode(code: ResponseCode) -> String {
+    format!("{code:?}").to_ascii_uppercase()
 }
 
 impl Dns01 {
     pub(super) fn new(_name: &str, config: &SolverConfig) -> Self {
+        let provider = match config.provider {
+            Some(DnsProvider::Rfc2136) => match (config.server, &config.tsig_key_file) {
+                (Some(server), Some(key)) => {
+                    Provider::Rfc2136(rfc2136::Rfc2136::new(server, key.clone()))
+                }
+                _ => Provider::Unusable("rfc2136 needs server and tsig_key_file".to_owned()),
+            },
+            Some(DnsProvider::Cloudflare) => match &config.api_token_file {
+                Some(token) => Provider::Cloudflare(Box::new(cloudflare::Cloudflare::new(
+                    config.api_url.as_deref(),
+                    token.clone(),
+                ))),
+                None => Provider::Unusable("cloudflare needs api_token_file".to_owned()),
+            },
+            Some(DnsProvider::Exec) => match &config.command {
+                Some(command) if !command.is_empty() => {
+                    Provider::Exec(exec::Exec::new(command.clone(), exec::TIMEOUT))
+                }
+                _ => Provider::Unusable("exec needs command = [\"/path/to/hook\"]".to_owned()),
+            },
+            None => Provider::Unusable(
+                "dns-01 needs provider = \"rfc2136\" | \"cloudflare\" | \"exec\"".to_owned(),
+            ),
+        };
+        let primary = match &provider {
+            Provider::Rfc2136(p) => Some(p.server()),
+            _ => None,
+        };
         Self {
-            config: config.clone(),
+            provider,
+            propagation: propagation::Propagation::new(
+                config.propagation_timeout,
+                config.resolvers.clone(),
+                primary,
+            ),
         }
     }
 
     /// Publishes the TXT record for `domain` (no `*.` prefix) and returns once it
-    /// is visible (or fails after `propagation_timeout`).
+    /// is visible (or fails after `propagation_timeout`, removing it again).
     pub(super) async fn present(
         &self,
         solver: &str,
         domain: &str,
         value: &str,
     ) -> Result<(), Error> {
-        let _ = (&self.config, domain, value);
-        Err(Error::Dns {
+        let fail = |message: String| Error::Dns {
             solver: solver.to_owned(),
-            message: "dns-01 providers are not available in this build".to_owned(),
-        })
+            message,
+        };
+        let record = Record::new(domain, value).map_err(fail)?;
+        self.add(&record).await.map_err(fail)?;
+        tracing::info!(solver, record = %record.fqdn, "TXT record published, waiting until visible");
+        if let Err(message) = self.propagation.wait(&record).await {
+            self.remove_logged(solver, &record).await;
+            return Err(fail(message));
+        }
+        Ok(())
     }
 
     /// Removes the TXT record (only this value: other values for the same name,
-    /// e.g. of a wildcard and its base domain, stay).
-    pub(super) async fn cleanup(&self, _solver: &str, _domain: &str, _value: &str) {}
+    /// e.g. of a wildcard and its base domain, stay). Failures are logged.
+    pub(super) async fn cleanup(&self, solver: &str, domain: &str, value: &str) {
+        match Record::new(domain, value) {
+            Ok(record) => self.remove_logged(solver, &record).await,
+            Err(e) => tracing::warn!(solver, "cannot remove TXT record: {e}"),
+        }
+    }
+
+    async fn add(&self, record: &Record) -> Result<(), String> {
+        match &self.provider {
+            Provider::Rfc2136(p) => p.add(record).await,
+            Provider::Cloudflare(p) => p.create(record).await,
+            Provider::Exec(p) => p.set(record).await,
+            Provider::Unusable(why) => Err(why.clone()),
+        }
+    }
+
+    async fn remove_logged(&self, solver: &str, record: &Record) {
+        let removed = match &self.provider {
+            Provider::Rfc2136(p) => p.delete(record).await,
+            Provider::Cloudflare(p) => p.delete(record).await,
+            Provider::Exec(p) => p.unset(record).await,
+            Provider::Unusable(_) => Ok(()),
+        };
+        match removed {
+            Ok(()) => tracing::info!(solver, record = %record.fqdn, "TXT record removed"),
+            Err(e) => {
+                tracing::warn!(solver, record = %record.fqdn, "cannot remove TXT record: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_name_is_the_fqdn_under_acme_challenge() {
+        for domain in ["Example.COM", "*.example.com", "example.com."] {
+            let record = Record::new(domain, "v").unwrap();
+            assert_eq!(record.fqdn, "_acme-challenge.example.com.", "{domain}");
+            assert_eq!(record.name.to_ascii(), "_acme-challenge.example.com.");
+            assert_eq!(record.api_name(), "_acme-challenge.example.com");
+        }
+        assert_eq!(
+            Record::new("a.example.com", "xyz").unwrap().to_string(),
+            "_acme-challenge.a.example.com. TXT \"xyz\""
+        );
+    }
+
+    #[test]
+    fn a_bad_domain_is_refused_naming_it() {
+        let err = Record::new("a..example.com", "v").unwrap_err();
+        assert!(err.contains("_acme-challenge.a..example.com."), "{err}");
+    }
+
+    #[test]
+    fn response_codes_read_as_dig_prints_them() {
+        assert_eq!(rcode(ResponseCode::NXDomain), "NXDOMAIN");
+        assert_eq!(rcode(ResponseCode::NotAuth), "NOTAUTH");
+        assert_eq!(rcode(ResponseCode::Refused), "REFUSED");
+    }
+
+    #[tokio::test]
+    async fn a_provider_failure_names_the_solver() {
+        let config: SolverConfig =
+            toml::from_str("type = \"dns-01\"\nprovider = \"exec\"\ncommand = [\"false\"]\n")
+                .unwrap();
+        let dns = Dns01::new("dns", &config);
+        let err = dns.present("dns", "example.com", "v").await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("solver dns: hook false set _acme-challenge.example.com. v failed"),
+            "{err}"
+        );
+    }
 }
