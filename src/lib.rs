@@ -33,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod hook;
 pub mod logging;
 pub mod metrics;
 pub mod reload;

@@ -339,17 +339,7 @@ impl Context {
         cert: &CertificateConfig,
         ari_id: &str,
     ) -> Result<acme::RenewalInfo, acme::Error> {
-        let issuer = self
-            .state
-            .lock()
-            .await
-            .certificates
-            .get(&cert.name)
-            .and_then(|s| s.ca.clone());
-        let ca = issuer
-            .filter(|ca| self.config.cas.contains_key(ca))
-            .or_else(|| cert.ca.first().cloned())
-            .unwrap_or_default();
+        let ca = self.issuer(cert).await;
         let account = self.account(&ca).await?;
         let result = acme::renewal_info(&account, &ca, ari_id).await;
         if let Err(e) = &result {

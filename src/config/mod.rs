@@ -366,6 +366,12 @@ impl Config {
         })
     }
 
+    /// Names of all configured certificates, in config order.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        self.certificates.iter().map(|c| c.name.clone()).collect()
+    }
+
     /// The certificate called `name`.
     #[must_use]
     pub fn certificate(&self, name: &str) -> Option<&CertificateConfig> {

@@ -1,10 +1,6 @@
 //! Exec hooks: run without a shell, with certbot-compatible environment.
 
-use std::process::Stdio;
 use std::time::Duration;
-
-use tokio::io::AsyncReadExt;
-use tokio::process::Command;
 
 use super::{Error, Renewed};
 
@@ -15,63 +11,17 @@ pub(super) async fn run(
     renewed: &Renewed,
     timeout: Duration,
 ) -> Result<(), Error> {
-    let shown = command.join(" ");
-    let fail = |message: String| Error::Exec {
-        command: shown.clone(),
-        message,
-    };
-    let (program, args) = command
-        .split_first()
-        .ok_or_else(|| fail("empty command".to_owned()))?;
-    let mut child = Command::new(program)
-        .args(args)
-        .env("RENEWED_LINEAGE", &renewed.lineage)
-        .env("RENEWED_DOMAINS", renewed.domains.join(" "))
-        .env("RENEWD_NAME", renewed.names.join(" "))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| fail(format!("cannot start: {e}")))?;
-    let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
-    let run = async {
-        let (mut out, mut err) = (String::new(), String::new());
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.read_to_string(&mut out).await;
-        }
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.read_to_string(&mut err).await;
-        }
-        (child.wait().await, out, err)
-    };
-    let (status, out, err) = tokio::time::timeout(timeout, run)
+    let env = [
+        ("RENEWED_LINEAGE", renewed.lineage.display().to_string()),
+        ("RENEWED_DOMAINS", renewed.domains.join(" ")),
+        ("RENEWD_NAME", renewed.names.join(" ")),
+    ];
+    crate::hook::run(command, &[], &env, timeout)
         .await
-        .map_err(|_| fail(format!("timed out after {}s (killed)", timeout.as_secs())))?;
-    for line in out.lines().chain(err.lines()) {
-        tracing::info!(hook = %shown, "{line}");
-    }
-    let status = status.map_err(|e| fail(e.to_string()))?;
-    if status.success() {
-        Ok(())
-    } else {
-        let tail: Vec<&str> = err
-            .lines()
-            .rev()
-            .take(3)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        Err(fail(format!(
-            "{status}{}",
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", tail.join(" / "))
-            }
-        )))
-    }
+        .map_err(|e| Error::Exec {
+            command: command.join(" "),
+            message: e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -129,6 +79,6 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.contains("timed out"), "{err}");
+        assert!(err.contains("killed"), "{err}");
     }
 }

@@ -263,12 +263,7 @@ impl Scheduler {
         match event {
             Event::Shutdown => {}
             Event::RenewAll => {
-                let names: Vec<String> = self
-                    .config()
-                    .certificates
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .collect();
+                let names = self.config().names();
                 info!(
                     renewd_event = "renew-all",
                     certificates = names.len(),
@@ -324,11 +319,7 @@ impl Scheduler {
             return Err(format!("no certificate named {}", unknown.join(", ")));
         }
         let names = if names.is_empty() {
-            self.config()
-                .certificates
-                .iter()
-                .map(|c| c.name.clone())
-                .collect()
+            self.config().names()
         } else {
             names
         };
@@ -415,12 +406,7 @@ impl Scheduler {
     }
 
     async fn replan_all(&mut self) {
-        let names: Vec<String> = self
-            .config()
-            .certificates
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
+        let names: Vec<String> = self.config().names();
         for name in names {
             self.entries.entry(name.clone()).or_default();
             self.replan(&name).await;

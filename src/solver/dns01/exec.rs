@@ -3,11 +3,7 @@
 //! (trailing dot) and VALUE = the TXT value. Exit 0 means done; anything else,
 //! or running past [`TIMEOUT`], is a failure that quotes the hook's stderr.
 
-use std::process::Stdio;
 use std::time::Duration;
-
-use tokio::io::AsyncReadExt;
-use tokio::process::Command;
 
 use super::Record;
 
@@ -37,55 +33,20 @@ impl Exec {
     }
 
     async fn run(&self, action: &str, record: &Record) -> Result<(), String> {
-        let shown = format!(
-            "hook {} {action} {} {}",
-            self.command.join(" "),
-            record.fqdn,
-            record.value
-        );
-        let (program, args) = self
-            .command
-            .split_first()
-            .ok_or_else(|| "exec needs command = [\"/path/to/hook\"]".to_owned())?;
-        let mut child = Command::new(program)
-            .args(args)
-            .args([action, &record.fqdn, &record.value])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("{shown}: cannot start: {e}"))?;
-        let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
-        let run = async {
-            let (mut out, mut err) = (String::new(), String::new());
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.read_to_string(&mut out).await;
-            }
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.read_to_string(&mut err).await;
-            }
-            (child.wait().await, out, err)
-        };
-        let (status, out, err) = tokio::time::timeout(self.timeout, run).await.map_err(|_| {
+        crate::hook::run(
+            &self.command,
+            &[action, &record.fqdn, &record.value],
+            &[],
+            self.timeout,
+        )
+        .await
+        .map_err(|e| {
             format!(
-                "{shown}: still running after {}s, killed",
-                self.timeout.as_secs()
+                "hook {} {action} {} {} failed: {e}",
+                self.command.join(" "),
+                record.fqdn,
+                record.value
             )
-        })?;
-        for line in out.lines().chain(err.lines()) {
-            tracing::info!(hook = %program, "{line}");
-        }
-        let status = status.map_err(|e| format!("{shown}: {e}"))?;
-        if status.success() {
-            return Ok(());
-        }
-        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
-        Err(if tail.is_empty() {
-            format!("{shown} failed ({status}, nothing on stderr)")
-        } else {
-            format!("{shown} failed ({status}): {tail}")
         })
     }
 }
