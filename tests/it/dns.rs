@@ -607,7 +607,7 @@ fn a_failing_exec_hook_is_reported_with_its_stderr() {
     assert!(run.stdout.contains(&expected), "{run:?}");
     assert!(
         run.stdout
-            .contains("failed (exit status: 1): zone exec.example.com is locked by another deploy"),
+            .contains("failed: exit status: 1: zone exec.example.com is locked by another deploy"),
         "{run:?}"
     );
 }
