@@ -16,9 +16,21 @@ async fn main() -> ExitCode {
     });
     match cli::run(cli).await {
         Ok(exit) => exit.into(),
+        // A reader that went away (`renewd status | head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("renewd: {e:#}");
             cli::exit_for(&e).into()
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let kind = c
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| c.downcast_ref::<serde_json::Error>()?.io_error_kind());
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }

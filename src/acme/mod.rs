@@ -33,6 +33,22 @@ pub use account::load_or_create as account;
 pub use ari::{RenewalInfo, renewal_info, revoke};
 pub use order::{Order, generate_key, issue};
 
+/// An error followed by its causes: transport errors say "client error
+/// (Connect)" at the top and what actually happened (DNS, refused, TLS) below.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Whether the CA rejected a request's anti-replay nonce (RFC 8555 §6.5).
 pub(crate) fn is_bad_nonce(e: &instant_acme::Error) -> bool {
     matches!(e, instant_acme::Error::Api(p)
@@ -43,7 +59,7 @@ pub(crate) fn is_bad_nonce(e: &instant_acme::Error) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The CA answered with an error or could not be reached.
-    #[error("CA {ca}: {source}")]
+    #[error("CA {ca}: {}", with_causes(source))]
     Acme {
         /// CA name in the config.
         ca: String,

@@ -66,12 +66,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command())
-                .section("8")
-                .render(&mut std::io::stdout())?;
+            man_page(&mut std::io::stdout().lock())?;
             Ok(Exit::Ok)
         }
     }
+}
+
+/// renewd(8): the top-level page with every subcommand described in it (clap's
+/// default refers to one page per subcommand, which are not shipped).
+fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
+    let command = Cli::command();
+    let man = clap_mangen::Man::new(command.clone()).section("8");
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    writeln!(out, ".SH COMMANDS")?;
+    for sub in command.get_subcommands() {
+        let usage = sub.clone().render_usage().to_string();
+        let usage = usage.trim_start_matches("Usage: ").replace('-', "\\-");
+        writeln!(out, ".TP\n\\fBrenewd {usage}\\fR")?;
+        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+            writeln!(out, "{}", about.to_string().replace('-', "\\-"))?;
+        }
+    }
+    writeln!(
+        out,
+        ".SH FILES\n/etc/renewd/renewd.toml (see renewd.toml(5)), /var/lib/renewd, /run/renewd/control.sock"
+    )?;
+    writeln!(
+        out,
+        ".SH EXIT STATUS\n0 success, 1 failed or unhealthy, 2 invalid config or usage, 3 daemon not reachable, 4 permission denied"
+    )?;
+    man.render_version_section(out)
 }
 
 /// The exit status for an error that escaped a command.

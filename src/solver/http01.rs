@@ -101,10 +101,19 @@ impl Webroot {
     ) -> Result<(), Error> {
         let path = self.path(token);
         let write = async {
-            if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await?;
-                // The web server (another user) must be able to traverse and read.
-                tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).await?;
+            // The web server (another user) must be able to traverse and read,
+            // whatever our umask (the packaged unit runs with UMask=0077).
+            let mut dir = self.root.clone();
+            for part in [".well-known", "acme-challenge"] {
+                dir.push(part);
+                match tokio::fs::create_dir(&dir).await {
+                    Ok(()) => {
+                        tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                            .await?
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
             }
             tokio::fs::write(&path, key_auth).await?;
             tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).await
@@ -165,6 +174,8 @@ mod tests {
     #[tokio::test]
     async fn webroot_writes_readable_files_and_removes_them() {
         let dir = tempfile::tempdir().unwrap();
+        // Directories we create are readable by the web server even under a strict umask.
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
         let w = Webroot::new(dir.path().to_owned());
         w.present("web", "tok", "tok.thumb").await.unwrap();
         let path = dir.path().join(".well-known/acme-challenge/tok");
