@@ -486,10 +486,11 @@ impl Scheduler {
             .min();
         let mut line = format!("{} certificates", self.entries.len());
         if let Some((at, name)) = next {
-            line.push_str(&format!(
-                ", next: {name} in {}",
-                crate::status::human_duration(at - now)
-            ));
+            let when = match crate::status::human_duration(at - now) {
+                now if now == "now" => now,
+                later => format!("in {later}"),
+            };
+            line.push_str(&format!(", next: {name} {when}"));
         }
         let renewing = self.entries.values().filter(|e| e.running).count();
         if renewing > 0 {
