@@ -29,10 +29,12 @@ pub struct Order<'a> {
     pub key_pem: &'a str,
 }
 
-/// How long to wait for the CA to validate, and then to issue.
+/// How long to wait for the CA to validate, and then to issue. The first look
+/// is early (many CAs are done in well under a second) and the delay doubles;
+/// a CA's Retry-After is honoured by instant-acme.
 const POLL: RetryPolicy = RetryPolicy::new()
-    .initial_delay(Duration::from_millis(250))
-    .backoff(1.5)
+    .initial_delay(Duration::from_millis(50))
+    .backoff(2.0)
     .timeout(Duration::from_secs(120));
 
 /// Places `order` with `account`, answers its challenges with `solver`, finalizes
