@@ -188,7 +188,7 @@ in_ct 'systemctl stop renewd'
 write_config "$cert_a$cert_b$cert_web"
 if in_ct 'systemctl enable --now renewd && systemctl is-active --quiet renewd'; then
   status_text=$(in_ct 'systemctl show -P StatusText renewd')
-  if [[ $status_text =~ ^3\ certificates,\ next:\ [a-z.]+\ in\  ]]; then
+  if [[ $status_text =~ ^3\ certificates,\ next:\ [a-z.]+\ (in\ |now) ]]; then
     pass "systemctl enable --now renewd: active, StatusText \"$status_text\""
   else
     fail "systemctl enable --now renewd: StatusText from renewd" "got \"$status_text\""
