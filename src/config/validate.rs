@@ -13,15 +13,18 @@ use super::{
 };
 
 /// Collects problems with the line each one comes from.
-struct Checker<'a> {
-    text: &'a str,
+struct Checker {
+    /// Byte offset of every newline, to turn spans into line numbers in
+    /// O(log n) (counting from the start each time made 10,000 certificates slow).
+    newlines: Vec<usize>,
     problems: Vec<Problem>,
 }
 
-impl Checker<'_> {
+impl Checker {
     fn line_of<T>(&self, spanned: &Spanned<T>) -> usize {
-        let start = spanned.span().start.min(self.text.len());
-        self.text[..start].matches('\n').count() + 1
+        self.newlines
+            .partition_point(|&nl| nl < spanned.span().start)
+            + 1
     }
 
     fn push(&mut self, line: usize, field: impl Into<String>, message: impl Into<String>) {
@@ -57,7 +60,7 @@ impl Checker<'_> {
 /// Turns a parsed file into a [`Config`], or lists everything wrong with it.
 pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
     let mut ck = Checker {
-        text,
+        newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
         problems: Vec::new(),
     };
     let daemon = match raw.daemon {
@@ -95,9 +98,9 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
 }
 
 fn unspan<T>(
-    ck: &mut Checker<'_>,
+    ck: &mut Checker,
     map: IndexMap<String, Spanned<T>>,
-    check: fn(&mut Checker<'_>, usize, &str, &T),
+    check: fn(&mut Checker, usize, &str, &T),
 ) -> IndexMap<String, T> {
     map.into_iter()
         .map(|(name, value)| {
@@ -108,7 +111,7 @@ fn unspan<T>(
         .collect()
 }
 
-fn check_daemon(ck: &mut Checker<'_>, line: usize, d: &super::DaemonConfig) {
+fn check_daemon(ck: &mut Checker, line: usize, d: &super::DaemonConfig) {
     if d.max_concurrent == 0 {
         ck.push(line, "daemon.max_concurrent", "must be at least 1");
     }
@@ -120,7 +123,7 @@ fn check_daemon(ck: &mut Checker<'_>, line: usize, d: &super::DaemonConfig) {
     }
 }
 
-fn check_ca(ck: &mut Checker<'_>, line: usize, name: &str, ca: &CaConfig) {
+fn check_ca(ck: &mut Checker, line: usize, name: &str, ca: &CaConfig) {
     let field = |f: &str| format!("ca.{name}.{f}");
     if !ca.directory.starts_with("https://") {
         ck.push(
@@ -161,7 +164,7 @@ fn check_ca(ck: &mut Checker<'_>, line: usize, name: &str, ca: &CaConfig) {
     }
 }
 
-fn check_solver(ck: &mut Checker<'_>, line: usize, name: &str, s: &SolverConfig) {
+fn check_solver(ck: &mut Checker, line: usize, name: &str, s: &SolverConfig) {
     let field = |f: &str| format!("solver.{name}.{f}");
     let mut only_for = |present: bool, key: &str, kinds: &str| {
         if present {
@@ -205,7 +208,7 @@ fn check_solver(ck: &mut Checker<'_>, line: usize, name: &str, s: &SolverConfig)
     }
 }
 
-fn check_dns_solver(ck: &mut Checker<'_>, line: usize, name: &str, s: &SolverConfig) {
+fn check_dns_solver(ck: &mut Checker, line: usize, name: &str, s: &SolverConfig) {
     let field = |f: &str| format!("solver.{name}.{f}");
     let Some(provider) = s.provider else {
         ck.push(
@@ -250,7 +253,7 @@ fn check_dns_solver(ck: &mut Checker<'_>, line: usize, name: &str, s: &SolverCon
 }
 
 fn check_certificate(
-    ck: &mut Checker<'_>,
+    ck: &mut Checker,
     cas: &IndexMap<String, CaConfig>,
     solvers: &IndexMap<String, SolverConfig>,
     index: usize,
@@ -335,7 +338,7 @@ fn check_certificate(
 
 /// Resolves an optional list of names against the defined ones (default: all of them).
 fn resolve_names<T>(
-    ck: &mut Checker<'_>,
+    ck: &mut Checker,
     line: usize,
     field: &str,
     what: &str,
@@ -368,7 +371,7 @@ fn resolve_names<T>(
     names
 }
 
-fn check_unique_names(ck: &mut Checker<'_>, certificates: &[CertificateConfig]) {
+fn check_unique_names(ck: &mut Checker, certificates: &[CertificateConfig]) {
     let mut seen = HashSet::new();
     for (i, cert) in certificates.iter().enumerate() {
         if !seen.insert(cert.name.as_str()) {
