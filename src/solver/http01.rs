@@ -109,7 +109,7 @@ impl Webroot {
                 match tokio::fs::create_dir(&dir).await {
                     Ok(()) => {
                         tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-                            .await?
+                            .await?;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e),
