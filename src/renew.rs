@@ -239,7 +239,10 @@ impl Context {
             match acme::issue(&account, &order, &solver).await {
                 Ok(fullchain) => {
                     info!(ca, solver = solver_name, replaces, "certificate issued");
-                    return Some(self.publish(cert, ca, solver_name, fullchain, key_pem));
+                    return Some(
+                        self.publish(cert, ca, solver_name, fullchain, key_pem)
+                            .await,
+                    );
                 }
                 Err(e) => {
                     warn!(ca, solver = solver_name, "issuance failed: {e}");
@@ -255,7 +258,7 @@ impl Context {
         None
     }
 
-    fn publish(
+    async fn publish(
         &self,
         cert: &CertificateConfig,
         ca: &str,
@@ -276,7 +279,12 @@ impl Context {
                 return Outcome::Failed(format!("CA {ca} returned an unreadable certificate: {e}"));
             }
         };
-        match self.store.publish(&cert.name, &issued) {
+        let name = cert.name.clone();
+        let published = self
+            .store
+            .off_runtime(move |store| store.publish(&name, &issued))
+            .await;
+        match published {
             Ok(version) => {
                 info!(
                     renewd_event = "renewed",
@@ -501,7 +509,7 @@ impl Context {
 
     /// Writes `state.json` (callers batch this; see the daemon's scheduler).
     pub async fn save_state(&self) {
-        if let Err(e) = self.state.lock().await.save(&self.store) {
+        if let Err(e) = State::save(&self.state, &self.store).await {
             warn!("cannot save state: {e}");
         }
     }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tokio::sync::Mutex;
 
 use crate::schedule::Window;
 use crate::status::Served;
@@ -110,14 +111,19 @@ impl State {
         }
     }
 
-    /// Writes `state.json` atomically.
+    /// Writes `state.json` atomically, off the runtime's worker threads. The lock is held
+    /// until the file is written, so concurrent saves land in order and the last one
+    /// holds the newest state.
     ///
     /// # Errors
     ///
     /// [`store::Error`] when it cannot be written.
-    pub fn save(&self, store: &Store) -> Result<(), store::Error> {
-        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-        store.write_file(Path::new(FILE), &json)
+    pub async fn save(state: &Mutex<Self>, store: &Store) -> Result<(), store::Error> {
+        let state = state.lock().await;
+        let json = serde_json::to_vec_pretty(&*state).unwrap_or_default();
+        store
+            .off_runtime(move |store| store.write_file(Path::new(FILE), &json))
+            .await
     }
 
     /// The entry for `name`, created empty if needed.

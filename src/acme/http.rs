@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper_rustls::HttpsConnector;
@@ -17,10 +19,60 @@ use rustls_pki_types::pem::PemObject;
 
 type Hyper = Client<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 
+/// How long hyper keeps an idle connection in its pool.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// How long one request may wait for the CA's response (connecting included).
+/// hyper has no limit of its own: a CA that accepts connections and never answers
+/// would otherwise hold a renewal forever.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// An instant-acme HTTP client for one CA.
 pub(super) struct CountingClient {
     inner: Hyper,
     ca: String,
+    first: Arc<FirstRequest>,
+}
+
+/// Lets one request go first when the pool is likely empty.
+///
+/// hyper learns that a CA speaks HTTP/2 only from a finished TLS handshake; until
+/// then every request opens a connection of its own. A mass renewal after hours
+/// of idleness would open one connection per order in flight (27 for 32 in a
+/// benchmark) and wait for all those handshakes. So after a quiet spell the first
+/// request goes alone and the rest follow once it has finished, successful or
+/// not, sharing its connection.
+#[derive(Default)]
+struct FirstRequest {
+    gate: tokio::sync::Mutex<()>,
+    last_done: std::sync::Mutex<Option<Instant>>,
+}
+
+impl FirstRequest {
+    fn recent(&self) -> bool {
+        let last = *self
+            .last_done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        last.is_some_and(|at| at.elapsed() < POOL_IDLE)
+    }
+
+    fn done(&self) {
+        *self
+            .last_done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Waits for the first request of a quiet spell, unless this is it: then the
+    /// returned guard holds the others back until it is dropped.
+    async fn wait(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.recent() {
+            return None;
+        }
+        let guard = self.gate.lock().await;
+        (!self.recent()).then_some(guard)
+    }
 }
 
 impl CountingClient {
@@ -32,7 +84,7 @@ impl CountingClient {
                 .try_with_platform_verifier()
                 .map_err(|e| format!("system trust store: {e}"))?,
             Some(path) => builder.with_tls_config(
-                rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::ClientConfig::builder_with_provider(Arc::new(
                     rustls::crypto::aws_lc_rs::default_provider(),
                 ))
                 .with_safe_default_protocol_versions()
@@ -43,8 +95,11 @@ impl CountingClient {
         };
         let connector = builder.https_only().enable_http1().enable_http2().build();
         Ok(Self {
-            inner: Client::builder(TokioExecutor::new()).build(connector),
+            inner: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE)
+                .build(connector),
             ca: ca.to_owned(),
+            first: Arc::default(),
         })
     }
 }
@@ -73,10 +128,21 @@ impl HttpClient for CountingClient {
         &self,
         req: http::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let response = HttpClient::request(&self.inner, req);
+        let inner = self.inner.clone();
         let ca = self.ca.clone();
+        let first = Arc::clone(&self.first);
         Box::pin(async move {
-            let response = response.await;
+            let alone = first.wait().await;
+            let response = tokio::time::timeout(RESPONSE_TIMEOUT, HttpClient::request(&inner, req))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(instant_acme::Error::Other(Box::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no response within {} s", RESPONSE_TIMEOUT.as_secs()),
+                    ))))
+                });
+            first.done();
+            drop(alone);
             let result = match &response {
                 Ok(r) if r.parts.status.is_success() || r.parts.status.is_redirection() => {
                     "success"

@@ -31,7 +31,7 @@ mod order;
 
 pub use account::load_or_create as account;
 pub use ari::{RenewalInfo, renewal_info, revoke};
-pub use order::{Order, generate_key, issue};
+pub use order::{Order, generate_key, issue, prime_key_generator};
 
 /// An error followed by its causes: transport errors say "client error
 /// (Connect)" at the top and what actually happened (DNS, refused, TLS) below.

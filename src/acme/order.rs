@@ -250,6 +250,13 @@ pub fn generate_key(key_type: KeyType) -> Result<String, Error> {
         .map_err(|e| Error::Key(e.to_string()))
 }
 
+/// Readies the crypto backend's random number generator. Its first use seeds
+/// aws-lc's CPU-jitter entropy source, 35–140 ms of CPU time: the daemon pays that
+/// at startup rather than in the first renewal after a mass revocation.
+pub fn prime_key_generator() {
+    let _ = generate_key(KeyType::EcdsaP256);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,7 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
             .map_err(|e| Error::Metrics(addr, e))?;
     }
     let control = tokio::spawn(server.serve(events_tx, ctx_rx, cancel.clone()));
+    tokio::task::spawn_blocking(crate::acme::prime_key_generator);
 
     let scheduler = scheduler::Scheduler::new(config_path.to_owned(), ctx, ctx_tx);
     scheduler.run(events_rx).await;

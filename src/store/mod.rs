@@ -318,6 +318,30 @@ impl Store {
         Ok(highest + 1)
     }
 
+    /// Runs `write` on the runtime's blocking pool: the store's writes fsync, which
+    /// must not stall the worker threads other tasks need. The blocking task runs to
+    /// completion even if the caller is dropped, so a write is never split.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `write` returns; [`Error::Io`] naming the state directory when the
+    /// blocking task itself failed.
+    pub async fn off_runtime<T, F>(&self, write: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, Error> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || write(&store))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::Io {
+                    path: self.root.clone(),
+                    source: io::Error::other(e),
+                })
+            })
+    }
+
     /// Atomically replaces `live/<name>` with a link to version `version`.
     fn point_live(&self, name: &str, version: u32) -> Result<(), Error> {
         let live = self.root.join("live");

@@ -469,10 +469,7 @@ impl Scheduler {
 
     async fn save_state(&mut self) {
         self.save_at = None;
-        let state = self.ctx.state().lock().await;
-        if let Err(e) = state.save(&self.ctx.store) {
-            warn!("cannot save state: {e}");
-        }
+        self.ctx.save_state().await;
     }
 
     /// `N certificates, next: NAME in 21d 3h[, K renewing][, F failing]`.
@@ -520,7 +517,8 @@ impl Scheduler {
         })
         .await;
         if drained.is_err() {
-            // Publishing has no await point, so aborting never splits a store write.
+            // Publishing runs on a blocking thread that finishes even when its
+            // renewal is aborted, so aborting never splits a store write.
             warn!(
                 abandoned = self.renewals.len(),
                 "abandoning renewals still in flight"
