@@ -85,13 +85,13 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         .collect::<Vec<_>>();
     check_unique_names(&mut ck, &certificates);
     if ck.problems.is_empty() {
-        Ok(Config {
-            path: path.to_owned(),
+        Ok(Config::new(
+            path.to_owned(),
             daemon,
             cas,
             solvers,
             certificates,
-        })
+        ))
     } else {
         Err(ck.problems)
     }
