@@ -288,8 +288,10 @@ impl Scheduler {
         }
     }
 
-    /// Marks `names` as forced (persisted first, so a crash does not forget the
-    /// job) and starts those not already renewing.
+    /// Marks `names` as forced, starts those not already renewing and persists
+    /// the marks, so a daemon restarted after a crash finishes the job. The orders
+    /// need several round trips to the CA, so the write lands long before any of
+    /// them can finish; it does not hold them up.
     async fn force(&mut self, names: &[String]) {
         {
             let mut state = self.ctx.state().lock().await;
@@ -297,12 +299,12 @@ impl Scheduler {
                 state.entry(name).force_pending = true;
             }
         }
-        self.save_state().await;
         for name in names {
             if self.entries.get(name).is_some_and(|e| !e.running) {
                 self.start_renewal(name, "forced");
             }
         }
+        self.save_state().await;
     }
 
     async fn renew_request(
