@@ -96,11 +96,15 @@ impl CertInfo {
         self.not_after - self.not_before
     }
 
-    /// Whether `key_pem` is the private key of this certificate.
+    /// Whether `key_pem` is the private key of this certificate: from the public
+    /// key the key file carries when it does (see [`super::key`]), else by parsing
+    /// the key with the crypto library.
     #[must_use]
     pub fn matches_key(&self, key_pem: &str) -> bool {
-        rcgen::KeyPair::from_pem(key_pem)
-            .is_ok_and(|key| rcgen::PublicKeyData::subject_public_key_info(&key) == self.spki_der)
+        super::key::embedded_spki(key_pem).is_some_and(|spki| spki == self.spki_der)
+            || rcgen::KeyPair::from_pem(key_pem).is_ok_and(|key| {
+                rcgen::PublicKeyData::subject_public_key_info(&key) == self.spki_der
+            })
     }
 
     /// Whether the certificate covers exactly `domains` (order and case do not matter).

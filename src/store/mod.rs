@@ -21,6 +21,7 @@
 //! This module knows files, not ACME: it never decides *when* to write.
 
 pub mod cert;
+mod key;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
