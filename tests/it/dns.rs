@@ -76,8 +76,11 @@ fn sorted(domains: &[&str]) -> Vec<String> {
 
 const KEY_NAME: &str = "renewd-test";
 
-/// A real BIND (`named -g`) serving the zone `dns.test` on a loopback port,
-/// updatable with a TSIG key made by `tsig-keygen`; killed on drop.
+/// A real BIND (`named -g`) serving the zones `dns.test` and `acme.test` on a
+/// loopback port, updatable with a TSIG key made by `tsig-keygen`; killed on
+/// drop. `_acme-challenge.alias.dns.test` is a CNAME into `acme.test`; recursion
+/// is on so that Pebble, which asks this server, follows it from one zone into
+/// the other as a CA's resolver does.
 struct Bind {
     child: Child,
     port: u16,
@@ -112,7 +115,15 @@ impl Bind {
             "$TTL 60\n\
              @   IN SOA ns1.dns.test. hostmaster.dns.test. 1 3600 600 86400 60\n\
              \x20   IN NS  ns1.dns.test.\n\
-             ns1 IN A   127.0.0.1\n",
+             ns1 IN A   127.0.0.1\n\
+             _acme-challenge.alias IN CNAME _acme-challenge.alias.acme.test.\n",
+        )
+        .expect("zone file");
+        std::fs::write(
+            dir.join("acme.test.zone"),
+            "$TTL 60\n\
+             @   IN SOA ns1.dns.test. hostmaster.dns.test. 1 3600 600 86400 60\n\
+             \x20   IN NS  ns1.dns.test.\n",
         )
         .expect("zone file");
         let port = free_port();
@@ -125,9 +136,11 @@ impl Bind {
                  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n  \
                  dump-file \"{d}/dump.db\";\n  statistics-file \"{d}/named.stats\";\n  \
                  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  \
-                 recursion no;\n  dnssec-validation no;\n  notify no;\n}};\n\
+                 recursion yes;\n  allow-recursion {{ 127.0.0.1; }};\n  dnssec-validation no;\n  notify no;\n}};\n\
                  controls {{ }};\ninclude \"{}\";\n\
                  zone \"dns.test\" {{\n  type primary;\n  file \"{d}/dns.test.zone\";\n  \
+                 allow-update {{ key \"{KEY_NAME}\"; }};\n}};\n\
+                 zone \"acme.test\" {{\n  type primary;\n  file \"{d}/acme.test.zone\";\n  \
                  allow-update {{ key \"{KEY_NAME}\"; }};\n}};\n",
                 key_file.display()
             ),
@@ -221,6 +234,38 @@ fn rfc2136_gets_a_wildcard_from_bind_and_removes_its_records() {
     assert!(!log.contains("deleting rrset"), "{log}");
     assert_eq!(
         txt_values(bind.addr(), "_acme-challenge.dns.test."),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn rfc2136_follows_a_cname_from_acme_challenge_to_the_delegated_zone() {
+    let env = Env::new();
+    let bind = Bind::start(env.dir.path());
+    env.pebble.restart_with_dns_server(bind.addr());
+    env.write_config(&format!(
+        "{}\n[[certificate]]\nname = \"alias\"\ndomains = [\"alias.dns.test\"]\n\
+         solvers = [\"dns\"]\n",
+        bind.solver_toml(&bind.key_file)
+    ));
+
+    let run = env.renewd(&["renew"]);
+    assert_eq!(run.code, 0, "{run:?}\n--- named\n{}", bind.log());
+    assert_eq!(issued_domains(&env, "alias"), sorted(&["alias.dns.test"]));
+    // Added and removed at the CNAME's target only.
+    let log = bind.log();
+    let target = "at '_acme-challenge.alias.acme.test' TXT";
+    assert_eq!(
+        log.matches(&format!("adding an RR {target}")).count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        !log.contains("adding an RR at '_acme-challenge.alias.dns.test'"),
+        "{log}"
+    );
+    assert_eq!(
+        txt_values(bind.addr(), "_acme-challenge.alias.acme.test."),
         Vec::<String>::new()
     );
 }

@@ -73,6 +73,19 @@ impl Record {
         })
     }
 
+    /// The same value at `name` (the target of a CNAME).
+    fn at(self, name: Name) -> Self {
+        let mut fqdn = name.to_ascii().to_ascii_lowercase();
+        if !fqdn.ends_with('.') {
+            fqdn.push('.');
+        }
+        Self {
+            name,
+            fqdn,
+            value: self.value,
+        }
+    }
+
     /// The name without the trailing dot, as web APIs write it.
     fn api_name(&self) -> String {
         self.fqdn.trim_end_matches('.').to_owned()
@@ -146,7 +159,7 @@ impl Dns01 {
             solver: solver.to_owned(),
             message,
         };
-        let record = Record::new(domain, value).map_err(fail)?;
+        let record = self.record(solver, domain, value).await.map_err(fail)?;
         self.add(&record).await.map_err(fail)?;
         tracing::info!(solver, record = %record.fqdn, "TXT record published, waiting until visible");
         if let Err(message) = self.propagation.wait(&record).await {
@@ -159,10 +172,22 @@ impl Dns01 {
     /// Removes the TXT record (only this value: other values for the same name,
     /// e.g. of a wildcard and its base domain, stay). Failures are logged.
     pub(super) async fn cleanup(&self, solver: &str, domain: &str, value: &str) {
-        match Record::new(domain, value) {
+        match self.record(solver, domain, value).await {
             Ok(record) => self.remove_logged(solver, &record).await,
             Err(e) => tracing::warn!(solver, "cannot remove TXT record: {e}"),
         }
+    }
+
+    /// The record to publish for `domain`: at `_acme-challenge.<domain>`, or where
+    /// a CNAME there points.
+    async fn record(&self, solver: &str, domain: &str, value: &str) -> Result<Record, String> {
+        let record = Record::new(domain, value)?;
+        let target = self.propagation.follow_cnames(&record.name).await;
+        if target == record.name {
+            return Ok(record);
+        }
+        tracing::info!(solver, record = %record.fqdn, target = %target, "_acme-challenge is a CNAME, using its target");
+        Ok(record.at(target))
     }
 
     async fn add(&self, record: &Record) -> Result<(), String> {

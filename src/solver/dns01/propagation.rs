@@ -25,6 +25,8 @@ use crate::config::ConfigDuration;
 const FIRST_DELAY: Duration = Duration::from_millis(500);
 /// Longest pause between two looks.
 const MAX_DELAY: Duration = Duration::from_secs(8);
+/// CNAMEs followed from `_acme-challenge.<domain>` before giving up (a loop).
+const MAX_CNAME_HOPS: usize = 8;
 
 /// Where and how long to wait for one solver.
 #[derive(Debug)]
@@ -117,6 +119,37 @@ impl Propagation {
         }
     }
 
+    /// Where the TXT record for `name` belongs: the end of the CNAME chain that
+    /// starts at `name`, or `name` itself. Delegating `_acme-challenge` by CNAME
+    /// to a zone of its own is how operators let an ACME client update DNS
+    /// without handing it their main zone; lego follows such CNAMEs too.
+    ///
+    /// Asked where propagation looks: the configured resolvers; otherwise the
+    /// rfc2136 primary, then the system resolver when the primary does not
+    /// answer for the name (it may serve only the delegated zone). When no
+    /// server answers, `name` stays: publishing there is all that is left.
+    pub(super) async fn follow_cnames(&self, name: &Name) -> Name {
+        let sources = self.cname_sources();
+        let mut current = name.clone();
+        for _ in 0..MAX_CNAME_HOPS {
+            match cname_of(&sources, &current).await {
+                Some(target) if target != current => current = target,
+                _ => break,
+            }
+        }
+        current
+    }
+
+    /// Servers to ask for CNAMEs, with whether to ask for recursion.
+    fn cname_sources(&self) -> Vec<(SocketAddr, bool)> {
+        if !self.resolvers.is_empty() {
+            return self.resolvers.iter().map(|r| (*r, true)).collect();
+        }
+        let primary = self.primary.map(|p| (p, false));
+        let system = query::system_resolvers().into_iter().map(|r| (r, true));
+        primary.into_iter().chain(system).collect()
+    }
+
     async fn targets(&self, record: &Record) -> Result<Vec<Target>, String> {
         let single = |address: &SocketAddr, recursion| Target {
             label: address.to_string(),
@@ -131,6 +164,32 @@ impl Propagation {
         }
         authoritative(record, &query::system_resolvers()).await
     }
+}
+
+/// The CNAME target of `name` according to the first of `sources` that answers
+/// for it: a resolver's NOERROR or NXDOMAIN, or the same from an authoritative
+/// server with the AA bit (a REFUSED or a referral means it does not serve it).
+async fn cname_of(sources: &[(SocketAddr, bool)], name: &Name) -> Option<Name> {
+    for &(server, recursion) in sources {
+        let reply = match query::query(server, name, RecordType::CNAME, recursion).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::debug!(%name, "CNAME lookup: {e}");
+                continue;
+            }
+        };
+        let definite = matches!(
+            reply.response_code(),
+            ResponseCode::NoError | ResponseCode::NXDomain
+        );
+        if definite && (recursion || reply.authoritative()) {
+            return reply.answers().iter().find_map(|r| match r.data() {
+                RData::CNAME(target) if r.name() == name => Some(target.0.clone()),
+                _ => None,
+            });
+        }
+    }
+    None
 }
 
 /// Whether `target` answers the TXT query for `record` with its value;
