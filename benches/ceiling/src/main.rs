@@ -14,6 +14,13 @@ use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
     RetryPolicy,
 };
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::BodyWrapper;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use tokio::sync::Semaphore;
 
 async fn one(account: &Account, name: String, poll: RetryPolicy) -> Result<(), String> {
@@ -48,6 +55,33 @@ async fn one(account: &Account, name: String, poll: RetryPolicy) -> Result<(), S
     Ok(())
 }
 
+/// hyper + rustls trusting only `trust_pem`, with TCP_NODELAY (as renewd).
+fn http_client(
+    trust_pem: &str,
+) -> Client<HttpsConnector<HttpConnector>, BodyWrapper<bytes::Bytes>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(trust_pem).expect("trust") {
+        roots.add(cert.expect("trust")).expect("trust");
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(tcp);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -62,8 +96,7 @@ async fn main() {
         .initial_delay(Duration::from_millis(poll_ms))
         .backoff(1.0)
         .timeout(Duration::from_secs(300));
-    let (account, _) = Account::builder_with_root(&args[2])
-        .expect("trust")
+    let (account, _) = Account::builder_with_http(Box::new(http_client(&args[2])))
         .create(
             &NewAccount {
                 contact: &[],
