@@ -444,8 +444,16 @@ impl Context {
                 let now = OffsetDateTime::now_utc();
                 let cap = self.config.daemon.check_interval.0;
                 let backoff = now + delay;
+                let told = self
+                    .config
+                    .certificate(name)
+                    .into_iter()
+                    .flat_map(|c| &c.ca)
+                    .filter_map(|ca| acme::retry_after(ca, at))
+                    .max();
                 entry.retry_at = Some(
-                    schedule::rate_limit_retry(why, now, cap).map_or(backoff, |at| at.max(backoff)),
+                    schedule::ca_retry_time(why, told, now, cap)
+                        .map_or(backoff, |asked| asked.max(backoff)),
                 );
             }
             Outcome::NotDue { .. } => {}

@@ -112,17 +112,19 @@ pub fn backoff(failures: u32, cap: std::time::Duration, jitter: f64) -> Duration
     Duration::seconds_f64(capped * jitter.clamp(0.5, 1.0))
 }
 
-/// The CA's rate limit, if `error` reports one: when to try again. Let's Encrypt
-/// says `retry after 2026-01-02 03:04:05 UTC` in the problem's detail; without
-/// such a time, `cap` (the longest backoff) is waited.
+/// When the CA asked to be tried again after `error`, if it did: a rate limit's
+/// time (Let's Encrypt says `retry after 2026-01-02 03:04:05 UTC` in the
+/// problem's detail), else the `Retry-After` header of its refusal (`told`),
+/// else, for a rate limit, `cap` (the longest backoff).
 #[must_use]
-pub fn rate_limit_retry(
+pub fn ca_retry_time(
     error: &str,
+    told: Option<OffsetDateTime>,
     now: OffsetDateTime,
     cap: std::time::Duration,
 ) -> Option<OffsetDateTime> {
     if !error.contains("urn:ietf:params:acme:error:rateLimited") {
-        return None;
+        return told;
     }
     let format =
         time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
@@ -132,7 +134,11 @@ pub fn rate_limit_retry(
         .and_then(|rest| rest.get(..23))
         .and_then(|at| time::PrimitiveDateTime::parse(at, format).ok())
         .map(time::PrimitiveDateTime::assume_utc);
-    Some(stated.unwrap_or_else(|| now + Duration::try_from(cap).unwrap_or(Duration::HOUR)))
+    Some(
+        stated
+            .or(told)
+            .unwrap_or_else(|| now + Duration::try_from(cap).unwrap_or(Duration::HOUR)),
+    )
 }
 
 /// When a certificate is to be renewed, and why.
@@ -285,15 +291,24 @@ mod tests {
                   identifiers in the last 168h0m0s, retry after 2026-06-03 10:00:00 UTC: see \
                   https://letsencrypt.org/docs/rate-limits/ (urn:ietf:params:acme:error:rateLimited)";
         assert_eq!(
-            rate_limit_retry(le, now, cap),
+            ca_retry_time(le, None, now, cap),
             Some(time::macros::datetime!(2026-06-03 10:00 UTC))
         );
         let bare = "CA x: API error: slow down (urn:ietf:params:acme:error:rateLimited)";
         assert_eq!(
-            rate_limit_retry(bare, now, cap),
+            ca_retry_time(bare, None, now, cap),
             Some(now + Duration::hours(6))
         );
-        assert_eq!(rate_limit_retry("CA x: connection refused", now, cap), None);
+        assert_eq!(
+            ca_retry_time("CA x: connection refused", None, now, cap),
+            None
+        );
+        // The Retry-After header counts when the detail names no time, and for
+        // any other refusal that carried one (a 503 during maintenance).
+        let told = Some(now + Duration::minutes(10));
+        assert_eq!(ca_retry_time(bare, told, now, cap), told);
+        assert_eq!(ca_retry_time("CA x: 503", told, now, cap), told);
+        assert!(ca_retry_time(le, told, now, cap) > told);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! plus our own trust roots for test CAs and a count of every request per CA
 //! and result (`renewd_acme_requests_total`).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use time::OffsetDateTime;
 
 type Hyper = Client<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 
@@ -162,7 +164,100 @@ impl HttpClient for CountingClient {
                 Err(_) => "unreachable",
             };
             crate::metrics::acme_request(&ca, result);
+            if let Ok(r) = &response {
+                note_retry_after(&ca, &r.parts);
+            }
             response
         })
+    }
+}
+
+/// `Retry-After` of each CA's latest refusal (429 or 503): when it was received and
+/// the time it names. instant-acme's errors carry no headers, so the client notes
+/// them here for the renewal that failed (see [`retry_after`]).
+static RETRY_AFTER: std::sync::Mutex<BTreeMap<String, (OffsetDateTime, OffsetDateTime)>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn note_retry_after(ca: &str, parts: &http::response::Parts) {
+    if !matches!(parts.status.as_u16(), 429 | 503) {
+        return;
+    }
+    let now = OffsetDateTime::now_utc();
+    let Some(until) = parts
+        .headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, now))
+    else {
+        return;
+    };
+    RETRY_AFTER
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(ca.to_owned(), (now, until));
+}
+
+/// The time CA `ca` named in a `Retry-After` received since `since`, if any.
+#[must_use]
+pub fn retry_after(ca: &str, since: OffsetDateTime) -> Option<OffsetDateTime> {
+    let noted = RETRY_AFTER.lock().unwrap_or_else(PoisonError::into_inner);
+    noted
+        .get(ca)
+        .filter(|(received, _)| *received >= since)
+        .map(|(_, until)| *until)
+}
+
+/// A `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u32>() {
+        return Some(now + time::Duration::seconds(i64::from(seconds)));
+    }
+    let imf_fixdate = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(value, imf_fixdate)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = datetime!(2026-06-01 00:00 UTC);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(datetime!(2026-06-01 00:02 UTC))
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 01 Jun 2026 03:04:05 GMT", now),
+            Some(datetime!(2026-06-01 03:04:05 UTC))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn only_refusals_with_retry_after_are_noted() {
+        let since = OffsetDateTime::now_utc();
+        let response = |status: u16, retry: &str| {
+            let (parts, ()) = http::Response::builder()
+                .status(status)
+                .header("retry-after", retry)
+                .body(())
+                .unwrap()
+                .into_parts();
+            parts
+        };
+        note_retry_after("test-200", &response(200, "60"));
+        assert_eq!(retry_after("test-200", since), None);
+        note_retry_after("test-429", &response(429, "60"));
+        let until = retry_after("test-429", since).unwrap();
+        assert!(until >= since + time::Duration::seconds(60), "{until}");
+        // A note older than the attempt does not count.
+        assert_eq!(retry_after("test-429", until), None);
     }
 }

@@ -31,6 +31,7 @@ mod order;
 
 pub use account::load_or_create as account;
 pub use ari::{RenewalInfo, renewal_info, revoke};
+pub use http::retry_after;
 pub use order::{Order, generate_key, issue, prime_key_generator};
 
 /// An error followed by its causes: transport errors say "client error
