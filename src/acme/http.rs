@@ -24,6 +24,10 @@ type Hyper = Client<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 /// How long hyper keeps an idle connection in its pool.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
+/// Silence after which the pooled connection may be gone: the pool's limit, or
+/// the server's own (nginx closes idle connections after 75 s by default).
+const QUIET: Duration = Duration::from_secs(30);
+
 /// How long one request may wait for the CA's response (connecting included).
 /// hyper has no limit of its own: a CA that accepts connections and never answers
 /// would otherwise hold a renewal forever.
@@ -56,7 +60,7 @@ impl FirstRequest {
             .last_done
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        last.is_some_and(|at| at.elapsed() < POOL_IDLE)
+        last.is_some_and(|at| at.elapsed() < QUIET)
     }
 
     fn done(&self) {
