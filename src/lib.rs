@@ -32,6 +32,7 @@ pub mod certbot;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod crl;
 pub mod daemon;
 pub mod hook;
 pub mod logging;

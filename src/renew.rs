@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use instant_acme::Account;
+use rustls_pki_types::pem::PemObject;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::{Instrument, info, warn};
@@ -354,6 +355,23 @@ impl Context {
             self.forget_account_if_unreachable(&ca, e).await;
         }
         result
+    }
+
+    /// Whether the CA's CRL lists the live certificate of `name`: `None` when it
+    /// names no CRL or the CRL cannot tell (logged).
+    pub async fn crl_revoked(&self, name: &str) -> Option<bool> {
+        let lineage = self.store.lineage(name).ok().flatten()?;
+        let chain = std::fs::read(lineage.dir.join("chain.pem")).ok()?;
+        let issuer = rustls_pki_types::CertificateDer::pem_slice_iter(&chain)
+            .next()?
+            .ok()?;
+        match crate::crl::is_revoked(&lineage.cert.der, &issuer).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                warn!(cert_name = name, "CRL check failed: {e}");
+                None
+            }
+        }
     }
 
     /// Drops the cached account of a CA that could not be reached, so the next

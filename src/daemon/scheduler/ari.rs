@@ -1,5 +1,6 @@
 //! ARI polling: ask the issuing CA for each certificate's renewal window
-//! (RFC 9773) as `Retry-After` and `check_interval` say, and notice revocations.
+//! (RFC 9773) as `Retry-After` and `check_interval` say, and notice revocations,
+//! there or on the CA's CRL (checked at the same time).
 
 use std::sync::Arc;
 
@@ -25,11 +26,12 @@ impl Scheduler {
         let ctx = Arc::clone(&self.ctx);
         self.polls.spawn(async move {
             let result = ctx.renewal_info(&cert, &ari_id).await;
-            (cert.name, serial, result)
+            let on_crl = ctx.crl_revoked(&cert.name).await;
+            (cert.name, serial, result, on_crl)
         });
     }
 
-    pub(super) async fn polled(&mut self, (name, serial, result): PollResult) {
+    pub(super) async fn polled(&mut self, (name, serial, result, on_crl): PollResult) {
         let now = OffsetDateTime::now_utc();
         let check_interval = self.config().daemon.check_interval.0;
         let Some(entry) = self.entries.get_mut(&name) else {
@@ -41,6 +43,11 @@ impl Scheduler {
         let cs = state.entry(&name);
         if !cs.is_for(&serial) {
             return;
+        }
+        if on_crl == Some(true) && !cs.revoked {
+            warn!(cert_name = %name, renewd_event = "revoked-detected", serial,
+                "serial listed on the CA's CRL: certificate revoked, renewing now");
+            cs.revoked = true;
         }
         let next = match result {
             Ok(RenewalInfo::Window(window, retry_after)) => {

@@ -44,7 +44,13 @@ const VERIFY_PATIENCE: StdDuration = StdDuration::from_secs(15);
 /// How long a periodic re-check retries.
 const REVERIFY_PATIENCE: StdDuration = StdDuration::from_secs(5);
 
-type PollResult = (String, String, Result<RenewalInfo, acme::Error>);
+/// Name, serial polled for, the ARI answer, and whether the CRL lists the serial.
+type PollResult = (
+    String,
+    String,
+    Result<RenewalInfo, acme::Error>,
+    Option<bool>,
+);
 type ReloadResult = (ReloadTarget, Vec<String>, Result<(), reload::Error>);
 type VerifyResult = (String, String, Vec<Served>);
 
