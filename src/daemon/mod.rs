@@ -93,7 +93,11 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
             .map_err(|e| Error::Metrics(addr, e))?;
     }
     let control = tokio::spawn(server.serve(events_tx, ctx_rx, cancel.clone()));
-    tokio::task::spawn_blocking(crate::acme::prime_key_generator);
+    // A thread of its own that ends right away: a blocking-pool thread would
+    // linger and wake up 10 s later just to exit.
+    let _ = std::thread::Builder::new()
+        .name("prime-rng".to_owned())
+        .spawn(crate::acme::prime_key_generator);
 
     let scheduler = scheduler::Scheduler::new(config_path.to_owned(), ctx, ctx_tx);
     scheduler.run(events_rx).await;
