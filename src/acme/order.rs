@@ -30,10 +30,12 @@ pub struct Order<'a> {
 }
 
 /// How long to wait for the CA to validate, and then to issue. The first look
-/// is early (many CAs are done in well under a second) and the delay doubles;
-/// a CA's Retry-After is honoured by instant-acme.
+/// is early — a CA that validates and signs on the spot (an internal one, or
+/// Pebble) is done within milliseconds, and an order waits for two such looks —
+/// and the delay doubles, so a CA that takes seconds costs a few more cheap
+/// requests; a CA's Retry-After is honoured by instant-acme.
 const POLL: RetryPolicy = RetryPolicy::new()
-    .initial_delay(Duration::from_millis(50))
+    .initial_delay(Duration::from_millis(10))
     .backoff(2.0)
     .timeout(Duration::from_secs(120));
 
