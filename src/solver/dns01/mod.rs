@@ -17,6 +17,7 @@ mod propagation;
 mod query;
 mod rfc2136;
 
+use std::collections::HashMap;
 use std::fmt;
 
 use hickory_proto::op::ResponseCode;
@@ -34,6 +35,9 @@ const TTL: u32 = 60;
 pub(super) struct Dns01 {
     provider: Provider,
     propagation: propagation::Propagation,
+    /// Records presented and not yet cleaned up, by (domain, value): cleanup
+    /// removes exactly where present added, without following CNAMEs again.
+    presented: std::sync::Mutex<HashMap<(String, String), Record>>,
 }
 
 #[derive(Debug)]
@@ -144,6 +148,7 @@ impl Dns01 {
                 config.resolvers.clone(),
                 primary,
             ),
+            presented: std::sync::Mutex::default(),
         }
     }
 
@@ -160,6 +165,8 @@ impl Dns01 {
             message,
         };
         let record = self.record(solver, domain, value).await.map_err(fail)?;
+        self.presented()
+            .insert((domain.to_owned(), value.to_owned()), record.clone());
         self.add(&record).await.map_err(fail)?;
         tracing::info!(solver, record = %record.fqdn, "TXT record published, waiting until visible");
         if let Err(message) = self.propagation.wait(&record).await {
@@ -172,10 +179,23 @@ impl Dns01 {
     /// Removes the TXT record (only this value: other values for the same name,
     /// e.g. of a wildcard and its base domain, stay). Failures are logged.
     pub(super) async fn cleanup(&self, solver: &str, domain: &str, value: &str) {
-        match self.record(solver, domain, value).await {
+        let presented = self
+            .presented()
+            .remove(&(domain.to_owned(), value.to_owned()));
+        let record = match presented {
+            Some(record) => Ok(record),
+            None => self.record(solver, domain, value).await,
+        };
+        match record {
             Ok(record) => self.remove_logged(solver, &record).await,
             Err(e) => tracing::warn!(solver, "cannot remove TXT record: {e}"),
         }
+    }
+
+    fn presented(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Record>> {
+        self.presented
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The record to publish for `domain`: at `_acme-challenge.<domain>`, or where
