@@ -276,9 +276,14 @@ fn renewals_survive_a_ca_that_rejects_half_the_nonces() {
 fn an_unreachable_ca_is_retried_with_backoff_and_renewal_resumes_when_it_returns() {
     let env = Env::new();
     let relay = crate::fixture::Relay::start(env.pebble.port(), false);
-    // The CA is reached through the relay, which starts unplugged.
-    let config = "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n";
-    env.write_config(config);
+    // The CA is reached through the relay, which starts unplugged. The verify
+    // target has nothing to check until there is a certificate.
+    let verify_port = crate::fixture::free_port();
+    let config = format!(
+        "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n\
+         verify = [\"127.0.0.1:{verify_port}\"]\n"
+    );
+    env.write_config(&config);
     let text = std::fs::read_to_string(env.config_path()).unwrap().replace(
         &env.pebble.dir_url,
         &format!("https://127.0.0.1:{}/dir", relay.port),
@@ -290,7 +295,13 @@ fn an_unreachable_ca_is_retried_with_backoff_and_renewal_resumes_when_it_returns
         daemon.log_text().contains("renewal failed")
     });
     let after_first = relay.attempts();
+    let cpu_before = daemon.cpu_seconds();
     std::thread::sleep(Duration::from_secs(15));
+    let busy = daemon.cpu_seconds() - cpu_before;
+    assert!(
+        busy < 0.5,
+        "{busy:.2} s of CPU in 15 s of waiting: a busy loop"
+    );
     // Backoff starts at a minute: no tight retry loop while the CA is away.
     assert_eq!(
         relay.attempts(),

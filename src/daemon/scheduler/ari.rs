@@ -42,6 +42,9 @@ impl Scheduler {
         let mut state = state.lock().await;
         let cs = state.entry(&name);
         if !cs.is_for(&serial) {
+            // Renewed meanwhile: the renewal planned the new certificate's poll.
+            drop(state);
+            self.touched(&name);
             return;
         }
         if on_crl == Some(true) && !cs.revoked {

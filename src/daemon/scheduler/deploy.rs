@@ -10,7 +10,6 @@ use tracing::{error, info, warn};
 use super::{ReloadResult, Scheduler, VERIFY_PATIENCE, VerifyResult};
 use crate::config::{CertificateConfig, ReloadTarget};
 use crate::reload;
-use crate::systemd::notify;
 
 impl Scheduler {
     /// Queues the reloads of a freshly renewed certificate (or verifies it at
@@ -93,6 +92,11 @@ impl Scheduler {
             return;
         }
         let Ok(Some(lineage)) = self.ctx.store.lineage(name) else {
+            // Nothing to check until there is a certificate: its deployment
+            // starts the first check.
+            if let Some(entry) = self.entries.get_mut(name) {
+                entry.verify_at = None;
+            }
             return;
         };
         let (targets, sni) = (cert.verify.clone(), crate::verify::sni_for(&cert.domains));
@@ -113,6 +117,7 @@ impl Scheduler {
             entry.verifying = false;
             entry.verify_at = Some(OffsetDateTime::now_utc() + check_interval);
         }
+        self.touched(&name);
         for s in served.iter().filter(|s| !s.matches) {
             warn!(cert_name = %name, renewd_event = "verify-failed", target = %s.target, serial,
                 "the service does not serve the current certificate");
@@ -128,6 +133,6 @@ impl Scheduler {
         }
         drop(state);
         self.schedule_save();
-        notify::status(&self.status_line().await);
+        self.status_changed();
     }
 }

@@ -34,6 +34,9 @@ use crate::systemd::notify;
 const DRAIN: StdDuration = StdDuration::from_secs(5);
 /// Coalesces state writes during a mass renewal.
 const SAVE_DELAY: StdDuration = StdDuration::from_secs(1);
+/// At most one `STATUS=` a second: a mass renewal finishes hundreds of
+/// certificates a second, and each line costs a pass over all of them.
+const STATUS_INTERVAL: StdDuration = StdDuration::from_secs(1);
 /// Never poll ARI more often than this (or `check_interval`, if shorter),
 /// whatever Retry-After says.
 const MIN_ARI_INTERVAL: StdDuration = StdDuration::from_secs(60);
@@ -68,6 +71,20 @@ struct Entry {
     verifying: bool,
 }
 
+impl Entry {
+    /// The earliest time something is planned for this certificate that is not
+    /// already under way.
+    fn earliest(&self) -> Option<OffsetDateTime> {
+        if self.running {
+            return None;
+        }
+        let plan = self.plan.as_ref().map(|p| p.at);
+        let poll = self.ari_poll_at.filter(|_| !self.polling);
+        let verify = self.verify_at.filter(|_| !self.verifying);
+        plan.into_iter().chain(poll).chain(verify).min()
+    }
+}
+
 pub(super) struct Scheduler {
     config_path: PathBuf,
     ctx: Arc<Context>,
@@ -88,6 +105,15 @@ pub(super) struct Scheduler {
     /// finished yet; a second SIGUSR1 meanwhile adds nothing.
     batch: std::collections::HashSet<String>,
     save_at: Option<Instant>,
+    /// Nothing is planned before this (`None`: nothing at all), so until then
+    /// there is nothing to start and no need to look at every certificate. A
+    /// lower bound: lowered whenever an entry's times change, made exact by each
+    /// look. Without it each of a mass renewal's completions cost a pass over
+    /// all certificates.
+    horizon: Option<OffsetDateTime>,
+    /// When the next `STATUS=` is due, if anything changed.
+    status_at: Option<Instant>,
+    status_sent: Instant,
 }
 
 impl Scheduler {
@@ -111,6 +137,9 @@ impl Scheduler {
             waiters: HashMap::new(),
             batch: std::collections::HashSet::new(),
             save_at: None,
+            horizon: Some(OffsetDateTime::UNIX_EPOCH),
+            status_at: None,
+            status_sent: Instant::now(),
         }
     }
 
@@ -155,8 +184,12 @@ impl Scheduler {
                 () = tokio::time::sleep_until(wake) => {}
                 () = tick(&mut watchdog) => notify::watchdog(),
             }
-            if self.save_at.is_some_and(|at| at <= Instant::now()) {
+            let now = Instant::now();
+            if self.save_at.is_some_and(|at| at <= now) {
                 self.save_state().await;
+            }
+            if self.status_at.is_some_and(|at| at <= now) {
+                self.send_status().await;
             }
         }
         self.shutdown().await;
@@ -165,6 +198,9 @@ impl Scheduler {
     /// Starts every renewal and ARI poll whose time has come.
     fn start_due(&mut self) {
         let now = OffsetDateTime::now_utc();
+        if self.horizon.is_none_or(|at| now < at) {
+            return;
+        }
         let mut renew = Vec::new();
         let mut poll = Vec::new();
         let mut verify = Vec::new();
@@ -192,30 +228,31 @@ impl Scheduler {
         for name in verify {
             self.start_verify(&name, REVERIFY_PATIENCE);
         }
+        self.horizon = self.entries.values().filter_map(Entry::earliest).min();
+    }
+
+    /// Lowers the horizon to `name`'s planned times, after they changed or it
+    /// stopped renewing, polling or verifying.
+    fn touched(&mut self, name: &str) {
+        if let Some(at) = self.entries.get(name).and_then(Entry::earliest) {
+            self.horizon = Some(self.horizon.map_or(at, |h| h.min(at)));
+        }
     }
 
     /// The earliest instant anything is planned.
     fn next_wake(&self) -> Instant {
         let now = OffsetDateTime::now_utc();
-        let earliest = self
-            .entries
-            .values()
-            .filter(|e| !e.running)
-            .flat_map(|e| {
-                let plan = e.plan.as_ref().map(|p| p.at);
-                let poll = e.ari_poll_at.filter(|_| !e.polling);
-                let verify = e.verify_at.filter(|_| !e.verifying);
-                plan.into_iter().chain(poll).chain(verify)
-            })
-            .min();
         let cap = self.config().daemon.check_interval.0;
-        let until = earliest.map_or(cap, |at| {
+        let until = self.horizon.map_or(cap, |at| {
             StdDuration::try_from(at - now)
                 .unwrap_or(StdDuration::ZERO)
                 .min(cap)
         });
         let wake = Instant::now() + until;
-        self.save_at.map_or(wake, |save| save.min(wake))
+        [self.save_at, self.status_at]
+            .into_iter()
+            .flatten()
+            .fold(wake, Instant::min)
     }
 
     fn start_renewal(&mut self, name: &str, reason: &str) {
@@ -261,7 +298,7 @@ impl Scheduler {
             self.dispatch_reloads();
             self.replan(&name).await;
             self.schedule_save();
-            notify::status(&self.status_line().await);
+            self.status_changed();
         }
     }
 
@@ -468,6 +505,7 @@ impl Scheduler {
         entry.serial = serial;
         entry.ari_id = ari_id;
         entry.ari_poll_at = ari_poll_at;
+        self.touched(name);
     }
 
     fn schedule_save(&mut self) {
@@ -478,6 +516,18 @@ impl Scheduler {
     async fn save_state(&mut self) {
         self.save_at = None;
         self.ctx.save_state().await;
+    }
+
+    /// Sends `STATUS=` now, or a second after the last one.
+    fn status_changed(&mut self) {
+        let at = (self.status_sent + STATUS_INTERVAL).max(Instant::now());
+        self.status_at.get_or_insert(at);
+    }
+
+    async fn send_status(&mut self) {
+        self.status_at = None;
+        self.status_sent = Instant::now();
+        notify::status(&self.status_line().await);
     }
 
     /// `N certificates, next: NAME in 21d 3h[, K renewing][, F failing]`.
