@@ -445,6 +445,11 @@ impl Context {
                 entry.ca = Some(ca.clone());
                 entry.solver = Some(solver.clone());
                 entry.renewed(serial);
+                // A new certificate's window is weeks away: its first ARI poll can
+                // wait, at a random point of a check interval, so that a mass
+                // renewal is not followed by a burst of renewalInfo requests.
+                let spread = self.config.daemon.check_interval.0.mul_f64(rand::random());
+                entry.ari_poll_at = Some(OffsetDateTime::now_utc() + spread);
             }
             Outcome::Failed(why) => {
                 warn!(
