@@ -22,6 +22,12 @@ use crate::store::{Issued, Lineage, Store};
 /// How long a one-shot check waits for a reloaded service to serve the new certificate.
 const VERIFY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// One of the `daemon.max_concurrent` places for orders in flight, if the caller
+/// holds one. It is given back as soon as the CA has delivered the certificate:
+/// writing it to disk (several fsyncs) is not an order in flight, and holding the
+/// place meanwhile kept the CA idle for a sixth of every renewal in a mass renewal.
+pub type Slot = Option<tokio::sync::OwnedSemaphorePermit>;
+
 /// Everything a renewal needs, shared by all certificates of a run.
 pub struct Context {
     /// The validated config.
@@ -128,8 +134,8 @@ impl Context {
                 let ctx = Arc::clone(self);
                 let permits = Arc::clone(&permits);
                 tokio::spawn(async move {
-                    let _permit = permits.acquire_owned().await;
-                    let outcome = ctx.renew(&cert, force).await;
+                    let slot = permits.acquire_owned().await.ok();
+                    let outcome = ctx.renew(&cert, force, slot).await;
                     (cert.name, outcome)
                 })
             })
@@ -148,7 +154,7 @@ impl Context {
     /// Renews `cert` if it is due by the fallback rule (or `force`), recording
     /// the attempt. This is one-shot mode's decision; the daemon plans with ARI
     /// and calls [`Context::renew_now`].
-    pub async fn renew(&self, cert: &CertificateConfig, force: bool) -> Outcome {
+    pub async fn renew(&self, cert: &CertificateConfig, force: bool, slot: Slot) -> Outcome {
         let now = OffsetDateTime::now_utc();
         let lineage = self.store.lineage(&cert.name).map_err(|e| e.to_string());
         let urgent = schedule::urgent(cert, &lineage, now);
@@ -163,11 +169,16 @@ impl Context {
             None if force => "forced".to_owned(),
             None => "due".to_owned(),
         };
-        self.renew_now(cert, &reason).await
+        self.renew_now(cert, &reason, slot).await
     }
 
     /// Renews `cert` now, for `reason`, recording the attempt in the state.
-    pub async fn renew_now(&self, cert: &CertificateConfig, reason: &str) -> Outcome {
+    pub async fn renew_now(
+        &self,
+        cert: &CertificateConfig,
+        reason: &str,
+        mut slot: Slot,
+    ) -> Outcome {
         let span = tracing::info_span!("certificate", cert_name = %cert.name);
         async {
             let now = OffsetDateTime::now_utc();
@@ -175,7 +186,7 @@ impl Context {
             let urgent = schedule::urgent(cert, &lineage, now);
             info!(reason, "renewing");
             let outcome = self
-                .issue(cert, lineage.ok().flatten().as_ref(), &urgent)
+                .issue(cert, lineage.ok().flatten().as_ref(), &urgent, &mut slot)
                 .await;
             self.record(&cert.name, now, &outcome).await;
             outcome
@@ -189,6 +200,7 @@ impl Context {
         cert: &CertificateConfig,
         lineage: Option<&Lineage>,
         urgent: &Option<Urgent>,
+        slot: &mut Slot,
     ) -> Outcome {
         let key_pem = match self.key_for(cert, lineage, urgent).await {
             Ok(key) => key,
@@ -197,7 +209,7 @@ impl Context {
         let mut errors = Vec::new();
         for ca in &cert.ca {
             match self
-                .issue_from(cert, ca, lineage, &key_pem, &mut errors)
+                .issue_from(cert, ca, lineage, &key_pem, &mut errors, slot)
                 .await
             {
                 Some(outcome) => return outcome,
@@ -215,6 +227,7 @@ impl Context {
         lineage: Option<&Lineage>,
         key_pem: &str,
         errors: &mut Vec<String>,
+        slot: &mut Slot,
     ) -> Option<Outcome> {
         let account = match self.account(ca).await {
             Ok(account) => account,
@@ -240,6 +253,7 @@ impl Context {
             match acme::issue(&account, &order, &solver).await {
                 Ok(fullchain) => {
                     info!(ca, solver = solver_name, replaces, "certificate issued");
+                    slot.take();
                     return Some(
                         self.publish(cert, ca, solver_name, fullchain, key_pem)
                             .await,

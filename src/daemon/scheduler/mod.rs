@@ -268,10 +268,10 @@ impl Scheduler {
         let max = self.config().daemon.max_concurrent;
         let reason = reason.to_owned();
         self.renewals.spawn(async move {
-            let _permit = Arc::clone(&permits).acquire_owned().await;
+            let slot = Arc::clone(&permits).acquire_owned().await.ok();
             let in_flight = max.saturating_sub(permits.available_permits());
             info!(cert_name = %cert.name, in_flight, reason, "order started");
-            let outcome = ctx.renew_now(&cert, &reason).await;
+            let outcome = ctx.renew_now(&cert, &reason, slot).await;
             (cert.name, outcome)
         });
     }
