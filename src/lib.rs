@@ -20,7 +20,9 @@
 //! per-certificate decision. Signals (SIGUSR1, SIGHUP, SIGTERM) and
 //! [`control`]-socket commands reach it as events on one channel; renewals and
 //! ARI polls (with a look at the CA's CRL, [`crl`]) run as tasks (at most
-//! `max_concurrent` orders in flight) whose results come back to the loop. The state shared with those tasks is the
+//! `max_concurrent` orders in flight; a renewal gives its place back once the CA
+//! has delivered, before writing to disk) whose results come back to the loop.
+//! The state shared with those tasks is the
 //! [`state::State`] behind one mutex, held only for short updates, so a
 //! `status` request never waits for a renewal. [`systemd`] reports readiness,
 //! status and watchdog pings.
