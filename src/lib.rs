@@ -22,10 +22,9 @@
 //! ARI polls (with a look at the CA's CRL, [`crl`]) run as tasks (at most
 //! `max_concurrent` orders in flight; a renewal gives its place back once the CA
 //! has delivered, before writing to disk) whose results come back to the loop.
-//! The state shared with those tasks is the
-//! [`state::State`] behind one mutex, held only for short updates, so a
-//! `status` request never waits for a renewal. [`systemd`] reports readiness,
-//! status and watchdog pings.
+//! The state shared with those tasks is the [`state::State`] behind one mutex,
+//! held only for short updates, so a `status` request never waits for a renewal.
+//! [`systemd`] reports readiness, status and watchdog pings.
 //!
 //! [`cli`] holds the commands; `main.rs` only parses and maps exit codes.
 

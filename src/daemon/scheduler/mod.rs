@@ -1,8 +1,8 @@
 //! The resident scheduler: one loop that owns every per-certificate decision.
 //!
 //! It sleeps until the earliest of: a planned renewal, an ARI poll, a pending
-//! state save, the watchdog — or until an [`Event`] arrives or a renewal or poll
-//! finishes. There is no fixed polling period. Renewals run as tasks bounded by
+//! state save or `STATUS=` line, the watchdog — or until an [`Event`] arrives or
+//! a renewal or poll finishes. There is no fixed polling period. Renewals run as tasks bounded by
 //! `daemon.max_concurrent`; a certificate already renewing is never started
 //! twice, which is what makes repeated SIGUSR1 harmless.
 
