@@ -444,7 +444,7 @@ impl Context {
         Ok(account)
     }
 
-    async fn record(&self, name: &str, at: OffsetDateTime, outcome: &Outcome) {
+    pub(crate) async fn record(&self, name: &str, at: OffsetDateTime, outcome: &Outcome) {
         let mut state = self.state.lock().await;
         let entry = state.entry(name);
         entry.last_attempt = Some(at);

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use time::OffsetDateTime;
-use tracing::warn;
+use tracing::{error, warn};
 
-use super::{MIN_ARI_INTERVAL, PollResult, Scheduler};
+use super::{Entry, MIN_ARI_INTERVAL, PollResult, Scheduler};
 use crate::acme::RenewalInfo;
 use crate::schedule;
 
@@ -24,14 +24,14 @@ impl Scheduler {
         };
         entry.polling = true;
         let ctx = Arc::clone(&self.ctx);
-        self.polls.spawn(async move {
+        self.polls.spawn(name, async move {
             let result = ctx.renewal_info(&cert, &ari_id).await;
             let on_crl = ctx.crl_revoked(&cert.name).await;
-            (cert.name, serial, result, on_crl)
+            (serial, result, on_crl)
         });
     }
 
-    pub(super) async fn polled(&mut self, (name, serial, result, on_crl): PollResult) {
+    pub(super) async fn polled(&mut self, name: String, (serial, result, on_crl): PollResult) {
         let now = OffsetDateTime::now_utc();
         let check_interval = self.config().daemon.check_interval.0;
         let Some(entry) = self.entries.get_mut(&name) else {
@@ -77,13 +77,8 @@ impl Scheduler {
             }
             Ok(RenewalInfo::Unsupported) => now + check_interval,
             Err(e) => {
-                entry.ari_failures += 1;
                 warn!(cert_name = %name, "ARI poll failed: {e}");
-                now + schedule::backoff(
-                    entry.ari_failures,
-                    check_interval,
-                    rand::random_range(0.5..=1.0),
-                )
+                retry_poll_at(entry, check_interval, now)
             }
         };
         cs.ari_poll_at = Some(next);
@@ -91,4 +86,31 @@ impl Scheduler {
         self.replan(&name).await;
         self.schedule_save();
     }
+
+    /// A poll task panicked: count it as a failed poll, retried after a backoff.
+    pub(super) async fn poll_died(&mut self, name: String, e: &tokio::task::JoinError) {
+        error!(cert_name = %name, "ARI poll task failed: {e}");
+        let check_interval = self.config().daemon.check_interval.0;
+        let Some(entry) = self.entries.get_mut(&name) else {
+            return;
+        };
+        entry.polling = false;
+        let next = retry_poll_at(entry, check_interval, OffsetDateTime::now_utc());
+        self.ctx.state().lock().await.entry(&name).ari_poll_at = Some(next);
+        self.replan(&name).await;
+    }
+}
+
+/// Counts a failed poll of `entry`; when to try again (backoff with jitter).
+fn retry_poll_at(
+    entry: &mut Entry,
+    check_interval: std::time::Duration,
+    now: OffsetDateTime,
+) -> OffsetDateTime {
+    entry.ari_failures += 1;
+    now + schedule::backoff(
+        entry.ari_failures,
+        check_interval,
+        rand::random_range(0.5..=1.0),
+    )
 }

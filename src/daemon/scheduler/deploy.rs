@@ -32,18 +32,26 @@ impl Scheduler {
         }
     }
 
+    /// A renewal that held `targets` back has ended (or its certificate left the
+    /// config).
+    pub(super) fn release(&mut self, targets: &[ReloadTarget]) {
+        for target in targets {
+            if let Some(count) = self.held.get_mut(target) {
+                *count -= 1;
+                if *count == 0 {
+                    self.held.remove(target);
+                }
+            }
+        }
+    }
+
     /// Starts every pending reload whose batch is complete: no renewal of a
     /// certificate that uses the target is still running or queued.
     pub(super) fn dispatch_reloads(&mut self) {
         let config = Arc::clone(&self.ctx.config);
-        let busy = |target: &ReloadTarget| {
-            config.certificates.iter().any(|c| {
-                c.reload.contains(target) && self.entries.get(&c.name).is_some_and(|e| e.running)
-            })
-        };
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_reloads)
             .into_iter()
-            .partition(|(t, _)| !busy(t));
+            .partition(|(t, _)| !self.held.contains_key(t));
         self.pending_reloads = waiting;
         for (target, names) in ready {
             let certs: Vec<&CertificateConfig> =
@@ -103,21 +111,15 @@ impl Scheduler {
         if let Some(entry) = self.entries.get_mut(name) {
             entry.verifying = true;
         }
-        let name = name.to_owned();
-        self.verifies.spawn(async move {
+        self.verifies.spawn(name, async move {
             let served =
                 crate::verify::check_all(&targets, &sni, &lineage.cert.der, patience).await;
-            (name, lineage.cert.serial, served)
+            (lineage.cert.serial, served)
         });
     }
 
-    pub(super) async fn verified(&mut self, (name, serial, served): VerifyResult) {
-        let check_interval = self.config().daemon.check_interval.0;
-        if let Some(entry) = self.entries.get_mut(&name) {
-            entry.verifying = false;
-            entry.verify_at = Some(OffsetDateTime::now_utc() + check_interval);
-        }
-        self.touched(&name);
+    pub(super) async fn verified(&mut self, name: String, (serial, served): VerifyResult) {
+        self.verify_done(&name);
         for s in served.iter().filter(|s| !s.matches) {
             warn!(cert_name = %name, renewd_event = "verify-failed", target = %s.target, serial,
                 "the service does not serve the current certificate");
@@ -134,5 +136,21 @@ impl Scheduler {
         drop(state);
         self.schedule_save();
         self.status_changed();
+    }
+
+    /// A check task panicked: the next check comes a check interval later.
+    pub(super) fn verify_died(&mut self, name: &str, e: &tokio::task::JoinError) {
+        error!(cert_name = name, "served-certificate check failed: {e}");
+        self.verify_done(name);
+    }
+
+    /// Plans the next periodic check of `name`.
+    fn verify_done(&mut self, name: &str) {
+        let check_interval = self.config().daemon.check_interval.0;
+        if let Some(entry) = self.entries.get_mut(name) {
+            entry.verifying = false;
+            entry.verify_at = Some(OffsetDateTime::now_utc() + check_interval);
+        }
+        self.touched(name);
     }
 }

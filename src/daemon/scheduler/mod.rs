@@ -13,12 +13,15 @@ use std::time::Duration as StdDuration;
 
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 mod ari;
 mod deploy;
+mod tasks;
+
+use tasks::Tasks;
 
 use super::Event;
 use crate::acme::{self, RenewalInfo};
@@ -47,15 +50,11 @@ const VERIFY_PATIENCE: StdDuration = StdDuration::from_secs(15);
 /// How long a periodic re-check retries.
 const REVERIFY_PATIENCE: StdDuration = StdDuration::from_secs(5);
 
-/// Name, serial polled for, the ARI answer, and whether the CRL lists the serial.
-type PollResult = (
-    String,
-    String,
-    Result<RenewalInfo, acme::Error>,
-    Option<bool>,
-);
+/// Serial polled for, the ARI answer, and whether the CRL lists the serial.
+type PollResult = (String, Result<RenewalInfo, acme::Error>, Option<bool>);
 type ReloadResult = (ReloadTarget, Vec<String>, Result<(), reload::Error>);
-type VerifyResult = (String, String, Vec<Served>);
+/// Serial checked for, and what each target serves.
+type VerifyResult = (String, Vec<Served>);
 
 /// What the scheduler knows about one certificate between decisions.
 #[derive(Debug, Default)]
@@ -67,6 +66,9 @@ struct Entry {
     ari_failures: u32,
     verify_at: Option<OffsetDateTime>,
     running: bool,
+    /// The reload targets a running renewal holds back (those of the config it
+    /// started with), released when it finishes.
+    holds: Vec<ReloadTarget>,
     polling: bool,
     verifying: bool,
 }
@@ -91,15 +93,18 @@ pub(super) struct Scheduler {
     ctx_tx: watch::Sender<Arc<Context>>,
     entries: HashMap<String, Entry>,
     permits: Arc<Semaphore>,
-    renewals: JoinSet<(String, Outcome)>,
-    polls: JoinSet<PollResult>,
+    renewals: Tasks<Outcome>,
+    polls: Tasks<PollResult>,
     reloads: JoinSet<ReloadResult>,
-    verifies: JoinSet<VerifyResult>,
+    verifies: Tasks<VerifyResult>,
     /// Reload targets waiting for the renewals of their batch to finish, with
     /// the certificates they are for.
     pending_reloads: Vec<(ReloadTarget, Vec<String>)>,
     /// Per certificate, reloads still to run before it is verified.
     outstanding: HashMap<String, usize>,
+    /// Per reload target, the running renewals of certificates that use it: a
+    /// target's batch is complete when none is left.
+    held: HashMap<ReloadTarget, usize>,
     waiters: HashMap<String, Vec<oneshot::Sender<RenewEvent>>>,
     /// Certificates of the forced mass renewal in progress that have not
     /// finished yet; a second SIGUSR1 meanwhile adds nothing.
@@ -128,12 +133,13 @@ impl Scheduler {
             ctx,
             ctx_tx,
             entries: HashMap::new(),
-            renewals: JoinSet::new(),
-            polls: JoinSet::new(),
+            renewals: Tasks::new(),
+            polls: Tasks::new(),
             reloads: JoinSet::new(),
-            verifies: JoinSet::new(),
+            verifies: Tasks::new(),
             pending_reloads: Vec::new(),
             outstanding: HashMap::new(),
+            held: HashMap::new(),
             waiters: HashMap::new(),
             batch: std::collections::HashSet::new(),
             save_at: None,
@@ -165,21 +171,20 @@ impl Scheduler {
                     None | Some(Event::Shutdown) => break,
                     Some(event) => self.handle(event).await,
                 },
-                Some(done) = self.renewals.join_next() => match done {
-                    Ok((name, outcome)) => self.finished(name, outcome).await,
-                    Err(e) => error!("renewal task failed: {e}"),
-                },
-                Some(done) = self.polls.join_next() => match done {
-                    Ok(result) => self.polled(result).await,
-                    Err(e) => error!("ARI poll task failed: {e}"),
+                Some((name, done)) = self.renewals.join_next() => {
+                    self.renewal_ended(name, done).await;
+                }
+                Some((name, done)) = self.polls.join_next() => match done {
+                    Ok(result) => self.polled(name, result).await,
+                    Err(e) => self.poll_died(name, &e).await,
                 },
                 Some(done) = self.reloads.join_next() => match done {
                     Ok(result) => self.reloaded(result).await,
                     Err(e) => error!("reload task failed: {e}"),
                 },
-                Some(done) = self.verifies.join_next() => match done {
-                    Ok(result) => self.verified(result).await,
-                    Err(e) => error!("verify task failed: {e}"),
+                Some((name, done)) = self.verifies.join_next() => match done {
+                    Ok(result) => self.verified(name, result).await,
+                    Err(e) => self.verify_died(&name, &e),
                 },
                 () = tokio::time::sleep_until(wake) => {}
                 () = tick(&mut watchdog) => notify::watchdog(),
@@ -263,17 +268,37 @@ impl Scheduler {
             return;
         };
         entry.running = true;
+        entry.holds.clone_from(&cert.reload);
+        for target in &entry.holds {
+            *self.held.entry(target.clone()).or_default() += 1;
+        }
         let ctx = Arc::clone(&self.ctx);
         let permits = Arc::clone(&self.permits);
         let max = self.config().daemon.max_concurrent;
         let reason = reason.to_owned();
-        self.renewals.spawn(async move {
+        self.renewals.spawn(name, async move {
             let slot = Arc::clone(&permits).acquire_owned().await.ok();
             let in_flight = max.saturating_sub(permits.available_permits());
             info!(cert_name = %cert.name, in_flight, reason, "order started");
-            let outcome = ctx.renew_now(&cert, &reason, slot).await;
-            (cert.name, outcome)
+            ctx.renew_now(&cert, &reason, slot).await
         });
+    }
+
+    /// A renewal task ended; one that panicked ends its renewal as a failure.
+    async fn renewal_ended(&mut self, name: String, done: Result<Outcome, JoinError>) {
+        let outcome = match done {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The task died before recording its attempt: record it here, so
+                // that the retry waits for the backoff instead of looping.
+                error!(cert_name = %name, "renewal task failed: {e}");
+                let outcome = Outcome::Failed(format!("internal error: {e}"));
+                let now = OffsetDateTime::now_utc();
+                self.ctx.record(&name, now, &outcome).await;
+                outcome
+            }
+        };
+        self.finished(name, outcome).await;
     }
 
     async fn finished(&mut self, name: String, outcome: Outcome) {
@@ -292,6 +317,8 @@ impl Scheduler {
         self.batch.remove(&name);
         if let Some(entry) = self.entries.get_mut(&name) {
             entry.running = false;
+            let holds = std::mem::take(&mut entry.holds);
+            self.release(&holds);
             if matches!(outcome, Outcome::Renewed { .. }) {
                 self.deploy(&name);
             }
@@ -431,8 +458,16 @@ impl Scheduler {
             self.permits = Arc::new(Semaphore::new(config.daemon.max_concurrent));
         }
         let before = self.entries.len();
-        self.entries
-            .retain(|name, _| config.certificate(name).is_some());
+        let mut released = Vec::new();
+        self.entries.retain(|name, entry| {
+            let keep = config.certificate(name).is_some();
+            if !keep {
+                released.append(&mut entry.holds);
+            }
+            keep
+        });
+        self.release(&released);
+        self.dispatch_reloads();
         let removed = before - self.entries.len();
         let added = config
             .certificates
@@ -567,8 +602,8 @@ impl Scheduler {
         notify::stopping();
         info!(in_flight = self.renewals.len(), "stopping");
         let drained = tokio::time::timeout(DRAIN, async {
-            while let Some(done) = self.renewals.join_next().await {
-                if let Ok((name, outcome)) = done {
+            while let Some((name, done)) = self.renewals.join_next().await {
+                if let Ok(outcome) = done {
                     info!(cert_name = %name, "finished before stop: {outcome}");
                 }
             }
@@ -595,5 +630,55 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
             interval.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scheduler for one certificate, `a`, over a fresh state directory.
+    fn scheduler(dir: &std::path::Path) -> Scheduler {
+        let path = dir.join("renewd.toml");
+        let text = format!(
+            "[daemon]\nstate_dir = \"{}\"\n\n[ca.test]\ndirectory = \"https://127.0.0.1:1/dir\"\n\n\
+             [solver.web]\ntype = \"http-01\"\nlisten = \"127.0.0.1:1\"\n\n\
+             [[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nca = [\"test\"]\n\
+             solvers = [\"web\"]\n",
+            dir.join("state").display()
+        );
+        let config = Arc::new(Config::from_str(&text, &path).unwrap());
+        let store = crate::store::Store::open(&config.daemon.state_dir).unwrap();
+        let ctx = Arc::new(Context::new(config, store));
+        let (ctx_tx, _) = watch::channel(Arc::clone(&ctx));
+        Scheduler::new(path, ctx, ctx_tx)
+    }
+
+    #[tokio::test]
+    async fn a_renewal_task_that_panics_ends_as_a_failure_not_running_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut scheduler = scheduler(dir.path());
+        scheduler.entries.entry("a".to_owned()).or_default().running = true;
+        scheduler
+            .renewals
+            .spawn("a", async { panic!("a bug in a renewal") });
+
+        let (name, done) = scheduler.renewals.join_next().await.unwrap();
+        scheduler.renewal_ended(name, done).await;
+
+        let entry = &scheduler.entries["a"];
+        assert!(!entry.running, "free to be renewed again");
+        let retry = entry.plan.as_ref().unwrap().at;
+        assert!(retry > OffsetDateTime::now_utc(), "retried after a backoff");
+        let state = scheduler.ctx.state().lock().await;
+        let a = &state.certificates["a"];
+        assert_eq!(a.failures, 1);
+        assert!(
+            a.last_result
+                .as_deref()
+                .unwrap()
+                .contains("a bug in a renewal"),
+            "{a:?}"
+        );
     }
 }
