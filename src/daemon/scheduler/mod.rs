@@ -681,4 +681,38 @@ mod tests {
             "{a:?}"
         );
     }
+
+    #[tokio::test]
+    async fn a_poll_or_check_task_that_panics_is_retried_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut scheduler = scheduler(dir.path());
+        let entry = scheduler.entries.entry("a".to_owned()).or_default();
+        entry.polling = true;
+        entry.verifying = true;
+        scheduler
+            .polls
+            .spawn("a", async { panic!("a bug in a poll") });
+        scheduler
+            .verifies
+            .spawn("a", async { panic!("a bug in a check") });
+
+        let (name, done) = scheduler.polls.join_next().await.unwrap();
+        scheduler.poll_died(name, &done.unwrap_err()).await;
+        let (name, done) = scheduler.verifies.join_next().await.unwrap();
+        scheduler.verify_died(&name, &done.unwrap_err());
+
+        let now = OffsetDateTime::now_utc();
+        let entry = &scheduler.entries["a"];
+        assert!(!entry.polling && !entry.verifying);
+        assert_eq!(entry.ari_failures, 1);
+        let state = scheduler.ctx.state().lock().await;
+        assert!(
+            state.certificates["a"].ari_poll_at.unwrap() > now,
+            "poll backs off"
+        );
+        assert!(
+            entry.verify_at.unwrap() > now,
+            "check waits a check interval"
+        );
+    }
 }
