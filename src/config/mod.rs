@@ -1,7 +1,7 @@
 //! The configuration file, `/etc/renewd/renewd.toml` (spec section 2).
 //!
 //! Loading happens in two phases: a strict serde parse (unknown keys are errors,
-//! defaults live here and nowhere else), then [`validate`] which collects *every*
+//! defaults live here and nowhere else), then `validate` which collects *every*
 //! problem at once — undefined CA or solver names, duplicate certificates, bad
 //! domains, secret files readable by others — each with the line it comes from.
 //! This module only reads; it never touches the state directory.
@@ -133,7 +133,7 @@ pub enum DnsProvider {
     Exec,
 }
 
-/// `[solver.NAME]`. The keys that apply depend on `type` (checked in [`validate`]).
+/// `[solver.NAME]`. The keys that apply depend on `type` (checked in `validate`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SolverConfig {

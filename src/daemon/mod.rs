@@ -2,7 +2,7 @@
 //!
 //! Wiring only: load the config, open the store, bind the control socket, install
 //! signal handlers, tell systemd we are ready, then hand over to the
-//! [`scheduler`], which owns every per-certificate decision. All outside stimuli
+//! `scheduler`, which owns every per-certificate decision. All outside stimuli
 //! — signals, control-socket commands — arrive as [`Event`]s on one channel.
 
 mod scheduler;

@@ -1,8 +1,8 @@
 //! Reloading what uses a renewed certificate: systemd units over D-Bus
-//! ([`dbus`]), a signal to the pid in a pid file, or an exec hook.
+//! (`dbus`), a signal to the pid in a pid file, or an exec hook.
 //!
 //! A target runs once per batch however many of the batch's certificates use it
-//! (the scheduler coalesces; see [`Batch`]). A failure here never rolls back the
+//! (the scheduler coalesces, one-shot runs use [`coalesce`]). A failure here never rolls back the
 //! stored certificate; it makes the certificate unhealthy until a later reload
 //! or verification succeeds.
 

@@ -97,7 +97,7 @@ impl CertInfo {
     }
 
     /// Whether `key_pem` is the private key of this certificate: from the public
-    /// key the key file carries when it does (see [`super::key`]), else by parsing
+    /// key the key file carries when it does (see `store::key`), else by parsing
     /// the key with the crypto library.
     #[must_use]
     pub fn matches_key(&self, key_pem: &str) -> bool {
