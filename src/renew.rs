@@ -373,8 +373,7 @@ impl Context {
 
     /// Whether the CA's CRL lists the live certificate of `name`: `None` when it
     /// names no CRL or the CRL cannot tell (logged).
-    pub async fn crl_revoked(&self, name: &str) -> Option<bool> {
-        let lineage = self.store.lineage(name).ok().flatten()?;
+    pub async fn crl_revoked(&self, name: &str, lineage: &Lineage) -> Option<bool> {
         let chain = std::fs::read(lineage.dir.join("chain.pem")).ok()?;
         let issuer = rustls_pki_types::CertificateDer::pem_slice_iter(&chain)
             .next()?

@@ -26,12 +26,25 @@ impl Scheduler {
         let ctx = Arc::clone(&self.ctx);
         self.polls.spawn(name, async move {
             let result = ctx.renewal_info(&cert, &ari_id).await;
-            let on_crl = ctx.crl_revoked(&cert.name).await;
-            (serial, result, on_crl)
+            // One read of the live certificate serves the CRL look and the
+            // revocation heuristic below.
+            let lineage = ctx.store.lineage(&cert.name).ok().flatten();
+            let (on_crl, mid) = match &lineage {
+                Some(l) => (
+                    ctx.crl_revoked(&cert.name, l).await,
+                    Some(l.cert.not_before + l.cert.lifetime() / 2),
+                ),
+                None => (None, None),
+            };
+            (serial, result, on_crl, mid)
         });
     }
 
-    pub(super) async fn polled(&mut self, name: String, (serial, result, on_crl): PollResult) {
+    pub(super) async fn polled(
+        &mut self,
+        name: String,
+        (serial, result, on_crl, lineage_mid): PollResult,
+    ) {
         let now = OffsetDateTime::now_utc();
         let check_interval = self.config().daemon.check_interval.0;
         let Some(entry) = self.entries.get_mut(&name) else {
@@ -55,13 +68,6 @@ impl Scheduler {
         let next = match result {
             Ok(RenewalInfo::Window(window, retry_after)) => {
                 entry.ari_failures = 0;
-                let lineage_mid = self
-                    .ctx
-                    .store
-                    .lineage(&name)
-                    .ok()
-                    .flatten()
-                    .map(|l| l.cert.not_before + l.cert.lifetime() / 2);
                 // A window that has passed before the middle of the lifetime is the
                 // CA asking for early replacement: a revocation (RFC 9773 §4.2).
                 if window.end <= now

@@ -2,9 +2,9 @@
 //!
 //! It sleeps until the earliest of: a planned renewal, an ARI poll, a pending
 //! state save or `STATUS=` line, the watchdog — or until an [`Event`] arrives or
-//! a renewal or poll finishes. There is no fixed polling period. Renewals run as tasks bounded by
-//! `daemon.max_concurrent`; a certificate already renewing is never started
-//! twice, which is what makes repeated SIGUSR1 harmless.
+//! a renewal or poll finishes. There is no fixed polling period. Renewals run as
+//! tasks bounded by `daemon.max_concurrent`; a certificate already renewing is
+//! never started twice, which is what makes repeated SIGUSR1 harmless.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,8 +50,14 @@ const VERIFY_PATIENCE: StdDuration = StdDuration::from_secs(15);
 /// How long a periodic re-check retries.
 const REVERIFY_PATIENCE: StdDuration = StdDuration::from_secs(5);
 
-/// Serial polled for, the ARI answer, and whether the CRL lists the serial.
-type PollResult = (String, Result<RenewalInfo, acme::Error>, Option<bool>);
+/// Serial polled for, the ARI answer, whether the CRL lists the serial, and the
+/// middle of the live certificate's lifetime.
+type PollResult = (
+    String,
+    Result<RenewalInfo, acme::Error>,
+    Option<bool>,
+    Option<OffsetDateTime>,
+);
 type ReloadResult = (ReloadTarget, Vec<String>, Result<(), reload::Error>);
 /// Serial checked for, and what each target serves.
 type VerifyResult = (String, Vec<Served>);
