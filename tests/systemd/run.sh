@@ -83,7 +83,8 @@ trap 'exit 130' INT TERM
 # --- build ----------------------------------------------------------------------
 log "scripts/package"
 deb="" rpm=""
-if out=$("$repo/scripts/package" 2>/tmp/renewd-sbx-package.log); then
+# The test build (cargo test built it already); RENEWD_PACKAGE_PROFILE=dist tests what ships.
+if out=$("$repo/scripts/package" --profile "${RENEWD_PACKAGE_PROFILE:-dev}" 2>/tmp/renewd-sbx-package.log); then
   deb=$(printf '%s\n' "$out" | grep '\.deb$' | tail -n1)
   rpm=$(printf '%s\n' "$out" | grep '\.rpm$' | tail -n1)
 fi
