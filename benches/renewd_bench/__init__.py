@@ -18,9 +18,10 @@ Parts:
   e  SIGUSR1 -> first newOrder reaching the CA (timestamped by nginx, or a
      built-in TLS relay, in front of Pebble)
 
-Every measurement gets a fresh Pebble 2.10 (pebble-up.sh with its own ports and
-state dir, PEBBLE_VA_ALWAYS_VALID=1 PEBBLE_VA_NOSLEEP=1 PEBBLE_AUTHZREUSE=0
-PEBBLE_WFE_NONCEREJECT=0 PEBBLE_PROFILES=default); a Pebble whose store
+Every measurement gets a fresh Pebble 2.10 (tests/tools/pebble up, with its own
+ports and state dir, PEBBLE_VA_ALWAYS_VALID=1 PEBBLE_VA_NOSLEEP=1
+PEBBLE_AUTHZREUSE=0 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_PROFILES=default); renewd is
+built with `cargo build --profile dist`, as it ships. A Pebble whose store
 deadlocks is detected and the measurement repeated on a fresh one. Everything
 started is stopped on exit, Ctrl-C or SIGTERM. Raw results: JSON (plus markdown
 and SVG) under --out (default target/bench/); a full run also updates

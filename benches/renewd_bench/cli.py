@@ -23,7 +23,7 @@ from .part_ab_mass import certbot_mass, ceiling_mass, lego_mass, renewd_mass, re
 from .part_c_idle import bench_idle
 from .part_d_startup import bench_startup
 from .part_e_latency import LATENCY_TRIALS, bench_latency
-from .pebble import TOOLS, with_pebble
+from .pebble import PEBBLE_TOOL, with_pebble
 from .processes import CLEANUP, Interrupted, install_signal_handlers, loadavg
 from .renewd import build_renewd
 from .report import markdown, merge_results, svg_plot, write_docs
@@ -81,7 +81,7 @@ def parse_args():
                     help="parallel certbot/lego processes issuing the initial certificates "
                          "(untimed setup; default 4)")
     ap.add_argument("--renewd", help="renewd binary (default: $RENEWD_BIN, else cargo build "
-                                     "--release into $CARGO_TARGET_DIR or target/)")
+                                     "--profile dist into $CARGO_TARGET_DIR or target/)")
     ap.add_argument("--lego", default=shutil.which("lego") or "/usr/local/bin/lego")
     ap.add_argument("--certbot-venv", default=os.environ.get("CERTBOT_VENV",
                                                               "/tmp/renewd-bench-venv"))
@@ -152,11 +152,11 @@ def main():
     for tool in ("openssl", "curl"):
         if not shutil.which(tool):
             sys.exit(f"benches/run: needs {tool}")
-    if not (TOOLS / "pebble-up.sh").exists():
-        sys.exit(f"benches/run: {TOOLS}/pebble-up.sh not found (set RENEWD_TOOLS)")
+    if not os.access(PEBBLE_TOOL, os.X_OK):
+        sys.exit(f"benches/run: {PEBBLE_TOOL} not found or not executable")
     args.renewd = Path(args.renewd or os.environ.get("RENEWD_BIN") or build_renewd()).resolve()
     if "lego" in args.tools and not Path(args.lego).exists():
-        sys.exit("benches/run: lego not found (shared/tools/install-pebble.sh --with-lego)")
+        sys.exit("benches/run: lego not found (tests/tools/install-pebble --with-lego)")
     if "certbot" in args.tools and "a" in args.parts:
         ensure_certbot(args)
     if "b" in args.parts:

@@ -1,6 +1,6 @@
 """Pebble, the test CA every measurement runs against: one fresh Pebble (plus
 challtestsrv) per measurement, on free loopback ports in its own state directory,
-started and stopped with the project's Pebble tools; detecting a Pebble whose
+started and stopped with the project's tests/tools/pebble (up, down); detecting a Pebble whose
 store deadlocked (stuck), and repeating a measurement on a fresh Pebble when that
 happens (with_pebble)."""
 
@@ -15,11 +15,14 @@ from pathlib import Path
 from .common import REPO, Fail, PebbleStuck, log
 from .processes import CLEANUP, free_ports, proc_cpu, stop_process
 
-TOOLS = Path(os.environ.get("RENEWD_TOOLS", REPO.parent / "shared" / "tools"))
+# The project's test tools: `pebble up|down`, `install-pebble [--with-lego]`.
+TOOLS = REPO / "tests" / "tools"
+PEBBLE_TOOL = TOOLS / "pebble"
 
 
 class Pebble:
-    """One pebble + challtestsrv from pebble-up.sh, on free ports, in its own state dir."""
+    """One pebble + challtestsrv from `tests/tools/pebble up`, on free ports, in its own
+    state dir."""
 
     def __init__(self, state_dir):
         p = free_ports(6)
@@ -51,10 +54,10 @@ class Pebble:
         if self not in CLEANUP.pebbles:
             CLEANUP.pebbles.append(self)
         self.up_ = True
-        r = subprocess.run(["bash", str(TOOLS / "pebble-up.sh")], env=self.env,
-                           capture_output=True, text=True)
+        r = subprocess.run([str(PEBBLE_TOOL), "up"], env=self.env, capture_output=True,
+                           text=True)
         if r.returncode != 0:
-            raise Fail(f"pebble-up.sh failed:\n{r.stdout}\n{r.stderr}")
+            raise Fail(f"tests/tools/pebble up failed:\n{r.stdout}\n{r.stderr}")
         self.pid = int((self.state_dir / "pebble.pid").read_text().strip())
         return self
 
@@ -62,8 +65,7 @@ class Pebble:
         if not self.up_:
             return
         self.up_ = False
-        subprocess.run(["bash", str(TOOLS / "pebble-down.sh")], env=self.env,
-                       capture_output=True)
+        subprocess.run([str(PEBBLE_TOOL), "down"], env=self.env, capture_output=True)
 
     def cpu(self):
         return proc_cpu(self.pid)
