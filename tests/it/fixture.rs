@@ -6,12 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
-/// `../shared/tools`, or `$RENEWD_TOOLS` when the checkout lives elsewhere.
+/// The repository's test tools, `tests/tools`.
 pub fn tools_dir() -> PathBuf {
-    std::env::var_os("RENEWD_TOOLS").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools"),
-        PathBuf::from,
-    )
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools")
 }
 
 /// Ports handed out in this process, so two fixtures never get the same one even
@@ -77,14 +74,14 @@ impl Pebble {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        let out = Command::new("bash")
-            .arg(tools_dir().join("pebble-up.sh"))
+        let out = Command::new(tools_dir().join("pebble"))
+            .arg("up")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .output()
-            .expect("run pebble-up.sh");
+            .expect("run tests/tools/pebble up");
         assert!(
             out.status.success(),
-            "pebble-up.sh failed:\n{}{}",
+            "tests/tools/pebble up failed:\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -133,8 +130,8 @@ impl Pebble {
 
     /// Stops Pebble (the CA becomes unreachable).
     pub fn stop(&self) {
-        let _ = Command::new("bash")
-            .arg(tools_dir().join("pebble-down.sh"))
+        let _ = Command::new(tools_dir().join("pebble"))
+            .arg("down")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output();
     }

@@ -2,7 +2,7 @@
 //!
 //! Each test starts its own Pebble on free loopback ports (see [`fixture`]), so
 //! tests run in parallel. Pebble and its challenge test server come from
-//! `../shared/tools/install-pebble.sh`; `.ci/run` installs them.
+//! `tests/tools/install-pebble`; `.ci/run` installs them.
 
 #[allow(dead_code, reason = "shared by test modules that each use part of it")]
 mod fixture;
