@@ -4,7 +4,8 @@
 //! e.g. `debug` or `renewd=debug`).
 //!
 //! Field names are chosen for journald: `cert_name` becomes `CERT_NAME` and
-//! `renewd_event` becomes `RENEWD_EVENT` (spec section 7).
+//! `renewd_event` becomes `RENEWD_EVENT` (`docs/reference/daemon.md` lists the
+//! fields and event values).
 
 use std::os::fd::AsFd;
 

@@ -1,20 +1,14 @@
-//! Prometheus metrics (spec section 7) in the text exposition format, served at
-//! `GET /metrics` on `daemon.metrics_listen`.
+//! Prometheus metrics in the text exposition format (the daemon serves them at
+//! `GET /metrics` on `daemon.metrics_listen`).
 //!
-//! Counters (renewals, ACME requests) are incremented where things happen, in a
-//! process-wide registry. Per-certificate gauges are not kept up to date
+//! Counters (renewals, ACME requests) are incremented where things happen,
+//! through a [`Metrics`] handle. Per-certificate gauges are not kept up to date
 //! continuously: they are recomputed from the same status `renewd status` shows
 //! at each scrape, so metrics and status can never disagree.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -23,11 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
-use crate::renew::Context;
 use crate::status::CertStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,7 +45,12 @@ struct AcmeRequest {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-struct Metrics {
+/// A handle on the metrics of one daemon (or one-shot run): cheap to clone,
+/// passed to whatever counts something.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
     renewals: Family<Renewal, Counter>,
     acme_requests: Family<AcmeRequest, Counter>,
     not_after: Family<Name, FloatGauge>,
@@ -66,10 +61,17 @@ struct Metrics {
     registry: Mutex<Registry>,
 }
 
-fn metrics() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(|| {
-        let m = Metrics {
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every renewd metric and the `process_*` ones.
+    #[must_use]
+    pub fn new() -> Self {
+        let m = Inner {
             renewals: Family::default(),
             acme_requests: Family::default(),
             not_after: Family::default(),
@@ -80,10 +82,7 @@ fn metrics() -> &'static Metrics {
             registry: Mutex::new(Registry::default()),
         };
         {
-            let mut r = m
-                .registry
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut r = m.registry.lock().unwrap_or_else(PoisonError::into_inner);
             r.register(
                 "renewd_renewals",
                 "Renewal attempts by outcome",
@@ -121,75 +120,72 @@ fn metrics() -> &'static Metrics {
             );
             r.register_collector(Box::new(ProcessCollector));
         }
-        m
-    })
-}
-
-/// Counts one renewal attempt of `name` (`success` or `failure`).
-pub fn renewal(name: &str, success: bool) {
-    let result = if success { "success" } else { "failure" };
-    metrics()
-        .renewals
-        .get_or_create(&Renewal {
-            name: name.to_owned(),
-            result: result.to_owned(),
-        })
-        .inc();
-}
-
-/// Counts one HTTP request to CA `ca` with `result`.
-pub fn acme_request(ca: &str, result: &str) {
-    metrics()
-        .acme_requests
-        .get_or_create(&AcmeRequest {
-            ca: ca.to_owned(),
-            result: result.to_owned(),
-        })
-        .inc();
-}
-
-/// The text exposition for the current `statuses`.
-#[must_use]
-pub fn render(statuses: &[CertStatus]) -> String {
-    let m = metrics();
-    for family in [&m.not_after, &m.next_renewal] {
-        family.clear();
+        Self(Arc::new(m))
     }
-    for family in [&m.healthy, &m.revoked] {
-        family.clear();
+
+    /// Counts one renewal attempt of `name` (`success` or `failure`).
+    pub fn renewal(&self, name: &str, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.0
+            .renewals
+            .get_or_create(&Renewal {
+                name: name.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
     }
-    m.served.clear();
-    for s in statuses {
-        let name = Name {
-            name: s.name.clone(),
-        };
-        if let Some(t) = s.not_after.as_deref().and_then(unix) {
-            m.not_after.get_or_create(&name).set(t);
+
+    /// Counts one HTTP request to CA `ca` with `result`.
+    pub fn acme_request(&self, ca: &str, result: &str) {
+        self.0
+            .acme_requests
+            .get_or_create(&AcmeRequest {
+                ca: ca.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The text exposition for the current `statuses`.
+    #[must_use]
+    pub fn render(&self, statuses: &[CertStatus]) -> String {
+        let m = &*self.0;
+        for family in [&m.not_after, &m.next_renewal] {
+            family.clear();
         }
-        if let Some(t) = s.next_renewal.as_deref().and_then(unix) {
-            m.next_renewal.get_or_create(&name).set(t);
+        for family in [&m.healthy, &m.revoked] {
+            family.clear();
         }
-        m.healthy.get_or_create(&name).set(i64::from(s.healthy));
-        m.revoked.get_or_create(&name).set(i64::from(s.revoked));
-        for served in &s.served {
-            let labels = Served {
+        m.served.clear();
+        for s in statuses {
+            let name = Name {
                 name: s.name.clone(),
-                target: served.target.clone(),
             };
-            m.served
-                .get_or_create(&labels)
-                .set(i64::from(served.matches));
+            if let Some(t) = s.not_after.as_deref().and_then(unix) {
+                m.not_after.get_or_create(&name).set(t);
+            }
+            if let Some(t) = s.next_renewal.as_deref().and_then(unix) {
+                m.next_renewal.get_or_create(&name).set(t);
+            }
+            m.healthy.get_or_create(&name).set(i64::from(s.healthy));
+            m.revoked.get_or_create(&name).set(i64::from(s.revoked));
+            for served in &s.served {
+                let labels = Served {
+                    name: s.name.clone(),
+                    target: served.target.clone(),
+                };
+                m.served
+                    .get_or_create(&labels)
+                    .set(i64::from(served.matches));
+            }
         }
+        let mut out = String::new();
+        let registry = m.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
     }
-    let mut out = String::new();
-    let registry = m
-        .registry
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
-        out.clear();
-    }
-    out
 }
 
 fn unix(rfc3339: &str) -> Option<f64> {
@@ -267,63 +263,6 @@ impl Collector for ProcessCollector {
     }
 }
 
-/// Serves `GET /metrics` on `addr` until `cancel`.
-///
-/// # Errors
-///
-/// When `addr` cannot be bound.
-pub async fn serve(
-    addr: SocketAddr,
-    context: watch::Receiver<Arc<Context>>,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tokio::spawn(async move {
-        loop {
-            let stream = tokio::select! {
-                () = cancel.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(_) => continue,
-                },
-            };
-            let context = context.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let ctx = context.borrow().clone();
-                        async move { Ok::<_, Infallible>(respond(&req, &ctx).await) }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(())
-}
-
-async fn respond(req: &Request<hyper::body::Incoming>, ctx: &Context) -> Response<Full<Bytes>> {
-    if req.uri().path() != "/metrics" {
-        let mut response = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        return response;
-    }
-    let state = ctx.state().lock().await.clone();
-    let statuses = crate::status::collect(
-        &ctx.config,
-        &ctx.store,
-        &state,
-        time::OffsetDateTime::now_utc(),
-    );
-    let mut response = Response::new(Full::new(Bytes::from(render(&statuses))));
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,10 +279,11 @@ mod tests {
     }
 
     #[test]
-    fn exposition_has_the_spec_metrics() {
-        renewal("a", true);
-        acme_request("le", "success");
-        let text = render(&[sample()]);
+    fn exposition_has_the_documented_metrics() {
+        let metrics = Metrics::new();
+        metrics.renewal("a", true);
+        metrics.acme_request("le", "success");
+        let text = metrics.render(&[sample()]);
         for line in [
             "renewd_certificate_not_after_seconds{name=\"a\"} 1798761600",
             "renewd_certificate_healthy{name=\"a\"} 1",
@@ -360,8 +300,9 @@ mod tests {
 
     #[test]
     fn the_shipped_alert_rules_use_only_metrics_that_exist() {
-        renewal("x", false);
-        let text = render(&[sample()]);
+        let metrics = Metrics::new();
+        metrics.renewal("x", false);
+        let text = metrics.render(&[sample()]);
         let rules = include_str!("../docs/prometheus-alerts.yml");
         let names = rules
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))

@@ -2,7 +2,7 @@
 //! its config and the clock, so they are tested without a CA or a clock.
 //!
 //! The "renew now" conditions and the lifetime-based fallback live here; ARI
-//! windows ([RFC 9773]) are carried as [`Window`].
+//! windows ([RFC 9773]) come in through the state ([`crate::state::Window`]).
 //!
 //! [RFC 9773]: https://www.rfc-editor.org/rfc/rfc9773
 
@@ -89,17 +89,6 @@ pub fn fallback_threshold(lifetime: Duration, renew_before: std::time::Duration)
 #[must_use]
 pub fn fallback_time(lineage: &Lineage, renew_before: std::time::Duration) -> OffsetDateTime {
     lineage.cert.not_after - fallback_threshold(lineage.cert.lifetime(), renew_before)
-}
-
-/// An RFC 9773 suggested renewal window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Window {
-    /// Start of the window.
-    #[serde(with = "time::serde::rfc3339")]
-    pub start: OffsetDateTime,
-    /// End of the window.
-    #[serde(with = "time::serde::rfc3339")]
-    pub end: OffsetDateTime,
 }
 
 /// Delay before retry number `failures` (1-based): 1 minute doubling up to
@@ -322,7 +311,7 @@ mod tests {
 
         use super::super::*;
         use crate::config::KeyType;
-        use crate::state::CertState;
+        use crate::state::{CertState, Window};
         use crate::store::CertInfo;
 
         const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);

@@ -10,11 +10,21 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
-use crate::schedule::Window;
-use crate::status::Served;
 use crate::store::{self, Store};
+use crate::verify::Served;
 
 const FILE: &str = "state.json";
+
+/// An RFC 9773 suggested renewal window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Start of the window.
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    /// End of the window.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+}
 
 /// Memory about one certificate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -132,12 +142,47 @@ impl State {
     ///
     /// [`store::Error`] when it cannot be written.
     pub async fn save(state: &Mutex<Self>, store: &Store) -> Result<(), store::Error> {
-        let (json, number, written) = {
-            let mut state = state.lock().await;
-            state.saves.taken += 1;
-            let json = serde_json::to_vec_pretty(&*state).unwrap_or_default();
-            (json, state.saves.taken, Arc::clone(&state.saves.written))
-        };
+        let snapshot = state.lock().await.snapshot();
+        snapshot.write(store).await
+    }
+
+    /// The state as it is now, numbered, to be written without holding it.
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.saves.taken += 1;
+        Snapshot {
+            json: serde_json::to_vec_pretty(&*self).unwrap_or_default(),
+            number: self.saves.taken,
+            written: Arc::clone(&self.saves.written),
+        }
+    }
+
+    /// The entry for `name`, created empty if needed.
+    pub fn entry(&mut self, name: &str) -> &mut CertState {
+        self.certificates.entry(name.to_owned()).or_default()
+    }
+}
+
+/// One state to write, taken by [`State::snapshot`].
+#[derive(Debug)]
+pub struct Snapshot {
+    json: Vec<u8>,
+    number: u64,
+    written: Arc<std::sync::Mutex<u64>>,
+}
+
+impl Snapshot {
+    /// Writes it to `state.json` (atomically, off the runtime), unless a newer
+    /// snapshot of the same state was written meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// [`store::Error`] when it cannot be written.
+    pub async fn write(self, store: &Store) -> Result<(), store::Error> {
+        let Self {
+            json,
+            number,
+            written,
+        } = self;
         store
             .off_runtime(move |store| {
                 let mut written = written.lock().unwrap_or_else(PoisonError::into_inner);
@@ -148,11 +193,6 @@ impl State {
                 Ok(())
             })
             .await
-    }
-
-    /// The entry for `name`, created empty if needed.
-    pub fn entry(&mut self, name: &str) -> &mut CertState {
-        self.certificates.entry(name.to_owned()).or_default()
     }
 }
 

@@ -7,18 +7,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::{CertificateConfig, Config};
-use crate::schedule::{self, Window};
-use crate::state::State;
+use crate::schedule;
+use crate::state::{State, Window};
 use crate::store::Store;
-
-/// One served-certificate check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Served {
-    /// `host:port` checked.
-    pub target: String,
-    /// Whether it served the live certificate.
-    pub matches: bool,
-}
+use crate::verify::Served;
 
 /// The status of one configured certificate; field names are the JSON contract.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,12 +16,19 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::status::Served;
-
 /// How long one connection attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between attempts while a service is still reloading.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// One served-certificate check.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Served {
+    /// `host:port` checked.
+    pub target: String,
+    /// Whether it served the live certificate.
+    pub matches: bool,
+}
 
 /// Why a target could not be checked.
 #[derive(Debug, thiserror::Error)]

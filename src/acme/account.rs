@@ -2,6 +2,7 @@
 //! `accounts/<ca>/account.json` (0600).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -9,7 +10,9 @@ use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use serde::{Deserialize, Serialize};
 
 use super::Error;
+use super::http::{CountingClient, RetryAfterNotes};
 use crate::config::CaConfig;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// What is kept on disk: the credentials and the directory they belong to, so a
@@ -31,7 +34,13 @@ fn path(ca: &str) -> PathBuf {
 ///
 /// [`Error::Acme`] when the CA cannot be reached or refuses the account,
 /// [`Error::Account`] when the stored account cannot be read or written.
-pub async fn load_or_create(store: &Store, name: &str, ca: &CaConfig) -> Result<Account, Error> {
+pub(super) async fn load_or_create(
+    store: &Store,
+    name: &str,
+    ca: &CaConfig,
+    metrics: &Metrics,
+    notes: &Arc<RetryAfterNotes>,
+) -> Result<Account, Error> {
     let acme = |source| Error::Acme {
         ca: name.to_owned(),
         source,
@@ -41,9 +50,14 @@ pub async fn load_or_create(store: &Store, name: &str, ca: &CaConfig) -> Result<
         source,
     };
     let builder = || {
-        super::http::CountingClient::new(name, ca.trust.as_deref())
-            .map(|client| Account::builder_with_http(Box::new(client)))
-            .map_err(|e| account_err(e.into()))
+        CountingClient::new(
+            name,
+            ca.trust.as_deref(),
+            metrics.clone(),
+            Arc::clone(notes),
+        )
+        .map(|client| Account::builder_with_http(Box::new(client)))
+        .map_err(|e| account_err(e.into()))
     };
     let stored = store
         .read_file(&path(name))

@@ -9,7 +9,7 @@ use instant_acme::Account;
 
 use super::Error;
 use super::order::certificate_identifier;
-use crate::schedule::Window;
+use crate::state::Window;
 
 /// What the CA says about one certificate.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +25,11 @@ pub enum RenewalInfo {
 /// # Errors
 ///
 /// [`Error::Acme`] when the CA cannot be reached or answers with an error.
-pub async fn renewal_info(account: &Account, ca: &str, ari_id: &str) -> Result<RenewalInfo, Error> {
+pub(super) async fn renewal_info(
+    account: &Account,
+    ca: &str,
+    ari_id: &str,
+) -> Result<RenewalInfo, Error> {
     let Some(id) = certificate_identifier(ari_id) else {
         return Ok(RenewalInfo::Unsupported);
     };
@@ -52,7 +56,7 @@ pub async fn renewal_info(account: &Account, ca: &str, ari_id: &str) -> Result<R
 /// [`Error::Acme`] when the CA refuses or cannot be reached.
 ///
 /// [RFC 8555 §7.6]: https://www.rfc-editor.org/rfc/rfc8555#section-7.6
-pub async fn revoke(
+pub(super) async fn revoke(
     account: &Account,
     ca: &str,
     der: &[u8],

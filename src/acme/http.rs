@@ -1,6 +1,7 @@
 //! The HTTP client instant-acme talks through: hyper + rustls like its default,
-//! plus our own trust roots for test CAs and a count of every request per CA
-//! and result (`renewd_acme_requests_total`).
+//! plus our own trust roots for test CAs, a count of every request per CA and
+//! result (`renewd_acme_requests_total`) and a note of each `Retry-After` a CA
+//! sends with a refusal.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,6 +19,8 @@ use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use time::OffsetDateTime;
+
+use crate::metrics::Metrics;
 
 type Hyper = Client<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 
@@ -38,6 +41,8 @@ pub(super) struct CountingClient {
     inner: Hyper,
     ca: String,
     first: Arc<FirstRequest>,
+    metrics: Metrics,
+    notes: Arc<RetryAfterNotes>,
 }
 
 /// Lets one request go first when the pool is likely empty.
@@ -83,7 +88,12 @@ impl FirstRequest {
 
 impl CountingClient {
     /// Trusts the platform's roots, or only the roots in `trust` when given.
-    pub(super) fn new(ca: &str, trust: Option<&Path>) -> Result<Self, String> {
+    pub(super) fn new(
+        ca: &str,
+        trust: Option<&Path>,
+        metrics: Metrics,
+        notes: Arc<RetryAfterNotes>,
+    ) -> Result<Self, String> {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match trust {
             None => builder
@@ -116,6 +126,8 @@ impl CountingClient {
                 .build(connector),
             ca: ca.to_owned(),
             first: Arc::default(),
+            metrics,
+            notes,
         })
     }
 }
@@ -147,6 +159,8 @@ impl HttpClient for CountingClient {
         let inner = self.inner.clone();
         let ca = self.ca.clone();
         let first = Arc::clone(&self.first);
+        let metrics = self.metrics.clone();
+        let notes = Arc::clone(&self.notes);
         Box::pin(async move {
             let alone = first.wait().await;
             let response = tokio::time::timeout(RESPONSE_TIMEOUT, HttpClient::request(&inner, req))
@@ -167,9 +181,9 @@ impl HttpClient for CountingClient {
                 Ok(_) => "server_error",
                 Err(_) => "unreachable",
             };
-            crate::metrics::acme_request(&ca, result);
+            metrics.acme_request(&ca, result);
             if let Ok(r) = &response {
-                note_retry_after(&ca, &r.parts);
+                notes.note(&ca, &r.parts);
             }
             response
         })
@@ -178,37 +192,40 @@ impl HttpClient for CountingClient {
 
 /// `Retry-After` of each CA's latest refusal (429 or 503): when it was received and
 /// the time it names. instant-acme's errors carry no headers, so the client notes
-/// them here for the renewal that failed (see [`retry_after`]).
-static RETRY_AFTER: std::sync::Mutex<BTreeMap<String, (OffsetDateTime, OffsetDateTime)>> =
-    std::sync::Mutex::new(BTreeMap::new());
+/// them here for the renewal that failed (see [`RetryAfterNotes::since`]).
+#[derive(Debug, Default)]
+pub(super) struct RetryAfterNotes(
+    std::sync::Mutex<BTreeMap<String, (OffsetDateTime, OffsetDateTime)>>,
+);
 
-fn note_retry_after(ca: &str, parts: &http::response::Parts) {
-    if !matches!(parts.status.as_u16(), 429 | 503) {
-        return;
+impl RetryAfterNotes {
+    fn note(&self, ca: &str, parts: &http::response::Parts) {
+        if !matches!(parts.status.as_u16(), 429 | 503) {
+            return;
+        }
+        let now = OffsetDateTime::now_utc();
+        let Some(until) = parts
+            .headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now))
+        else {
+            return;
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ca.to_owned(), (now, until));
     }
-    let now = OffsetDateTime::now_utc();
-    let Some(until) = parts
-        .headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, now))
-    else {
-        return;
-    };
-    RETRY_AFTER
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(ca.to_owned(), (now, until));
-}
 
-/// The time CA `ca` named in a `Retry-After` received since `since`, if any.
-#[must_use]
-pub fn retry_after(ca: &str, since: OffsetDateTime) -> Option<OffsetDateTime> {
-    let noted = RETRY_AFTER.lock().unwrap_or_else(PoisonError::into_inner);
-    noted
-        .get(ca)
-        .filter(|(received, _)| *received >= since)
-        .map(|(_, until)| *until)
+    /// The time CA `ca` named in a `Retry-After` received since `since`, if any.
+    pub(super) fn since(&self, ca: &str, since: OffsetDateTime) -> Option<OffsetDateTime> {
+        let noted = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        noted
+            .get(ca)
+            .filter(|(received, _)| *received >= since)
+            .map(|(_, until)| *until)
+    }
 }
 
 /// A `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
@@ -256,12 +273,13 @@ mod tests {
                 .into_parts();
             parts
         };
-        note_retry_after("test-200", &response(200, "60"));
-        assert_eq!(retry_after("test-200", since), None);
-        note_retry_after("test-429", &response(429, "60"));
-        let until = retry_after("test-429", since).unwrap();
+        let notes = RetryAfterNotes::default();
+        notes.note("test-200", &response(200, "60"));
+        assert_eq!(notes.since("test-200", since), None);
+        notes.note("test-429", &response(429, "60"));
+        let until = notes.since("test-429", since).unwrap();
         assert!(until >= since + time::Duration::seconds(60), "{until}");
         // A note older than the attempt does not count.
-        assert_eq!(retry_after("test-429", until), None);
+        assert_eq!(notes.since("test-429", until), None);
     }
 }

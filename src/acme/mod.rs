@@ -1,8 +1,11 @@
-//! ACME ([RFC 8555]) through instant-acme: accounts per CA, orders, ARI.
+//! ACME ([RFC 8555]) through instant-acme: accounts per CA, orders, ARI,
+//! revocation.
 //!
 //! This module turns "issue this certificate from that CA with that solver" into
-//! a PEM chain. It owns the account files under `accounts/` (through the store)
-//! but never writes certificates: publishing is the caller's decision.
+//! a PEM chain ([`issue`]), and answers what else renewd asks a CA ([`Cas`]:
+//! renewal windows, revocation, the CRL). It owns the account files under
+//! `accounts/` (through the store) but never writes certificates: publishing is
+//! the caller's decision.
 //!
 //! [RFC 8555]: https://www.rfc-editor.org/rfc/rfc8555
 
@@ -26,12 +29,12 @@ macro_rules! retry_bad_nonce {
 
 mod account;
 mod ari;
+mod cas;
 mod http;
 mod order;
 
-pub use account::load_or_create as account;
-pub use ari::{RenewalInfo, renewal_info, revoke};
-pub use http::retry_after;
+pub use ari::RenewalInfo;
+pub use cas::Cas;
 pub use order::{Order, generate_key, issue, prime_key_generator};
 
 /// An error followed by its causes: transport errors say "client error

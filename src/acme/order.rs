@@ -90,7 +90,8 @@ pub async fn issue(account: &Account, order: &Order<'_>, solver: &Solver) -> Res
 }
 
 /// `newOrder`, retried once without `replaces` if the CA refuses it for that
-/// (e.g. the replaced certificate was already replaced), as spec section 4 asks.
+/// (e.g. the replaced certificate was already replaced), as
+/// `docs/reference/daemon.md` ("One renewal") says.
 async fn new_order(
     account: &Account,
     order: &Order<'_>,

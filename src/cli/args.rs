@@ -1,4 +1,4 @@
-//! The command line (spec section 3), declared once for parsing, `--help`, the
+//! The command line (`docs/reference/cli.md`), declared once for parsing, `--help`, the
 //! man page (`renewd man`) and shell completions (`renewd completions SHELL`).
 
 use std::path::PathBuf;

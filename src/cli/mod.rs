@@ -17,6 +17,7 @@ pub use args::{Cli, Command};
 use crate::config::{self, Config};
 use crate::control::client::{Client, ConnectError};
 use crate::control::proto::Request;
+use crate::oneshot::OneShot;
 use crate::renew;
 use crate::state::State;
 use crate::status;
@@ -291,8 +292,8 @@ async fn renew_in_process(config: Config, names: &[String], force: bool) -> anyh
         .cloned()
         .collect();
     let config = Arc::new(config);
-    let ctx = Arc::new(renew::Context::new(Arc::clone(&config), store));
-    let outcomes = ctx.renew_all(certs, force).await;
+    let mut run = OneShot::new(Arc::clone(&config), store);
+    let outcomes = run.renew_all(certs, force).await;
     for (name, outcome) in &outcomes {
         println!("{name}: {outcome}");
     }
@@ -301,7 +302,7 @@ async fn renew_in_process(config: Config, names: &[String], force: bool) -> anyh
         .filter(|(_, o)| matches!(o, renew::Outcome::Renewed { .. }))
         .filter_map(|(name, _)| config.certificate(name))
         .collect();
-    let (lines, deployed) = ctx.deploy(&renewed).await;
+    let (lines, deployed) = run.deploy(&renewed).await;
     for line in lines {
         println!("{line}");
     }
@@ -387,8 +388,8 @@ async fn revoke(
         .certificate(name)
         .cloned()
         .context("unknown certificate")?;
-    let ctx = renew::Context::new(Arc::new(config), store);
-    let serial = ctx.revoke(&cert, reason.map(Into::into)).await?;
+    let run = OneShot::new(Arc::new(config), store);
+    let serial = run.revoke(&cert, reason.map(Into::into)).await?;
     println!("{name}: revoked serial {serial}");
     Ok(Exit::Ok)
 }

@@ -1,4 +1,5 @@
-//! The configuration file, `/etc/renewd/renewd.toml` (spec section 2).
+//! The configuration file, `/etc/renewd/renewd.toml` (`docs/reference/config.md`,
+//! renewd.toml(5)).
 //!
 //! Loading happens in two phases: a strict serde parse (unknown keys are errors,
 //! defaults live here and nowhere else), then `validate` which collects *every*
@@ -45,9 +46,10 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
-    /// Root of the store (spec section 5).
+    /// Root of the store (`docs/reference/files.md`).
     pub state_dir: PathBuf,
-    /// Unix socket for `renewd status` / `renewd renew` (spec section 6).
+    /// Unix socket for `renewd status` / `renewd renew`
+    /// (`docs/reference/control-socket.md`).
     pub control_socket: PathBuf,
     /// Group whose members may use the control socket besides root.
     pub control_group: Option<String>,

@@ -1,8 +1,7 @@
-//! The control socket (spec section 6): a unix stream socket speaking one JSON
-//! object per line in each direction. [`server`] runs inside the daemon and
-//! checks peers with `SO_PEERCRED`; [`client`] is what `renewd status` and
-//! `renewd renew` use to reach a running daemon.
+//! The control socket: a unix stream socket speaking one JSON object per line in
+//! each direction. [`proto`] has the messages; [`client`] is what `renewd
+//! status` and `renewd renew` use to reach a running daemon (whose side lives in
+//! the daemon).
 
 pub mod client;
 pub mod proto;
-pub mod server;

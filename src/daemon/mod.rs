@@ -1,23 +1,30 @@
-//! `renewd run`: the resident daemon (spec sections 1, 4, 6, 7).
+//! `renewd run`: the resident daemon.
 //!
 //! Wiring only: load the config, open the store, bind the control socket, install
 //! signal handlers, tell systemd we are ready, then hand over to the
 //! `scheduler`, which owns every per-certificate decision. All outside stimuli
 //! — signals, control-socket commands — arrive as [`Event`]s on one channel.
+//! The control socket ([`control`]) and the metrics endpoint ([`scrape`]) read
+//! the running config and state through a [`View`], swapped on config reload.
 
+mod control;
 mod scheduler;
+mod scrape;
 mod signals;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::control::proto::RenewEvent;
-use crate::control::server::{self, Server};
-use crate::renew::Context;
+use crate::metrics::Metrics;
+use crate::renew::Renewer;
+use crate::state::State;
+use crate::status::{self, CertStatus};
 use crate::store::{self, Store};
 
 /// Something the daemon must react to.
@@ -56,7 +63,7 @@ pub enum Error {
     Store(#[from] store::Error),
     /// The control socket cannot be bound.
     #[error("control socket: {0}")]
-    Control(#[from] server::Error),
+    Control(#[from] control::Error),
     /// The metrics listener cannot be bound.
     #[error("metrics_listen {0}: {1}")]
     Metrics(std::net::SocketAddr, std::io::Error),
@@ -76,7 +83,7 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
     let store = Store::open(&config.daemon.state_dir)?;
     // Held for the daemon's lifetime: no one-shot `renew` may write meanwhile.
     let _lock = store.lock()?;
-    let server = Server::bind(
+    let server = control::Server::bind(
         &config.daemon.control_socket,
         config.daemon.control_group.as_deref(),
     )
@@ -84,25 +91,53 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
     let (events_tx, events_rx) = mpsc::channel(64);
     signals::spawn(events_tx.clone()).map_err(Error::Signals)?;
 
-    let ctx = Arc::new(Context::new(config, store));
-    let (ctx_tx, ctx_rx) = watch::channel(Arc::clone(&ctx));
+    let metrics = Metrics::new();
+    let state = Arc::new(Mutex::new(State::load(&store)));
+    let renewer = Arc::new(Renewer::new(Arc::clone(&config), store, metrics.clone()));
+    let (view_tx, view_rx) = watch::channel(View::new(&renewer, &state));
     let cancel = CancellationToken::new();
-    if let Some(addr) = ctx.config.daemon.metrics_listen {
-        crate::metrics::serve(addr, ctx_rx.clone(), cancel.clone())
+    if let Some(addr) = config.daemon.metrics_listen {
+        scrape::serve(addr, metrics.clone(), view_rx.clone(), cancel.clone())
             .await
             .map_err(|e| Error::Metrics(addr, e))?;
     }
-    let control = tokio::spawn(server.serve(events_tx, ctx_rx, cancel.clone()));
+    let control = tokio::spawn(server.serve(events_tx, view_rx, cancel.clone()));
     // A thread of its own that ends right away: a blocking-pool thread would
     // linger and wake up 10 s later just to exit.
     let _ = std::thread::Builder::new()
         .name("prime-rng".to_owned())
         .spawn(crate::acme::prime_key_generator);
 
-    let scheduler = scheduler::Scheduler::new(config_path.to_owned(), ctx, ctx_tx);
+    let scheduler =
+        scheduler::Scheduler::new(config_path.to_owned(), renewer, state, metrics, view_tx);
     scheduler.run(events_rx).await;
 
     cancel.cancel();
     let _ = control.await;
     Ok(())
+}
+
+/// What `status` requests and metrics scrapes read: the running config, the
+/// store and the state (locked only to copy it).
+#[derive(Clone)]
+pub(crate) struct View {
+    config: Arc<Config>,
+    store: Store,
+    state: Arc<Mutex<State>>,
+}
+
+impl View {
+    fn new(renewer: &Renewer, state: &Arc<Mutex<State>>) -> Self {
+        Self {
+            config: Arc::clone(&renewer.config),
+            store: renewer.store.clone(),
+            state: Arc::clone(state),
+        }
+    }
+
+    /// The status of every certificate, as `renewd status` shows it.
+    async fn statuses(&self) -> Vec<CertStatus> {
+        let state = self.state.lock().await.clone();
+        status::collect(&self.config, &self.store, &state, OffsetDateTime::now_utc())
+    }
 }

@@ -1,4 +1,5 @@
-//! The state directory (spec section 5): accounts, archived versions, `live/` links.
+//! The state directory (`docs/reference/files.md`): accounts, archived versions,
+//! `live/` links.
 //!
 //! ```text
 //! <state_dir>/                      0700

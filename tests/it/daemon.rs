@@ -37,9 +37,8 @@ fn replacement_error(env: &Env, old: &CertInfo) -> Option<String> {
     let store = env.store();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let account = renewd::acme::account(&store, "pebble", &config.cas["pebble"])
-            .await
-            .unwrap();
+        let cas = renewd::acme::Cas::new(config.cas, store, renewd::metrics::Metrics::new());
+        let account = cas.account("pebble").await.unwrap();
         let (aki, serial) = old.ari_id.as_deref().unwrap().split_once('.').unwrap();
         let id = instant_acme::CertificateIdentifier {
             authority_key_identifier: Cow::Owned(aki.to_owned()),

@@ -23,15 +23,17 @@ impl Scheduler {
             return;
         };
         entry.polling = true;
-        let ctx = Arc::clone(&self.ctx);
+        let renewer = Arc::clone(&self.renewer);
+        let issued_by = entry.issued_by.clone();
         self.polls.spawn(name, async move {
-            let result = ctx.renewal_info(&cert, &ari_id).await;
+            let ca = renewer.issuer(&cert, issued_by.as_deref());
+            let result = renewer.cas.renewal_info(&ca, &ari_id).await;
             // One read of the live certificate serves the CRL look and the
             // revocation heuristic below.
-            let lineage = ctx.store.lineage(&cert.name).ok().flatten();
+            let lineage = renewer.store.lineage(&cert.name).ok().flatten();
             let (on_crl, mid) = match &lineage {
                 Some(l) => (
-                    ctx.crl_revoked(&cert.name, l).await,
+                    renewer.cas.crl_revoked(&cert.name, l).await,
                     Some(l.cert.not_before + l.cert.lifetime() / 2),
                 ),
                 None => (None, None),
@@ -51,7 +53,7 @@ impl Scheduler {
             return;
         };
         entry.polling = false;
-        let state = Arc::clone(self.ctx.state());
+        let state = Arc::clone(&self.state);
         let mut state = state.lock().await;
         let cs = state.entry(&name);
         if !cs.is_for(&serial) {
@@ -102,7 +104,7 @@ impl Scheduler {
         };
         entry.polling = false;
         let next = retry_poll_at(entry, check_interval, OffsetDateTime::now_utc());
-        self.ctx.state().lock().await.entry(&name).ari_poll_at = Some(next);
+        self.state.lock().await.entry(&name).ari_poll_at = Some(next);
         self.replan(&name).await;
     }
 }

@@ -1,15 +1,17 @@
-//! After a renewal: reload each target once per batch, then check that every
-//! `verify` target serves the new certificate; re-check every `check_interval`.
+//! After a renewal, as the daemon does it: reload each target once per batch
+//! (when no renewal of a certificate that uses it is still running), then check
+//! the `verify` targets; re-check every `check_interval`. The steps and their
+//! records are [`crate::deploy`]'s; this file keeps the batches.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use time::OffsetDateTime;
-use tracing::{error, info, warn};
+use tracing::error;
 
-use super::{ReloadResult, Scheduler, VERIFY_PATIENCE, VerifyResult};
+use super::{ReloadResult, Scheduler};
 use crate::config::{CertificateConfig, ReloadTarget};
-use crate::reload;
+use crate::deploy::{self, Check, VERIFY_PATIENCE};
 
 impl Scheduler {
     /// Queues the reloads of a freshly renewed certificate (or verifies it at
@@ -48,36 +50,25 @@ impl Scheduler {
     /// Starts every pending reload whose batch is complete: no renewal of a
     /// certificate that uses the target is still running or queued.
     pub(super) fn dispatch_reloads(&mut self) {
-        let config = Arc::clone(&self.ctx.config);
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_reloads)
             .into_iter()
             .partition(|(t, _)| !self.held.contains_key(t));
         self.pending_reloads = waiting;
         for (target, names) in ready {
-            let certs: Vec<&CertificateConfig> =
-                names.iter().filter_map(|n| config.certificate(n)).collect();
-            let renewed = reload::Renewed::new(&self.ctx.store, &certs);
+            let renewer = Arc::clone(&self.renewer);
             self.reloads.spawn(async move {
-                let result = reload::run(&target, &renewed).await;
+                let certs: Vec<&CertificateConfig> = names
+                    .iter()
+                    .filter_map(|n| renewer.config.certificate(n))
+                    .collect();
+                let result = deploy::reload(&target, &renewer.store, &certs).await;
                 (target, names, result)
             });
         }
     }
 
     pub(super) async fn reloaded(&mut self, (target, names, result): ReloadResult) {
-        let what = reload::describe(&target);
-        match &result {
-            Ok(()) => {
-                info!(renewd_event = "reloaded", target = %what, certificates = names.len(), "reloaded");
-            }
-            Err(e) => error!(renewd_event = "reload-failed", target = %what, "reload failed: {e}"),
-        }
-        {
-            let mut state = self.ctx.state().lock().await;
-            for name in &names {
-                state.entry(name).reload_error = result.as_ref().err().map(ToString::to_string);
-            }
-        }
+        deploy::record_reload(&mut *self.state.lock().await, &target, &names, &result);
         self.schedule_save();
         for name in names {
             let left = self.outstanding.get_mut(&name).map(|n| {
@@ -93,47 +84,34 @@ impl Scheduler {
 
     /// Checks that every `verify` target of `name` serves its live certificate.
     pub(super) fn start_verify(&mut self, name: &str, patience: StdDuration) {
-        let Some(cert) = self.config().certificate(name) else {
+        let Some(cert) = self.config().certificate(name).cloned() else {
             return;
         };
         if cert.verify.is_empty() {
             return;
         }
-        let Ok(Some(lineage)) = self.ctx.store.lineage(name) else {
-            // Nothing to check until there is a certificate: its deployment
-            // starts the first check.
-            if let Some(entry) = self.entries.get_mut(name) {
-                entry.verify_at = None;
-            }
+        let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
-        let (targets, sni) = (cert.verify.clone(), crate::verify::sni_for(&cert.domains));
-        if let Some(entry) = self.entries.get_mut(name) {
-            entry.verifying = true;
+        if entry.serial.is_none() {
+            // Nothing to check until there is a certificate: its deployment
+            // starts the first check.
+            entry.verify_at = None;
+            return;
         }
+        entry.verifying = true;
+        let renewer = Arc::clone(&self.renewer);
         self.verifies.spawn(name, async move {
-            let served =
-                crate::verify::check_all(&targets, &sni, &lineage.cert.der, patience).await;
-            (lineage.cert.serial, served)
+            deploy::check(&cert, &renewer.store, patience).await
         });
     }
 
-    pub(super) async fn verified(&mut self, name: String, (serial, served): VerifyResult) {
+    pub(super) async fn verified(&mut self, name: String, check: Option<Check>) {
         self.verify_done(&name);
-        for s in served.iter().filter(|s| !s.matches) {
-            warn!(cert_name = %name, renewd_event = "verify-failed", target = %s.target, serial,
-                "the service does not serve the current certificate");
+        if let Some(check) = check {
+            let now = OffsetDateTime::now_utc();
+            deploy::record_check(&mut *self.state.lock().await, &name, check, now);
         }
-        if served.iter().all(|s| s.matches) {
-            info!(cert_name = %name, renewd_event = "verified", serial, "served by every verify target");
-        }
-        let mut state = self.ctx.state().lock().await;
-        let cs = state.entry(&name);
-        if cs.is_for(&serial) {
-            cs.served = served;
-            cs.served_at = Some(OffsetDateTime::now_utc());
-        }
-        drop(state);
         self.schedule_save();
         self.status_changed();
     }

@@ -12,25 +12,31 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use tokio::task::{JoinError, JoinSet};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 mod ari;
 mod deploy;
+mod renewals;
+mod requests;
+mod status_line;
 mod tasks;
 
+use renewals::Batch;
 use tasks::Tasks;
 
-use super::Event;
+use super::{Event, View};
 use crate::acme::{self, RenewalInfo};
 use crate::config::{Config, ReloadTarget};
 use crate::control::proto::RenewEvent;
+use crate::deploy::Check;
+use crate::metrics::Metrics;
 use crate::reload;
-use crate::renew::{Context, Outcome};
+use crate::renew::{Outcome, Renewer};
 use crate::schedule::{self, Facts, Plan};
-use crate::status::Served;
+use crate::state::State;
 use crate::systemd::notify;
 
 /// How long in-flight renewals may finish after SIGTERM before they are abandoned.
@@ -44,12 +50,6 @@ const STATUS_INTERVAL: StdDuration = StdDuration::from_secs(1);
 /// whatever Retry-After says.
 const MIN_ARI_INTERVAL: StdDuration = StdDuration::from_secs(60);
 
-/// How long a check right after a reload waits for the service to serve the new
-/// certificate (services reload asynchronously).
-const VERIFY_PATIENCE: StdDuration = StdDuration::from_secs(15);
-/// How long a periodic re-check retries.
-const REVERIFY_PATIENCE: StdDuration = StdDuration::from_secs(5);
-
 /// Serial polled for, the ARI answer, whether the CRL lists the serial, and the
 /// middle of the live certificate's lifetime.
 type PollResult = (
@@ -59,8 +59,8 @@ type PollResult = (
     Option<OffsetDateTime>,
 );
 type ReloadResult = (ReloadTarget, Vec<String>, Result<(), reload::Error>);
-/// Serial checked for, and what each target serves.
-type VerifyResult = (String, Vec<Served>);
+/// When a renewal started, and how it ended.
+type RenewalResult = (OffsetDateTime, Outcome);
 
 /// What the scheduler knows about one certificate between decisions.
 #[derive(Debug, Default)]
@@ -77,6 +77,10 @@ struct Entry {
     holds: Vec<ReloadTarget>,
     polling: bool,
     verifying: bool,
+    /// The CA reported the live certificate revoked: its key is not reused.
+    revoked: bool,
+    /// The CA that issued the live certificate, as the state remembers it.
+    issued_by: Option<String>,
 }
 
 impl Entry {
@@ -95,14 +99,17 @@ impl Entry {
 
 pub(super) struct Scheduler {
     config_path: PathBuf,
-    ctx: Arc<Context>,
-    ctx_tx: watch::Sender<Arc<Context>>,
+    renewer: Arc<Renewer>,
+    /// Written only here; shared for `status` and metrics to read.
+    state: Arc<Mutex<State>>,
+    metrics: Metrics,
+    view: watch::Sender<View>,
     entries: HashMap<String, Entry>,
     permits: Arc<Semaphore>,
-    renewals: Tasks<Outcome>,
+    renewals: Tasks<RenewalResult>,
     polls: Tasks<PollResult>,
     reloads: JoinSet<ReloadResult>,
-    verifies: Tasks<VerifyResult>,
+    verifies: Tasks<Option<Check>>,
     /// Reload targets waiting for the renewals of their batch to finish, with
     /// the certificates they are for.
     pending_reloads: Vec<(ReloadTarget, Vec<String>)>,
@@ -112,9 +119,8 @@ pub(super) struct Scheduler {
     /// target's batch is complete when none is left.
     held: HashMap<ReloadTarget, usize>,
     waiters: HashMap<String, Vec<oneshot::Sender<RenewEvent>>>,
-    /// Certificates of the forced mass renewal in progress that have not
-    /// finished yet; a second SIGUSR1 meanwhile adds nothing.
-    batch: std::collections::HashSet<String>,
+    /// The forced mass renewal in progress, if any.
+    batch: Option<Batch>,
     save_at: Option<Instant>,
     /// Nothing is planned before this (`None`: nothing at all), so until then
     /// there is nothing to start and no need to look at every certificate. A
@@ -130,14 +136,18 @@ pub(super) struct Scheduler {
 impl Scheduler {
     pub(super) fn new(
         config_path: PathBuf,
-        ctx: Arc<Context>,
-        ctx_tx: watch::Sender<Arc<Context>>,
+        renewer: Arc<Renewer>,
+        state: Arc<Mutex<State>>,
+        metrics: Metrics,
+        view: watch::Sender<View>,
     ) -> Self {
         Self {
             config_path,
-            permits: Arc::new(Semaphore::new(ctx.config.daemon.max_concurrent)),
-            ctx,
-            ctx_tx,
+            permits: Arc::new(Semaphore::new(renewer.config.daemon.max_concurrent)),
+            renewer,
+            state,
+            metrics,
+            view,
             entries: HashMap::new(),
             renewals: Tasks::new(),
             polls: Tasks::new(),
@@ -147,7 +157,7 @@ impl Scheduler {
             outstanding: HashMap::new(),
             held: HashMap::new(),
             waiters: HashMap::new(),
-            batch: std::collections::HashSet::new(),
+            batch: None,
             save_at: None,
             horizon: Some(OffsetDateTime::UNIX_EPOCH),
             status_at: None,
@@ -156,7 +166,7 @@ impl Scheduler {
     }
 
     fn config(&self) -> &Config {
-        &self.ctx.config
+        &self.renewer.config
     }
 
     pub(super) async fn run(mut self, mut events: mpsc::Receiver<Event>) {
@@ -237,7 +247,7 @@ impl Scheduler {
             self.start_poll(&name);
         }
         for name in verify {
-            self.start_verify(&name, REVERIFY_PATIENCE);
+            self.start_verify(&name, crate::deploy::REVERIFY_PATIENCE);
         }
         self.horizon = self.entries.values().filter_map(Entry::earliest).min();
     }
@@ -266,231 +276,6 @@ impl Scheduler {
             .fold(wake, Instant::min)
     }
 
-    fn start_renewal(&mut self, name: &str, reason: &str) {
-        let Some(cert) = self.config().certificate(name).cloned() else {
-            return;
-        };
-        let Some(entry) = self.entries.get_mut(name) else {
-            return;
-        };
-        entry.running = true;
-        entry.holds.clone_from(&cert.reload);
-        for target in &entry.holds {
-            *self.held.entry(target.clone()).or_default() += 1;
-        }
-        let ctx = Arc::clone(&self.ctx);
-        let permits = Arc::clone(&self.permits);
-        let max = self.config().daemon.max_concurrent;
-        let reason = reason.to_owned();
-        self.renewals.spawn(name, async move {
-            let slot = Arc::clone(&permits).acquire_owned().await.ok();
-            let in_flight = max.saturating_sub(permits.available_permits());
-            info!(cert_name = %cert.name, in_flight, reason, "order started");
-            ctx.renew_now(&cert, &reason, slot).await
-        });
-    }
-
-    /// A renewal task ended; one that panicked ends its renewal as a failure.
-    async fn renewal_ended(&mut self, name: String, done: Result<Outcome, JoinError>) {
-        let outcome = match done {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                // The task died before recording its attempt: record it here, so
-                // that the retry waits for the backoff instead of looping.
-                error!(cert_name = %name, "renewal task failed: {e}");
-                let outcome = Outcome::Failed(format!("internal error: {e}"));
-                let now = OffsetDateTime::now_utc();
-                self.ctx.record(&name, now, &outcome).await;
-                outcome
-            }
-        };
-        self.finished(name, outcome).await;
-    }
-
-    async fn finished(&mut self, name: String, outcome: Outcome) {
-        let event = match &outcome {
-            Outcome::Renewed { .. } => "renewed",
-            Outcome::Failed(_) => "failed",
-            Outcome::NotDue { .. } => "not-due",
-        };
-        for waiter in self.waiters.remove(&name).unwrap_or_default() {
-            let _ = waiter.send(RenewEvent {
-                event: event.to_owned(),
-                name: name.clone(),
-                detail: outcome.to_string(),
-            });
-        }
-        self.batch.remove(&name);
-        if let Some(entry) = self.entries.get_mut(&name) {
-            entry.running = false;
-            let holds = std::mem::take(&mut entry.holds);
-            self.release(&holds);
-            if matches!(outcome, Outcome::Renewed { .. }) {
-                self.deploy(&name);
-            }
-            self.dispatch_reloads();
-            self.replan(&name).await;
-            self.schedule_save();
-            self.status_changed();
-        }
-    }
-
-    async fn handle(&mut self, event: Event) {
-        match event {
-            Event::Shutdown => {}
-            Event::RenewAll => {
-                let names = self.config().names();
-                info!(
-                    renewd_event = "renew-all",
-                    certificates = names.len(),
-                    "forced renewal of every certificate"
-                );
-                self.force(&names).await;
-            }
-            Event::Renew {
-                names,
-                force,
-                reply,
-            } => {
-                let result = self.renew_request(names, force).await;
-                let _ = reply.send(result);
-            }
-            Event::Reload(reply) => {
-                let result = self.reload().await;
-                if let Some(reply) = reply {
-                    let _ = reply.send(result);
-                }
-            }
-        }
-    }
-
-    /// Marks `names` as forced, starts those not already renewing and persists
-    /// the marks, so a daemon restarted after a crash finishes the job. The orders
-    /// need several round trips to the CA, so the write lands long before any of
-    /// them can finish; it does not hold them up.
-    async fn force(&mut self, names: &[String]) {
-        {
-            let mut state = self.ctx.state().lock().await;
-            for name in names {
-                state.entry(name).force_pending = true;
-            }
-        }
-        for name in names {
-            if self.entries.get(name).is_some_and(|e| !e.running) {
-                self.start_renewal(name, "forced");
-            }
-        }
-        self.save_state().await;
-    }
-
-    async fn renew_request(
-        &mut self,
-        names: Vec<String>,
-        force: bool,
-    ) -> Result<Vec<super::Pending>, String> {
-        let unknown: Vec<&str> = names
-            .iter()
-            .filter(|n| self.config().certificate(n).is_none())
-            .map(String::as_str)
-            .collect();
-        if !unknown.is_empty() {
-            return Err(format!("no certificate named {}", unknown.join(", ")));
-        }
-        let names = if names.is_empty() {
-            self.config().names()
-        } else {
-            names
-        };
-        if force {
-            self.force(&names).await;
-        }
-        let now = OffsetDateTime::now_utc();
-        let mut pending = Vec::with_capacity(names.len());
-        for name in names {
-            let (tx, rx) = oneshot::channel();
-            let entry = &self.entries[&name];
-            match entry.plan.as_ref() {
-                _ if entry.running => self.waiters.entry(name.clone()).or_default().push(tx),
-                Some(plan) if plan.at <= now => {
-                    let reason = plan.reason.clone();
-                    self.start_renewal(&name, &reason);
-                    self.waiters.entry(name.clone()).or_default().push(tx);
-                }
-                plan => {
-                    let at = plan.map_or(now, |p| p.at);
-                    let _ = tx.send(RenewEvent {
-                        event: "not-due".to_owned(),
-                        name: name.clone(),
-                        detail: Outcome::NotDue { at }.to_string(),
-                    });
-                }
-            }
-            pending.push((name, rx));
-        }
-        Ok(pending)
-    }
-
-    /// Re-reads the config; an invalid one is reported and the old one kept.
-    async fn reload(&mut self) -> Result<(), String> {
-        notify::reloading();
-        let result = self.try_reload().await;
-        if let Err(e) = &result {
-            error!(
-                renewd_event = "config-invalid",
-                "config reload failed, keeping the running config: {e}"
-            );
-        }
-        notify::ready(&self.status_line().await);
-        result
-    }
-
-    async fn try_reload(&mut self) -> Result<(), String> {
-        let config = Arc::new(Config::load(&self.config_path).map_err(|e| e.to_string())?);
-        let old = &self.ctx.config.daemon;
-        if config.daemon.control_socket != old.control_socket
-            || config.daemon.control_group != old.control_group
-        {
-            warn!("daemon.control_socket / control_group changes take effect at the next restart");
-        }
-        if config.daemon.state_dir != old.state_dir {
-            warn!("daemon.state_dir changes take effect at the next restart");
-        }
-        let ctx = Context::with_state(
-            Arc::clone(&config),
-            self.ctx.store.clone(),
-            Arc::clone(self.ctx.state()),
-        );
-        if config.daemon.max_concurrent != old.max_concurrent {
-            self.permits = Arc::new(Semaphore::new(config.daemon.max_concurrent));
-        }
-        let before = self.entries.len();
-        let mut released = Vec::new();
-        self.entries.retain(|name, entry| {
-            let keep = config.certificate(name).is_some();
-            if !keep {
-                released.append(&mut entry.holds);
-            }
-            keep
-        });
-        self.release(&released);
-        self.dispatch_reloads();
-        let removed = before - self.entries.len();
-        let added = config
-            .certificates
-            .iter()
-            .filter(|c| !self.entries.contains_key(&c.name))
-            .count();
-        self.ctx = Arc::new(ctx);
-        let _ = self.ctx_tx.send(Arc::clone(&self.ctx));
-        self.replan_all().await;
-        self.save_state().await;
-        info!(
-            renewd_event = "config-reloaded",
-            added, removed, "config reloaded"
-        );
-        Ok(())
-    }
-
     async fn replan_all(&mut self) {
         let names: Vec<String> = self.config().names();
         for name in names {
@@ -501,15 +286,15 @@ impl Scheduler {
 
     /// Re-reads `live/<name>` and decides anew when to renew and poll it.
     async fn replan(&mut self, name: &str) {
-        let Some(cert) = self.ctx.config.certificate(name) else {
+        let Some(cert) = self.renewer.config.certificate(name) else {
             return;
         };
         let now = OffsetDateTime::now_utc();
-        let lineage = self.ctx.store.lineage(name).map_err(|e| e.to_string());
+        let lineage = self.renewer.store.lineage(name).map_err(|e| e.to_string());
         let live = lineage.as_ref().ok().and_then(Option::as_ref);
         let serial = live.map(|l| l.cert.serial.clone());
         let ari_id = live.and_then(|l| l.cert.ari_id.clone());
-        let state = Arc::clone(self.ctx.state());
+        let state = Arc::clone(&self.state);
         let mut state = state.lock().await;
         let cs = state.entry(name);
         if let Some(serial) = &serial {
@@ -519,7 +304,7 @@ impl Scheduler {
                 cs.renewed(serial);
             }
         }
-        let daemon = &self.ctx.config.daemon;
+        let daemon = &self.renewer.config.daemon;
         let facts = Facts {
             lineage: &lineage,
             state: cs,
@@ -534,6 +319,7 @@ impl Scheduler {
                 .get_or_insert_with(|| Instant::now() + SAVE_DELAY);
         }
         let ari_poll_at = ari_id.as_ref().map(|_| cs.ari_poll_at.unwrap_or(now));
+        let (revoked, issued_by) = (cs.revoked, cs.ca.clone());
         drop(state);
         let verifies = !cert.verify.is_empty();
         let entry = self.entries.entry(name.to_owned()).or_default();
@@ -543,6 +329,8 @@ impl Scheduler {
             entry.verify_at = None;
         }
         entry.plan = Some(plan);
+        entry.revoked = revoked;
+        entry.issued_by = issued_by;
         entry.serial = serial;
         entry.ari_id = ari_id;
         entry.ari_poll_at = ari_poll_at;
@@ -556,52 +344,9 @@ impl Scheduler {
 
     async fn save_state(&mut self) {
         self.save_at = None;
-        self.ctx.save_state().await;
-    }
-
-    /// Sends `STATUS=` now, or a second after the last one.
-    fn status_changed(&mut self) {
-        let at = (self.status_sent + STATUS_INTERVAL).max(Instant::now());
-        self.status_at.get_or_insert(at);
-    }
-
-    async fn send_status(&mut self) {
-        self.status_at = None;
-        self.status_sent = Instant::now();
-        notify::status(&self.status_line().await);
-    }
-
-    /// `N certificates, next: NAME in 21d 3h[, K renewing][, F failing]`.
-    async fn status_line(&self) -> String {
-        let now = OffsetDateTime::now_utc();
-        let next = self
-            .entries
-            .iter()
-            .filter(|(_, e)| !e.running)
-            .filter_map(|(name, e)| e.plan.as_ref().map(|p| (p.at, name)))
-            .min();
-        let mut line = format!("{} certificates", self.entries.len());
-        if let Some((at, name)) = next {
-            let when = match crate::status::human_duration(at - now) {
-                now if now == "now" => now,
-                later => format!("in {later}"),
-            };
-            line.push_str(&format!(", next: {name} {when}"));
+        if let Err(e) = State::save(&self.state, &self.renewer.store).await {
+            warn!("cannot save state: {e}");
         }
-        let renewing = self.entries.values().filter(|e| e.running).count();
-        if renewing > 0 {
-            line.push_str(&format!(", {renewing} renewing"));
-        }
-        let state = self.ctx.state().lock().await;
-        let failing = self
-            .entries
-            .keys()
-            .filter(|n| state.certificates.get(*n).is_some_and(|s| s.failures > 0))
-            .count();
-        if failing > 0 {
-            line.push_str(&format!(", {failing} failing"));
-        }
-        line
     }
 
     async fn shutdown(mut self) {
@@ -609,8 +354,9 @@ impl Scheduler {
         info!(in_flight = self.renewals.len(), "stopping");
         let drained = tokio::time::timeout(DRAIN, async {
             while let Some((name, done)) = self.renewals.join_next().await {
-                if let Ok(outcome) = done {
+                if let Ok((started, outcome)) = done {
                     info!(cert_name = %name, "finished before stop: {outcome}");
+                    self.record(&name, started, &outcome).await;
                 }
             }
         })
@@ -655,9 +401,10 @@ mod tests {
         );
         let config = Arc::new(Config::from_str(&text, &path).unwrap());
         let store = crate::store::Store::open(&config.daemon.state_dir).unwrap();
-        let ctx = Arc::new(Context::new(config, store));
-        let (ctx_tx, _) = watch::channel(Arc::clone(&ctx));
-        Scheduler::new(path, ctx, ctx_tx)
+        let state = Arc::new(Mutex::new(State::load(&store)));
+        let renewer = Arc::new(Renewer::new(config, store, Metrics::new()));
+        let (view, _) = watch::channel(View::new(&renewer, &state));
+        Scheduler::new(path, renewer, state, Metrics::new(), view)
     }
 
     #[tokio::test]
@@ -676,7 +423,7 @@ mod tests {
         assert!(!entry.running, "free to be renewed again");
         let retry = entry.plan.as_ref().unwrap().at;
         assert!(retry > OffsetDateTime::now_utc(), "retried after a backoff");
-        let state = scheduler.ctx.state().lock().await;
+        let state = scheduler.state.lock().await;
         let a = &state.certificates["a"];
         assert_eq!(a.failures, 1);
         assert!(
@@ -711,7 +458,7 @@ mod tests {
         let entry = &scheduler.entries["a"];
         assert!(!entry.polling && !entry.verifying);
         assert_eq!(entry.ari_failures, 1);
-        let state = scheduler.ctx.state().lock().await;
+        let state = scheduler.state.lock().await;
         assert!(
             state.certificates["a"].ari_poll_at.unwrap() > now,
             "poll backs off"

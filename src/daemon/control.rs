@@ -1,8 +1,9 @@
-//! The daemon side of the control socket.
+//! The daemon side of the control socket ([`crate::control`] has the protocol
+//! and the client): binds it, checks each peer with `SO_PEERCRED`, and turns
+//! requests into [`Event`]s or answers them from the [`View`].
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use nix::unistd::{Gid, Group, Uid, User};
 use serde_json::json;
@@ -12,10 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::proto::{MAX_REQUEST, Request};
-use crate::daemon::Event;
-use crate::renew::Context;
-use crate::status;
+use super::{Event, View};
+use crate::control::proto::{MAX_REQUEST, RenewEvent, Request};
 
 /// The socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +123,7 @@ impl Server {
     pub async fn serve(
         self,
         events: mpsc::Sender<Event>,
-        context: watch::Receiver<Arc<Context>>,
+        view: watch::Receiver<View>,
         cancel: CancellationToken,
     ) {
         loop {
@@ -138,9 +137,9 @@ impl Server {
                     }
                 },
             };
-            let (events, context, access) = (events.clone(), context.clone(), self.access);
+            let (events, view, access) = (events.clone(), view.clone(), self.access);
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, access, events, context).await {
+                if let Err(e) = handle(stream, access, events, view).await {
                     debug!("control client: {e}");
                 }
             });
@@ -153,7 +152,7 @@ async fn handle(
     stream: UnixStream,
     access: Access,
     events: mpsc::Sender<Event>,
-    context: watch::Receiver<Arc<Context>>,
+    view: watch::Receiver<View>,
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
@@ -191,8 +190,8 @@ async fn handle(
     };
     match request {
         Request::Status { names } => {
-            let ctx = context.borrow().clone();
-            let reply = status_reply(&ctx, &names).await;
+            let view = view.borrow().clone();
+            let reply = status_reply(&view, &names).await;
             send(&mut write, &reply).await
         }
         Request::ReloadConfig => {
@@ -214,14 +213,8 @@ async fn handle(
     }
 }
 
-async fn status_reply(ctx: &Context, names: &[String]) -> serde_json::Value {
-    let state = ctx.state().lock().await.clone();
-    let mut statuses = status::collect(
-        &ctx.config,
-        &ctx.store,
-        &state,
-        time::OffsetDateTime::now_utc(),
-    );
+async fn status_reply(view: &View, names: &[String]) -> serde_json::Value {
+    let mut statuses = view.statuses().await;
     if !names.is_empty() {
         statuses.retain(|s| names.contains(&s.name));
     }
@@ -261,7 +254,7 @@ async fn renew(
     }
     let mut ok = true;
     for (name, done) in pending {
-        let event = done.await.unwrap_or_else(|_| super::proto::RenewEvent {
+        let event = done.await.unwrap_or_else(|_| RenewEvent {
             event: "failed".to_owned(),
             name,
             detail: "failed: daemon stopped before the renewal finished".to_owned(),

@@ -1,0 +1,203 @@
+//! Renewals as the scheduler runs them: started as tasks (at most
+//! `max_concurrent` orders in flight), their outcomes recorded in the state when
+//! they end, and forced mass renewals (SIGUSR1, `renew --force`) guarded so that
+//! a second trigger while one runs renews nothing twice.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::task::JoinError;
+use tracing::{error, info, warn};
+
+use super::{RenewalResult, Scheduler};
+use crate::control::proto::RenewEvent;
+use crate::renew::{Attempt, Outcome};
+
+/// The forced mass renewal in progress: a certificate it has already renewed
+/// (or tried) is not forced again until every one of it has ended.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    /// Forced and not ended yet.
+    todo: HashSet<String>,
+    /// Ended in this batch.
+    done: HashSet<String>,
+}
+
+impl Batch {
+    /// Which of `names` to force now: those the batch does not cover yet, which
+    /// it then does.
+    fn take(&mut self, names: &[String]) -> Vec<String> {
+        let fresh: Vec<String> = names
+            .iter()
+            .filter(|n| !self.todo.contains(*n) && !self.done.contains(*n))
+            .cloned()
+            .collect();
+        self.todo.extend(fresh.iter().cloned());
+        fresh
+    }
+
+    /// `name` has ended; whether the whole batch has.
+    fn ended(&mut self, name: &str) -> bool {
+        if self.todo.remove(name) {
+            self.done.insert(name.to_owned());
+        }
+        self.todo.is_empty()
+    }
+
+    fn covered(&self, name: &str) -> bool {
+        self.done.contains(name)
+    }
+}
+
+impl Scheduler {
+    pub(super) fn start_renewal(&mut self, name: &str, reason: &str) {
+        let Some(cert) = self.config().certificate(name).cloned() else {
+            return;
+        };
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        entry.running = true;
+        entry.holds.clone_from(&cert.reload);
+        for target in &entry.holds {
+            *self.held.entry(target.clone()).or_default() += 1;
+        }
+        let renewer = Arc::clone(&self.renewer);
+        let fresh_key = entry.revoked;
+        let permits = Arc::clone(&self.permits);
+        let max = self.config().daemon.max_concurrent;
+        let reason = reason.to_owned();
+        self.renewals.spawn(name, async move {
+            let started = OffsetDateTime::now_utc();
+            let slot = Arc::clone(&permits).acquire_owned().await.ok();
+            let in_flight = max.saturating_sub(permits.available_permits());
+            info!(cert_name = %cert.name, in_flight, reason, "order started");
+            (
+                started,
+                renewer.renew(&cert, &reason, fresh_key, slot).await,
+            )
+        });
+    }
+
+    /// A renewal task ended; one that panicked ends its renewal as a failure, so
+    /// that the retry waits for the backoff instead of looping.
+    pub(super) async fn renewal_ended(
+        &mut self,
+        name: String,
+        done: Result<RenewalResult, JoinError>,
+    ) {
+        let (started, outcome) = done.unwrap_or_else(|e| {
+            error!(cert_name = %name, "renewal task failed: {e}");
+            (
+                OffsetDateTime::now_utc(),
+                Outcome::Failed(format!("internal error: {e}")),
+            )
+        });
+        self.record(&name, started, &outcome).await;
+        self.finished(name, outcome).await;
+    }
+
+    pub(super) async fn record(&mut self, name: &str, started: OffsetDateTime, outcome: &Outcome) {
+        self.metrics.renewal(name, outcome.is_ok());
+        if let Outcome::Failed(why) = outcome {
+            warn!(
+                cert_name = name,
+                renewd_event = "failed",
+                "renewal failed: {why}"
+            );
+        }
+        let told = self
+            .config()
+            .certificate(name)
+            .and_then(|cert| self.renewer.retry_after(cert, started));
+        let attempt = Attempt {
+            started,
+            now: OffsetDateTime::now_utc(),
+            check_interval: self.config().daemon.check_interval.0,
+            told,
+            random: rand::random(),
+        };
+        outcome.record(self.state.lock().await.entry(name), &attempt);
+    }
+
+    async fn finished(&mut self, name: String, outcome: Outcome) {
+        for waiter in self.waiters.remove(&name).unwrap_or_default() {
+            let _ = waiter.send(RenewEvent {
+                event: outcome.event().to_owned(),
+                name: name.clone(),
+                detail: outcome.to_string(),
+            });
+        }
+        if self.batch.as_mut().is_some_and(|b| b.ended(&name)) {
+            info!("mass renewal ended");
+            self.batch = None;
+        }
+        if let Some(entry) = self.entries.get_mut(&name) {
+            entry.running = false;
+            let holds = std::mem::take(&mut entry.holds);
+            self.release(&holds);
+            if matches!(outcome, Outcome::Renewed { .. }) {
+                self.deploy(&name);
+            }
+            self.dispatch_reloads();
+            self.replan(&name).await;
+            self.schedule_save();
+            self.status_changed();
+        }
+    }
+
+    /// Forces the renewal of `names`, except those the mass renewal in progress
+    /// has already renewed: marks them, starts those not already renewing and
+    /// persists the marks, so a daemon restarted after a crash finishes the job.
+    /// The orders need several round trips to the CA, so the write lands long
+    /// before any of them can finish; it does not hold them up.
+    pub(super) async fn force(&mut self, names: &[String]) {
+        let names = self.batch.get_or_insert_default().take(names);
+        {
+            let mut state = self.state.lock().await;
+            for name in &names {
+                state.entry(name).force_pending = true;
+            }
+        }
+        for name in &names {
+            if self.entries.get(name).is_some_and(|e| !e.running) {
+                self.start_renewal(name, "forced");
+            }
+        }
+        if self.batch.as_ref().is_some_and(|b| b.todo.is_empty()) {
+            self.batch = None;
+        }
+        self.save_state().await;
+    }
+
+    /// Whether the mass renewal in progress has already renewed (or tried) `name`.
+    pub(super) fn renewed_in_batch(&self, name: &str) -> bool {
+        self.batch.as_ref().is_some_and(|b| b.covered(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_second_trigger_forces_only_what_the_batch_does_not_cover() {
+        let mut batch = Batch::default();
+        assert_eq!(
+            batch.take(&names(&["a", "b", "c"])),
+            names(&["a", "b", "c"])
+        );
+        assert!(!batch.ended("a"));
+        // Again while b and c run: a is done, b and c are under way.
+        assert_eq!(batch.take(&names(&["a", "b", "c", "d"])), names(&["d"]));
+        assert!(batch.covered("a") && !batch.covered("b"));
+        assert!(!batch.ended("b"));
+        assert!(!batch.ended("c"));
+        assert!(batch.ended("d"), "every certificate of the batch has ended");
+    }
+}

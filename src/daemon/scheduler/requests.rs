@@ -1,0 +1,162 @@
+//! What reaches the scheduler from outside: SIGUSR1 and SIGHUP, and the control
+//! socket's `renew` and `reload-config`. A config reload swaps in a new
+//! [`Renewer`]; an invalid config is reported and the old one kept.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, oneshot};
+use tracing::{error, info, warn};
+
+use super::Scheduler;
+use crate::config::Config;
+use crate::control::proto::RenewEvent;
+use crate::daemon::{Event, Pending, View};
+use crate::renew::{Outcome, Renewer};
+use crate::systemd::notify;
+
+impl Scheduler {
+    pub(super) async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Shutdown => {}
+            Event::RenewAll => {
+                let names = self.config().names();
+                info!(
+                    renewd_event = "renew-all",
+                    certificates = names.len(),
+                    "forced renewal of every certificate"
+                );
+                self.force(&names).await;
+            }
+            Event::Renew {
+                names,
+                force,
+                reply,
+            } => {
+                let result = self.renew_request(names, force).await;
+                let _ = reply.send(result);
+            }
+            Event::Reload(reply) => {
+                let result = self.reload().await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    async fn renew_request(
+        &mut self,
+        names: Vec<String>,
+        force: bool,
+    ) -> Result<Vec<Pending>, String> {
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| self.config().certificate(n).is_none())
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!("no certificate named {}", unknown.join(", ")));
+        }
+        let names = if names.is_empty() {
+            self.config().names()
+        } else {
+            names
+        };
+        if force {
+            self.force(&names).await;
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut pending = Vec::with_capacity(names.len());
+        for name in names {
+            let (tx, rx) = oneshot::channel();
+            let entry = &self.entries[&name];
+            match entry.plan.as_ref() {
+                _ if entry.running => self.waiters.entry(name.clone()).or_default().push(tx),
+                _ if force && self.renewed_in_batch(&name) => {
+                    let _ = tx.send(RenewEvent {
+                        event: "not-due".to_owned(),
+                        name: name.clone(),
+                        detail: "already renewed in the mass renewal in progress".to_owned(),
+                    });
+                }
+                Some(plan) if plan.at <= now => {
+                    let reason = plan.reason.clone();
+                    self.start_renewal(&name, &reason);
+                    self.waiters.entry(name.clone()).or_default().push(tx);
+                }
+                plan => {
+                    let at = plan.map_or(now, |p| p.at);
+                    let _ = tx.send(RenewEvent {
+                        event: "not-due".to_owned(),
+                        name: name.clone(),
+                        detail: Outcome::NotDue { at }.to_string(),
+                    });
+                }
+            }
+            pending.push((name, rx));
+        }
+        Ok(pending)
+    }
+
+    /// Re-reads the config; an invalid one is reported and the old one kept.
+    async fn reload(&mut self) -> Result<(), String> {
+        notify::reloading();
+        let result = self.try_reload().await;
+        if let Err(e) = &result {
+            error!(
+                renewd_event = "config-invalid",
+                "config reload failed, keeping the running config: {e}"
+            );
+        }
+        notify::ready(&self.status_line().await);
+        result
+    }
+
+    async fn try_reload(&mut self) -> Result<(), String> {
+        let config = Arc::new(Config::load(&self.config_path).map_err(|e| e.to_string())?);
+        let old = &self.renewer.config.daemon;
+        if config.daemon.control_socket != old.control_socket
+            || config.daemon.control_group != old.control_group
+        {
+            warn!("daemon.control_socket / control_group changes take effect at the next restart");
+        }
+        if config.daemon.state_dir != old.state_dir {
+            warn!("daemon.state_dir changes take effect at the next restart");
+        }
+        let renewer = Renewer::new(
+            Arc::clone(&config),
+            self.renewer.store.clone(),
+            self.metrics.clone(),
+        );
+        if config.daemon.max_concurrent != old.max_concurrent {
+            self.permits = Arc::new(Semaphore::new(config.daemon.max_concurrent));
+        }
+        let before = self.entries.len();
+        let mut released = Vec::new();
+        self.entries.retain(|name, entry| {
+            let keep = config.certificate(name).is_some();
+            if !keep {
+                released.append(&mut entry.holds);
+            }
+            keep
+        });
+        self.release(&released);
+        self.dispatch_reloads();
+        let removed = before - self.entries.len();
+        let added = config
+            .certificates
+            .iter()
+            .filter(|c| !self.entries.contains_key(&c.name))
+            .count();
+        self.renewer = Arc::new(renewer);
+        let _ = self.view.send(View::new(&self.renewer, &self.state));
+        self.replan_all().await;
+        self.save_state().await;
+        info!(
+            renewd_event = "config-reloaded",
+            added, removed, "config reloaded"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! One-shot mode: `renewd renew` and `renewd revoke` without a daemon, for cron
+//! or CI. Renews what is due (or everything forced) with at most
+//! `daemon.max_concurrent` orders in flight, records the outcomes, then deploys
+//! the renewed certificates once, as one batch — the same steps the daemon
+//! takes, run to completion.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tracing::warn;
+
+use crate::config::{CertificateConfig, Config};
+use crate::deploy;
+use crate::metrics::Metrics;
+use crate::renew::{self, Attempt, Outcome, Renewer};
+use crate::schedule;
+use crate::state::State;
+use crate::store::Store;
+
+/// A one-shot run over one config and state directory.
+pub struct OneShot {
+    renewer: Arc<Renewer>,
+    state: State,
+    metrics: Metrics,
+}
+
+impl OneShot {
+    /// Prepares a run over `store` with `config`, reading `state.json`.
+    #[must_use]
+    pub fn new(config: Arc<Config>, store: Store) -> Self {
+        let metrics = Metrics::new();
+        Self {
+            state: State::load(&store),
+            renewer: Arc::new(Renewer::new(config, store, metrics.clone())),
+            metrics,
+        }
+    }
+
+    /// Renews each of `certs` that is due (all of them with `force`), with at
+    /// most `daemon.max_concurrent` in flight; outcomes in the order given.
+    pub async fn renew_all(
+        &mut self,
+        certs: Vec<CertificateConfig>,
+        force: bool,
+    ) -> Vec<(String, Outcome)> {
+        let config = &self.renewer.config;
+        let permits = Arc::new(Semaphore::new(config.daemon.max_concurrent.max(1)));
+        let tasks: Vec<_> = certs
+            .into_iter()
+            .map(|cert| {
+                let revoked = self
+                    .state
+                    .certificates
+                    .get(&cert.name)
+                    .is_some_and(|s| s.revoked);
+                let renewer = Arc::clone(&self.renewer);
+                let permits = Arc::clone(&permits);
+                tokio::spawn(async move {
+                    let started = OffsetDateTime::now_utc();
+                    let outcome = match due(&renewer, &cert, force, started) {
+                        Err(at) => Outcome::NotDue { at },
+                        Ok(reason) => {
+                            let slot = permits.acquire_owned().await.ok();
+                            renewer.renew(&cert, &reason, revoked, slot).await
+                        }
+                    };
+                    (cert, started, outcome)
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            match task.await {
+                Ok((cert, started, outcome)) => {
+                    self.record(&cert, started, &outcome);
+                    outcomes.push((cert.name, outcome));
+                }
+                Err(e) => warn!("renewal task failed: {e}"),
+            }
+        }
+        self.save_state().await;
+        outcomes
+    }
+
+    fn record(&mut self, cert: &CertificateConfig, started: OffsetDateTime, outcome: &Outcome) {
+        if matches!(outcome, Outcome::NotDue { .. }) {
+            return;
+        }
+        self.metrics.renewal(&cert.name, outcome.is_ok());
+        if let Outcome::Failed(why) = outcome {
+            warn!(cert_name = %cert.name, renewd_event = "failed", "renewal failed: {why}");
+        }
+        let attempt = Attempt {
+            started,
+            now: OffsetDateTime::now_utc(),
+            check_interval: self.renewer.config.daemon.check_interval.0,
+            told: self.renewer.retry_after(cert, started),
+            random: rand::random(),
+        };
+        outcome.record(self.state.entry(&cert.name), &attempt);
+    }
+
+    /// Deploys `renewed` as one batch: each distinct reload target once, then
+    /// every `verify` target checked. Returns one line per reload and per check,
+    /// and whether all went well.
+    pub async fn deploy(&mut self, renewed: &[&CertificateConfig]) -> (Vec<String>, bool) {
+        let store = &self.renewer.store;
+        let mut lines = Vec::new();
+        let mut ok = true;
+        for (target, certs) in crate::reload::coalesce(renewed) {
+            let result = deploy::reload(&target, store, &certs).await;
+            let what = crate::reload::describe(&target);
+            match &result {
+                Ok(()) => lines.push(format!("reload {what}: ok")),
+                Err(e) => {
+                    lines.push(format!("reload {what}: failed: {e}"));
+                    ok = false;
+                }
+            }
+            let names: Vec<String> = certs.iter().map(|c| c.name.clone()).collect();
+            deploy::record_reload(&mut self.state, &target, &names, &result);
+        }
+        for cert in renewed {
+            let Some(check) = deploy::check(cert, store, deploy::VERIFY_PATIENCE).await else {
+                continue;
+            };
+            for s in &check.served {
+                if s.matches {
+                    lines.push(format!("{}: served at {}", cert.name, s.target));
+                } else {
+                    lines.push(format!(
+                        "{}: verify-failed: {} does not serve it",
+                        cert.name, s.target
+                    ));
+                    ok = false;
+                }
+            }
+            deploy::record_check(
+                &mut self.state,
+                &cert.name,
+                check,
+                OffsetDateTime::now_utc(),
+            );
+        }
+        self.save_state().await;
+        (lines, ok)
+    }
+
+    /// Revokes the live certificate of `cert` at the CA that issued it; returns
+    /// its serial.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::acme::Error`] when there is no live certificate or the CA refuses.
+    pub async fn revoke(
+        &self,
+        cert: &CertificateConfig,
+        reason: Option<instant_acme::RevocationReason>,
+    ) -> Result<String, crate::acme::Error> {
+        let issued_by = self
+            .state
+            .certificates
+            .get(&cert.name)
+            .and_then(|s| s.ca.as_deref());
+        let ca = self.renewer.issuer(cert, issued_by);
+        self.renewer.revoke(cert, &ca, reason).await
+    }
+
+    async fn save_state(&mut self) {
+        if let Err(e) = self.state.snapshot().write(&self.renewer.store).await {
+            warn!("cannot save state: {e}");
+        }
+    }
+}
+
+/// Why `cert` is to be renewed now, or when the fallback rule will renew it.
+fn due(
+    renewer: &Renewer,
+    cert: &CertificateConfig,
+    force: bool,
+    now: OffsetDateTime,
+) -> Result<String, OffsetDateTime> {
+    let lineage = renewer.store.lineage(&cert.name).map_err(|e| e.to_string());
+    let urgent = schedule::urgent(cert, &lineage, now);
+    if let (false, None, Ok(Some(l))) = (force, &urgent, &lineage) {
+        let at = schedule::fallback_time(l, renewer.config.daemon.renew_before.0);
+        if at > now {
+            return Err(at);
+        }
+    }
+    Ok(renew::reason(urgent.as_ref(), force))
+}

@@ -1,0 +1,284 @@
+//! One certificate's renewal: key, order (falling back over solvers, then CAs),
+//! publish. Used by one-shot `renewd renew` and by the daemon's scheduler alike.
+//!
+//! A renewal reads the config, the store and the CAs, and writes only a new
+//! archive version (through the store). It neither decides whether a
+//! certificate is due (the caller does, with [`crate::schedule`]), nor records
+//! anything in the state ([`Outcome::record`] is the caller's step), nor
+//! reloads or verifies ([`crate::deploy`]).
+
+mod outcome;
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tracing::{Instrument, info, warn};
+
+pub use outcome::{Attempt, Outcome};
+
+use crate::acme::{self, Cas};
+use crate::config::{CertificateConfig, Config};
+use crate::metrics::Metrics;
+use crate::schedule::{self, Urgent};
+use crate::solver::Solvers;
+use crate::store::{Issued, Lineage, Store};
+
+/// One of the `daemon.max_concurrent` places for orders in flight, if the caller
+/// holds one. It is given back as soon as the CA has delivered the certificate:
+/// writing it to disk (several fsyncs) is not an order in flight, and holding the
+/// place meanwhile kept the CA idle for a sixth of every renewal in a mass renewal.
+pub type Slot = Option<tokio::sync::OwnedSemaphorePermit>;
+
+/// What renewals of one config share: the config, the store, the solvers and
+/// the CAs (with their accounts).
+pub struct Renewer {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// The state directory.
+    pub store: Store,
+    /// The configured CAs.
+    pub cas: Cas,
+    solvers: Solvers,
+}
+
+impl Renewer {
+    /// Prepares renewals of `config`'s certificates into `store`, counting CA
+    /// requests in `metrics`.
+    #[must_use]
+    pub fn new(config: Arc<Config>, store: Store, metrics: Metrics) -> Self {
+        Self {
+            solvers: Solvers::new(&config.solvers),
+            cas: Cas::new(config.cas.clone(), store.clone(), metrics),
+            config,
+            store,
+        }
+    }
+
+    /// Renews `cert` now, for `reason`. `fresh_key` forbids reusing the live
+    /// key (a revoked certificate's key may be why it was revoked).
+    pub async fn renew(
+        &self,
+        cert: &CertificateConfig,
+        reason: &str,
+        fresh_key: bool,
+        mut slot: Slot,
+    ) -> Outcome {
+        let span = tracing::info_span!("certificate", cert_name = %cert.name);
+        async {
+            let now = OffsetDateTime::now_utc();
+            let lineage = self.store.lineage(&cert.name).map_err(|e| e.to_string());
+            let urgent = schedule::urgent(cert, &lineage, now);
+            info!(reason, "renewing");
+            let lineage = lineage.ok().flatten();
+            let reuse = !fresh_key && urgent.is_none();
+            self.issue(cert, lineage.as_ref(), reuse, &mut slot).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn issue(
+        &self,
+        cert: &CertificateConfig,
+        lineage: Option<&Lineage>,
+        reuse_key: bool,
+        slot: &mut Slot,
+    ) -> Outcome {
+        let key_pem = match self.key_for(cert, lineage, reuse_key).await {
+            Ok(key) => key,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        let mut errors = Vec::new();
+        for ca in &cert.ca {
+            match self
+                .issue_from(cert, ca, lineage, &key_pem, &mut errors, slot)
+                .await
+            {
+                Some(outcome) => return outcome,
+                None => warn!(ca, "CA failed, trying the next one"),
+            }
+        }
+        Outcome::Failed(errors.join("; "))
+    }
+
+    /// Tries every solver with CA `ca`; `None` when all failed (errors appended).
+    async fn issue_from(
+        &self,
+        cert: &CertificateConfig,
+        ca: &str,
+        lineage: Option<&Lineage>,
+        key_pem: &str,
+        errors: &mut Vec<String>,
+        slot: &mut Slot,
+    ) -> Option<Outcome> {
+        let account = match self.cas.account(ca).await {
+            Ok(account) => account,
+            Err(e) => {
+                errors.push(e.to_string());
+                return None;
+            }
+        };
+
+        let ca_config = &self.config.cas[ca];
+        let order = acme::Order {
+            ca,
+            domains: &cert.domains,
+            profile: cert.profile.as_deref().or(ca_config.profile.as_deref()),
+            replaces: lineage.and_then(|l| l.cert.ari_id.as_deref()),
+            key_pem,
+        };
+        let replaces = order.replaces.unwrap_or("-");
+        for solver_name in &cert.solvers {
+            let Some(solver) = self.solvers.get(solver_name) else {
+                continue;
+            };
+            match acme::issue(&account, &order, &solver).await {
+                Ok(fullchain) => {
+                    info!(ca, solver = solver_name, replaces, "certificate issued");
+                    slot.take();
+                    return Some(
+                        self.publish(cert, ca, solver_name, fullchain, key_pem)
+                            .await,
+                    );
+                }
+                Err(e) => {
+                    warn!(ca, solver = solver_name, "issuance failed: {e}");
+                    self.cas.forget_if_unreachable(ca, &e).await;
+                    let next_solver_may_help = e.is_challenge_failure();
+                    errors.push(e.to_string());
+                    if !next_solver_may_help {
+                        return None;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    async fn publish(
+        &self,
+        cert: &CertificateConfig,
+        ca: &str,
+        solver: &str,
+        fullchain: String,
+        key_pem: &str,
+    ) -> Outcome {
+        let issued = match Issued::from_fullchain(fullchain, key_pem.to_owned()) {
+            Ok(issued) => issued,
+            Err(e) => return Outcome::Failed(format!("CA {ca} returned an unusable chain: {e}")),
+        };
+        let info = match crate::store::CertInfo::from_pem(issued.cert_pem.as_bytes()) {
+            Ok(info) if info.matches_key(key_pem) => info,
+            Ok(_) => {
+                return Outcome::Failed(format!("CA {ca} returned a certificate for another key"));
+            }
+            Err(e) => {
+                return Outcome::Failed(format!("CA {ca} returned an unreadable certificate: {e}"));
+            }
+        };
+        let name = cert.name.clone();
+        let published = self
+            .store
+            .off_runtime(move |store| store.publish(&name, &issued))
+            .await;
+        match published {
+            Ok(version) => {
+                info!(
+                    renewd_event = "renewed",
+                    serial = %info.serial,
+                    version,
+                    ca,
+                    solver,
+                    "renewed"
+                );
+                Outcome::Renewed {
+                    version,
+                    serial: info.serial,
+                    not_after: info.not_after,
+                    ca: ca.to_owned(),
+                    solver: solver.to_owned(),
+                }
+            }
+            Err(e) => Outcome::Failed(format!("cannot store the new certificate: {e}")),
+        }
+    }
+
+    /// The key for the new certificate: the live one when `reuse_key` allows
+    /// (and the config asks for it), otherwise a fresh one of the configured type.
+    async fn key_for(
+        &self,
+        cert: &CertificateConfig,
+        lineage: Option<&Lineage>,
+        reuse_key: bool,
+    ) -> Result<String, acme::Error> {
+        let reusable = cert.reuse_key
+            && reuse_key
+            && lineage.is_some_and(|l| l.key_matches && l.cert.key_type == Some(cert.key));
+        if reusable {
+            if let Ok(key) = self.store.live_key(&cert.name) {
+                return Ok(key);
+            }
+        }
+        let key_type = cert.key;
+        tokio::task::spawn_blocking(move || acme::generate_key(key_type))
+            .await
+            .map_err(|e| acme::Error::Key(e.to_string()))?
+    }
+
+    /// The CA that issued the live certificate (`issued_by`, from the state),
+    /// else the first configured one.
+    #[must_use]
+    pub fn issuer(&self, cert: &CertificateConfig, issued_by: Option<&str>) -> String {
+        issued_by
+            .filter(|ca| self.config.cas.contains_key(*ca))
+            .or_else(|| cert.ca.first().map(String::as_str))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The latest `Retry-After` any CA of `cert` sent since `since`.
+    #[must_use]
+    pub fn retry_after(
+        &self,
+        cert: &CertificateConfig,
+        since: OffsetDateTime,
+    ) -> Option<OffsetDateTime> {
+        cert.ca
+            .iter()
+            .filter_map(|ca| self.cas.retry_after(ca, since))
+            .max()
+    }
+
+    /// Revokes the live certificate of `cert` at `ca` (its issuer); returns its
+    /// serial.
+    ///
+    /// # Errors
+    ///
+    /// [`acme::Error`] when there is no live certificate or the CA refuses.
+    pub async fn revoke(
+        &self,
+        cert: &CertificateConfig,
+        ca: &str,
+        reason: Option<instant_acme::RevocationReason>,
+    ) -> Result<String, acme::Error> {
+        let lineage = self
+            .store
+            .lineage(&cert.name)
+            .map_err(|e| acme::Error::Key(e.to_string()))?
+            .ok_or_else(|| acme::Error::Key(format!("{}: no certificate to revoke", cert.name)))?;
+        self.cas.revoke(ca, &lineage.cert.der, reason).await?;
+        warn!(cert_name = %cert.name, renewd_event = "revoked", serial = %lineage.cert.serial, "certificate revoked");
+        Ok(lineage.cert.serial)
+    }
+}
+
+/// Why a certificate is renewed when nothing else says so: urgent (missing,
+/// mismatched, nearly expired), forced, or simply due.
+#[must_use]
+pub fn reason(urgent: Option<&Urgent>, force: bool) -> String {
+    match urgent {
+        Some(u) => u.to_string(),
+        None if force => "forced".to_owned(),
+        None => "due".to_owned(),
+    }
+}
