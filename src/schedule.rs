@@ -1,4 +1,4 @@
-//! When a certificate is due (spec section 4). Pure functions of the certificate,
+//! When a certificate is due (`docs/reference/daemon.md`). Pure functions of the certificate,
 //! its config and the clock, so they are tested without a CA or a clock.
 //!
 //! The "renew now" conditions and the lifetime-based fallback live here; ARI
@@ -156,7 +156,7 @@ pub struct Facts<'a> {
     pub now: OffsetDateTime,
 }
 
-/// Decides when to renew (spec section 4). `random` is a uniform sample in
+/// Decides when to renew (`docs/reference/daemon.md`). `random` is a uniform sample in
 /// `[0, 1)` used only when a new time must be picked.
 #[must_use]
 pub fn plan(config: &CertificateConfig, facts: &Facts<'_>, random: f64) -> Plan {

@@ -1,4 +1,4 @@
-//! What `renewd status` reports (spec section 3): per certificate, what is live,
+//! What `renewd status` reports (`docs/reference/cli.md`): per certificate, what is live,
 //! when it renews next, how the last attempt went, and whether it is healthy.
 //! Built from config + store + state; the daemon adds served checks and ARI.
 
@@ -46,7 +46,7 @@ pub struct CertStatus {
     pub days_left: Option<i64>,
     /// Everything that makes it unhealthy; empty when healthy.
     pub problems: Vec<String>,
-    /// Whether the certificate is healthy (spec section 3).
+    /// Whether the certificate is healthy (`docs/reference/cli.md`, "Health").
     pub healthy: bool,
 }
 

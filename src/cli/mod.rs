@@ -1,5 +1,5 @@
 //! The `renewd` commands: argument definitions in [`args`], one function per command
-//! here. Each returns the process exit status (spec section 8); the binary only
+//! here. Each returns the process exit status (`docs/reference/cli.md`); the binary only
 //! maps errors that escape to text.
 
 pub mod args;
@@ -23,7 +23,7 @@ use crate::state::State;
 use crate::status;
 use crate::store::{self, Store};
 
-/// Exit statuses of spec section 8.
+/// Exit statuses (`docs/reference/cli.md`, "Exit status").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
