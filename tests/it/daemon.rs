@@ -174,6 +174,33 @@ fn sigusr1_renews_everything_once_with_bounded_concurrency_and_replaces() {
 }
 
 #[test]
+fn a_second_trigger_during_a_mass_renewal_renews_nothing_twice() {
+    let env = Env::new();
+    let (names, certs) = many_certificates(20);
+    env.write_config_with("max_concurrent = 2", &certs);
+    let daemon = Daemon::start(&env);
+    wait_until(MINUTE, "20 certificates issued", || all_at(&env, &names, 1));
+    let before = daemon.log_text().len();
+
+    daemon.signal(Signal::SIGUSR1);
+    wait_until(MINUTE, "5 certificates renewed", || {
+        versions(&env, &names).iter().filter(|v| **v == 2).count() >= 5
+    });
+    // Both triggers again while the batch runs: from a signal and from the socket.
+    daemon.signal(Signal::SIGUSR1);
+    let run = env.renewd(&["renew", "--all", "--force", "--no-wait"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // The batch ends once each of its certificates has; a renewal the second
+    // trigger started would have started before that.
+    wait_until(2 * MINUTE, "the mass renewal ends", || {
+        daemon.log_text()[before..].contains("mass renewal ended")
+    });
+    let log = daemon.log_text()[before..].to_owned();
+    assert_eq!(in_flight(&log).len(), 20, "one order per certificate:\n{log}");
+    assert_eq!(versions(&env, &names), vec![2; 20], "one new version each");
+}
+
+#[test]
 fn sighup_keeps_running_on_a_broken_config_and_applies_a_fixed_one() {
     let env = Env::new();
     env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
