@@ -135,36 +135,85 @@ pub enum DnsProvider {
     Exec,
 }
 
-/// `[solver.NAME]`. The keys that apply depend on `type` (checked in `validate`).
+/// `[solver.NAME]` as written. Which keys apply depends on `type` (and
+/// `provider`); `validate` turns it into a [`SolverConfig`] or says what is wrong.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SolverConfig {
-    /// Challenge type.
+struct RawSolver {
     #[serde(rename = "type")]
-    pub kind: ChallengeKind,
-    /// Standalone listener (http-01, tls-alpn-01).
-    pub listen: Option<SocketAddr>,
-    /// http-01 webroot: files go under `<webroot>/.well-known/acme-challenge/`.
-    pub webroot: Option<PathBuf>,
-    /// dns-01 provider.
-    pub provider: Option<DnsProvider>,
-    /// rfc2136: the primary name server to update.
-    pub server: Option<SocketAddr>,
-    /// rfc2136: TSIG key in BIND's format.
-    pub tsig_key_file: Option<PathBuf>,
-    /// cloudflare: API token file.
-    pub api_token_file: Option<PathBuf>,
-    /// cloudflare: API base URL (default `https://api.cloudflare.com/client/v4`;
-    /// for API gateways and tests).
-    pub api_url: Option<String>,
-    /// exec: hook command and leading arguments.
-    pub command: Option<Vec<String>>,
-    /// dns-01: how long to wait for the TXT record to become visible.
-    #[serde(default = "default_propagation_timeout")]
+    kind: ChallengeKind,
+    listen: Option<SocketAddr>,
+    webroot: Option<PathBuf>,
+    provider: Option<DnsProvider>,
+    server: Option<SocketAddr>,
+    tsig_key_file: Option<PathBuf>,
+    api_token_file: Option<PathBuf>,
+    api_url: Option<String>,
+    command: Option<Vec<String>>,
+    propagation_timeout: Option<ConfigDuration>,
+    resolvers: Option<Vec<SocketAddr>>,
+}
+
+/// A solver, parsed once: each challenge type with exactly what it needs.
+#[derive(Debug, Clone)]
+pub enum SolverConfig {
+    /// http-01 answered by a listener of renewd's own (`listen`).
+    Http01Standalone(SocketAddr),
+    /// http-01 answered by files under `<webroot>/.well-known/acme-challenge/`.
+    Http01Webroot(PathBuf),
+    /// tls-alpn-01 answered by a listener of renewd's own (`listen`).
+    TlsAlpn01(SocketAddr),
+    /// dns-01 through a provider.
+    Dns01(Dns01Config),
+}
+
+impl SolverConfig {
+    /// The challenge type it answers.
+    #[must_use]
+    pub fn kind(&self) -> ChallengeKind {
+        match self {
+            Self::Http01Standalone(_) | Self::Http01Webroot(_) => ChallengeKind::Http01,
+            Self::TlsAlpn01(_) => ChallengeKind::TlsAlpn01,
+            Self::Dns01(_) => ChallengeKind::Dns01,
+        }
+    }
+}
+
+/// A dns-01 solver.
+#[derive(Debug, Clone)]
+pub struct Dns01Config {
+    /// Where the TXT record is published.
+    pub provider: Dns01Provider,
+    /// How long to wait for the TXT record to become visible.
     pub propagation_timeout: ConfigDuration,
-    /// dns-01: where to look for the TXT record.
-    #[serde(default)]
+    /// Where to look for the TXT record (empty: the zone's name servers).
     pub resolvers: Vec<SocketAddr>,
+}
+
+/// A dns-01 provider with its settings.
+#[derive(Debug, Clone)]
+pub enum Dns01Provider {
+    /// RFC 2136 dynamic updates to `server`, signed with the TSIG key in BIND's
+    /// format.
+    Rfc2136 {
+        /// The primary name server to update.
+        server: SocketAddr,
+        /// The TSIG key file.
+        tsig_key_file: PathBuf,
+    },
+    /// Cloudflare's API.
+    Cloudflare {
+        /// The API token file.
+        api_token_file: PathBuf,
+        /// API base URL (default `https://api.cloudflare.com/client/v4`; for
+        /// API gateways and tests).
+        api_url: Option<String>,
+    },
+    /// An external hook: `command… set|unset RECORD VALUE`.
+    Exec {
+        /// Hook command and leading arguments.
+        command: Vec<String>,
+    },
 }
 
 fn default_propagation_timeout() -> ConfigDuration {
@@ -279,7 +328,7 @@ struct RawConfig {
     #[serde(default)]
     ca: IndexMap<String, Spanned<CaConfig>>,
     #[serde(default)]
-    solver: IndexMap<String, Spanned<SolverConfig>>,
+    solver: IndexMap<String, Spanned<RawSolver>>,
     #[serde(default)]
     certificate: Vec<Spanned<RawCertificate>>,
 }

@@ -8,8 +8,8 @@ use indexmap::IndexMap;
 use toml::Spanned;
 
 use super::{
-    CaConfig, CertificateConfig, ChallengeKind, Config, DnsProvider, Problem, RawCertificate,
-    RawConfig, RawReload, ReloadTarget, SolverConfig,
+    CaConfig, CertificateConfig, ChallengeKind, Config, Dns01Config, Dns01Provider, DnsProvider,
+    Problem, RawCertificate, RawConfig, RawReload, RawSolver, ReloadTarget, SolverConfig,
 };
 
 /// Collects problems with the line each one comes from.
@@ -73,14 +73,29 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         None => super::DaemonConfig::default(),
     };
     let cas = unspan(&mut ck, raw.ca, check_ca);
-    let solvers = unspan(&mut ck, raw.solver, check_solver);
+    // Certificates refer to solvers by name and need their type, even of one
+    // that is broken (its problems are reported once, under its own table).
+    let kinds: IndexMap<String, ChallengeKind> = raw
+        .solver
+        .iter()
+        .map(|(name, s)| (name.clone(), s.get_ref().kind))
+        .collect();
+    let solvers: IndexMap<String, SolverConfig> = raw
+        .solver
+        .into_iter()
+        .filter_map(|(name, raw)| {
+            let line = ck.line_of(&raw);
+            let solver = solver(&mut ck, line, &name, raw.into_inner())?;
+            Some((name, solver))
+        })
+        .collect();
     let certificates = raw
         .certificate
         .into_iter()
         .enumerate()
         .filter_map(|(i, c)| {
             let line = ck.line_of(&c);
-            check_certificate(&mut ck, &cas, &solvers, i, line, c.into_inner())
+            check_certificate(&mut ck, &cas, &kinds, i, line, c.into_inner())
         })
         .collect::<Vec<_>>();
     check_unique_names(&mut ck, &certificates);
@@ -164,8 +179,13 @@ fn check_ca(ck: &mut Checker, line: usize, name: &str, ca: &CaConfig) {
     }
 }
 
-fn check_solver(ck: &mut Checker, line: usize, name: &str, s: &SolverConfig) {
+/// The solver `name`, or `None` with its problems reported: the keys its type
+/// needs, and none that it does not use.
+fn solver(ck: &mut Checker, line: usize, name: &str, s: RawSolver) -> Option<SolverConfig> {
     let field = |f: &str| format!("solver.{name}.{f}");
+    let before = ck.problems.len();
+    let is_dns = s.kind == ChallengeKind::Dns01;
+    let provider = s.provider.filter(|_| is_dns);
     let mut only_for = |present: bool, key: &str, kinds: &str| {
         if present {
             ck.push(
@@ -175,7 +195,6 @@ fn check_solver(ck: &mut Checker, line: usize, name: &str, s: &SolverConfig) {
             );
         }
     };
-    let is_dns = s.kind == ChallengeKind::Dns01;
     only_for(
         s.webroot.is_some() && s.kind != ChallengeKind::Http01,
         "webroot",
@@ -188,27 +207,60 @@ fn check_solver(ck: &mut Checker, line: usize, name: &str, s: &SolverConfig) {
     );
     only_for(s.provider.is_some() && !is_dns, "provider", "dns-01");
     only_for(
-        s.api_url.is_some() && s.provider != Some(DnsProvider::Cloudflare),
+        s.propagation_timeout.is_some() && !is_dns,
+        "propagation_timeout",
+        "dns-01",
+    );
+    only_for(s.resolvers.is_some() && !is_dns, "resolvers", "dns-01");
+    let rfc2136 = provider == Some(DnsProvider::Rfc2136);
+    let cloudflare = provider == Some(DnsProvider::Cloudflare);
+    only_for(s.server.is_some() && !rfc2136, "server", "dns-01 rfc2136");
+    only_for(
+        s.tsig_key_file.is_some() && !rfc2136,
+        "tsig_key_file",
+        "dns-01 rfc2136",
+    );
+    only_for(
+        s.api_token_file.is_some() && !cloudflare,
+        "api_token_file",
+        "dns-01 cloudflare",
+    );
+    only_for(
+        s.api_url.is_some() && !cloudflare,
         "api_url",
         "dns-01 cloudflare",
     );
-    match s.kind {
-        ChallengeKind::Http01 if s.listen.is_some() == s.webroot.is_some() => ck.push(
-            line,
-            field("type"),
-            "an http-01 solver needs exactly one of listen (standalone) or webroot",
-        ),
-        ChallengeKind::TlsAlpn01 if s.listen.is_none() => ck.push(
-            line,
-            field("listen"),
-            "a tls-alpn-01 solver needs listen, e.g. \"[::]:443\"",
-        ),
-        ChallengeKind::Dns01 => check_dns_solver(ck, line, name, s),
-        _ => {}
-    }
+    only_for(
+        s.command.is_some() && provider != Some(DnsProvider::Exec),
+        "command",
+        "dns-01 exec",
+    );
+    let solver = match (s.kind, s.listen, s.webroot.clone()) {
+        (ChallengeKind::Http01, Some(listen), None) => Some(SolverConfig::Http01Standalone(listen)),
+        (ChallengeKind::Http01, None, Some(webroot)) => Some(SolverConfig::Http01Webroot(webroot)),
+        (ChallengeKind::Http01, ..) => {
+            ck.push(
+                line,
+                field("type"),
+                "an http-01 solver needs exactly one of listen (standalone) or webroot",
+            );
+            None
+        }
+        (ChallengeKind::TlsAlpn01, Some(listen), _) => Some(SolverConfig::TlsAlpn01(listen)),
+        (ChallengeKind::TlsAlpn01, None, _) => {
+            ck.push(
+                line,
+                field("listen"),
+                "a tls-alpn-01 solver needs listen, e.g. \"[::]:443\"",
+            );
+            None
+        }
+        (ChallengeKind::Dns01, ..) => dns_solver(ck, line, name, s).map(SolverConfig::Dns01),
+    };
+    solver.filter(|_| ck.problems.len() == before)
 }
 
-fn check_dns_solver(ck: &mut Checker, line: usize, name: &str, s: &SolverConfig) {
+fn dns_solver(ck: &mut Checker, line: usize, name: &str, s: RawSolver) -> Option<Dns01Config> {
     let field = |f: &str| format!("solver.{name}.{f}");
     let Some(provider) = s.provider else {
         ck.push(
@@ -216,9 +268,9 @@ fn check_dns_solver(ck: &mut Checker, line: usize, name: &str, s: &SolverConfig)
             field("provider"),
             "a dns-01 solver needs provider = \"rfc2136\" | \"cloudflare\" | \"exec\"",
         );
-        return;
+        return None;
     };
-    match provider {
+    let provider = match provider {
         DnsProvider::Rfc2136 => {
             if s.server.is_none() {
                 ck.push(
@@ -231,31 +283,50 @@ fn check_dns_solver(ck: &mut Checker, line: usize, name: &str, s: &SolverConfig)
                 Some(f) => ck.secret_file(line, &field("tsig_key_file"), f),
                 None => ck.push(line, field("tsig_key_file"), "rfc2136 needs tsig_key_file"),
             }
+            Dns01Provider::Rfc2136 {
+                server: s.server?,
+                tsig_key_file: s.tsig_key_file?,
+            }
         }
-        DnsProvider::Cloudflare => match &s.api_token_file {
-            Some(f) => ck.secret_file(line, &field("api_token_file"), f),
-            None => ck.push(
-                line,
-                field("api_token_file"),
-                "cloudflare needs api_token_file",
-            ),
-        },
-        DnsProvider::Exec => {
-            if s.command.as_ref().is_none_or(Vec::is_empty) {
+        DnsProvider::Cloudflare => {
+            match &s.api_token_file {
+                Some(f) => ck.secret_file(line, &field("api_token_file"), f),
+                None => ck.push(
+                    line,
+                    field("api_token_file"),
+                    "cloudflare needs api_token_file",
+                ),
+            }
+            Dns01Provider::Cloudflare {
+                api_token_file: s.api_token_file?,
+                api_url: s.api_url,
+            }
+        }
+        DnsProvider::Exec => match s.command {
+            Some(command) if !command.is_empty() => Dns01Provider::Exec { command },
+            _ => {
                 ck.push(
                     line,
                     field("command"),
                     "exec needs command = [\"/path/to/hook\"]",
                 );
+                return None;
             }
-        }
-    }
+        },
+    };
+    Some(Dns01Config {
+        provider,
+        propagation_timeout: s
+            .propagation_timeout
+            .unwrap_or_else(super::default_propagation_timeout),
+        resolvers: s.resolvers.unwrap_or_default(),
+    })
 }
 
 fn check_certificate(
     ck: &mut Checker,
     cas: &IndexMap<String, CaConfig>,
-    solvers: &IndexMap<String, SolverConfig>,
+    solvers: &IndexMap<String, ChallengeKind>,
     index: usize,
     line: usize,
     raw: RawCertificate,
@@ -289,11 +360,9 @@ fn check_certificate(
         ck.push(line, field("solvers"), "no [solver.NAME] is defined");
     }
     let wildcard = raw.domains.iter().any(|d| d.starts_with("*."));
-    let has_dns = solver_names.iter().any(|s| {
-        solvers
-            .get(s)
-            .is_some_and(|s| s.kind == ChallengeKind::Dns01)
-    });
+    let has_dns = solver_names
+        .iter()
+        .any(|s| solvers.get(s) == Some(&ChallengeKind::Dns01));
     if wildcard && !has_dns && !solver_names.is_empty() {
         ck.push(
             line,
@@ -516,6 +585,48 @@ listen = "127.0.0.1:5002"
                 pid_file: "/run/x.pid".into()
             }
         );
+    }
+
+    #[test]
+    fn each_solver_is_parsed_into_its_type() {
+        let text = format!(
+            "{BASE}\n[solver.files]\ntype = \"http-01\"\nwebroot = \"/var/www\"\n\n\
+             [solver.alpn]\ntype = \"tls-alpn-01\"\nlisten = \"[::]:443\"\n\n\
+             [solver.hook]\ntype = \"dns-01\"\nprovider = \"exec\"\ncommand = [\"/bin/hook\"]\n"
+        );
+        let config = load(&text).unwrap();
+        let kinds: Vec<String> = config
+            .solvers
+            .values()
+            .map(|s| format!("{s:?}"))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "Http01Standalone(127.0.0.1:5002)",
+                "Http01Webroot(\"/var/www\")",
+                "TlsAlpn01([::]:443)",
+                "Dns01(Dns01Config { provider: Exec { command: [\"/bin/hook\"] }, \
+                 propagation_timeout: ConfigDuration(120s), resolvers: [] })",
+            ]
+        );
+    }
+
+    #[test]
+    fn solver_keys_of_another_type_or_provider_are_refused_by_name() {
+        let err = problems(
+            "[solver.web]\ntype = \"http-01\"\nlisten = \"127.0.0.1:80\"\n\
+             server = \"127.0.0.1:53\"\nresolvers = [\"127.0.0.1:53\"]\n\n\
+             [solver.hook]\ntype = \"dns-01\"\nprovider = \"exec\"\ncommand = [\"/bin/hook\"]\n\
+             api_url = \"https://x.example\"\n",
+        );
+        for expected in [
+            "solver.web.server: only applies to dns-01 rfc2136 solvers, this one is http-01",
+            "solver.web.resolvers: only applies to dns-01 solvers, this one is http-01",
+            "solver.hook.api_url: only applies to dns-01 cloudflare solvers, this one is dns-01",
+        ] {
+            assert!(err.contains(expected), "{expected:?} not in\n{err}");
+        }
     }
 
     #[test]

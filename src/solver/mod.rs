@@ -24,7 +24,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use instant_acme::ChallengeType;
 
-use crate::config::{ChallengeKind, SolverConfig};
+use crate::config::SolverConfig;
 
 /// A challenge response could not be put in place.
 #[derive(Debug, thiserror::Error)]
@@ -102,17 +102,15 @@ impl Solver {
     /// or contacted until needed.
     #[must_use]
     pub fn new(name: &str, config: &SolverConfig) -> Self {
-        let kind = match (config.kind, config.listen, &config.webroot) {
-            (ChallengeKind::Http01, Some(addr), _) => {
-                Kind::Http01Standalone(http01::Standalone::new(addr))
+        let kind = match config {
+            SolverConfig::Http01Standalone(addr) => {
+                Kind::Http01Standalone(http01::Standalone::new(*addr))
             }
-            (ChallengeKind::Http01, None, Some(root)) => {
+            SolverConfig::Http01Webroot(root) => {
                 Kind::Http01Webroot(http01::Webroot::new(root.clone()))
             }
-            (ChallengeKind::TlsAlpn01, Some(addr), _) => {
-                Kind::TlsAlpn01(tlsalpn01::Standalone::new(addr))
-            }
-            _ => Kind::Dns01(dns01::Dns01::new(name, config)),
+            SolverConfig::TlsAlpn01(addr) => Kind::TlsAlpn01(tlsalpn01::Standalone::new(*addr)),
+            SolverConfig::Dns01(dns) => Kind::Dns01(dns01::Dns01::new(dns)),
         };
         Self {
             name: name.to_owned(),

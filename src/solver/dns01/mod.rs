@@ -24,7 +24,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::Name;
 
 use super::Error;
-use crate::config::{DnsProvider, SolverConfig};
+use crate::config::{Dns01Config, Dns01Provider};
 
 /// TTL of the records we publish: short, so a retry's value is not hidden
 /// behind a cached old one.
@@ -46,8 +46,6 @@ enum Provider {
     /// Boxed: its HTTP client is large.
     Cloudflare(Box<cloudflare::Cloudflare>),
     Exec(exec::Exec),
-    /// The config lacks what the provider needs (validation prevents this).
-    Unusable(String),
 }
 
 /// The TXT record of one authorization.
@@ -112,30 +110,22 @@ fn rcode(code: ResponseCode) -> String {
 }
 
 impl Dns01 {
-    pub(super) fn new(_name: &str, config: &SolverConfig) -> Self {
-        let provider = match config.provider {
-            Some(DnsProvider::Rfc2136) => match (config.server, &config.tsig_key_file) {
-                (Some(server), Some(key)) => {
-                    Provider::Rfc2136(rfc2136::Rfc2136::new(server, key.clone()))
-                }
-                _ => Provider::Unusable("rfc2136 needs server and tsig_key_file".to_owned()),
-            },
-            Some(DnsProvider::Cloudflare) => match &config.api_token_file {
-                Some(token) => Provider::Cloudflare(Box::new(cloudflare::Cloudflare::new(
-                    config.api_url.as_deref(),
-                    token.clone(),
-                ))),
-                None => Provider::Unusable("cloudflare needs api_token_file".to_owned()),
-            },
-            Some(DnsProvider::Exec) => match &config.command {
-                Some(command) if !command.is_empty() => {
-                    Provider::Exec(exec::Exec::new(command.clone(), exec::TIMEOUT))
-                }
-                _ => Provider::Unusable("exec needs command = [\"/path/to/hook\"]".to_owned()),
-            },
-            None => Provider::Unusable(
-                "dns-01 needs provider = \"rfc2136\" | \"cloudflare\" | \"exec\"".to_owned(),
-            ),
+    pub(super) fn new(config: &Dns01Config) -> Self {
+        let provider = match &config.provider {
+            Dns01Provider::Rfc2136 {
+                server,
+                tsig_key_file,
+            } => Provider::Rfc2136(rfc2136::Rfc2136::new(*server, tsig_key_file.clone())),
+            Dns01Provider::Cloudflare {
+                api_token_file,
+                api_url,
+            } => Provider::Cloudflare(Box::new(cloudflare::Cloudflare::new(
+                api_url.as_deref(),
+                api_token_file.clone(),
+            ))),
+            Dns01Provider::Exec { command } => {
+                Provider::Exec(exec::Exec::new(command.clone(), exec::TIMEOUT))
+            }
         };
         let primary = match &provider {
             Provider::Rfc2136(p) => Some(p.server()),
@@ -215,7 +205,6 @@ impl Dns01 {
             Provider::Rfc2136(p) => p.add(record).await,
             Provider::Cloudflare(p) => p.create(record).await,
             Provider::Exec(p) => p.set(record).await,
-            Provider::Unusable(why) => Err(why.clone()),
         }
     }
 
@@ -224,7 +213,6 @@ impl Dns01 {
             Provider::Rfc2136(p) => p.delete(record).await,
             Provider::Cloudflare(p) => p.delete(record).await,
             Provider::Exec(p) => p.unset(record).await,
-            Provider::Unusable(_) => Ok(()),
         };
         match removed {
             Ok(()) => tracing::info!(solver, record = %record.fqdn, "TXT record removed"),
@@ -268,10 +256,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_provider_failure_names_the_solver() {
-        let config: SolverConfig =
-            toml::from_str("type = \"dns-01\"\nprovider = \"exec\"\ncommand = [\"false\"]\n")
-                .unwrap();
-        let dns = Dns01::new("dns", &config);
+        let dns = Dns01::new(&Dns01Config {
+            provider: Dns01Provider::Exec {
+                command: vec!["false".to_owned()],
+            },
+            propagation_timeout: crate::config::ConfigDuration::from_secs(120),
+            resolvers: Vec::new(),
+        });
         let err = dns.present("dns", "example.com", "v").await.unwrap_err();
         assert!(
             err.to_string()
