@@ -196,7 +196,11 @@ fn a_second_trigger_during_a_mass_renewal_renews_nothing_twice() {
         daemon.log_text()[before..].contains("mass renewal ended")
     });
     let log = daemon.log_text()[before..].to_owned();
-    assert_eq!(in_flight(&log).len(), 20, "one order per certificate:\n{log}");
+    assert_eq!(
+        in_flight(&log).len(),
+        20,
+        "one order per certificate:\n{log}"
+    );
     assert_eq!(versions(&env, &names), vec![2; 20], "one new version each");
 }
 
