@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016  # single-quoted scripts are expanded inside the container
 # End-to-end test of the renewd packages under a real systemd (PID 1 in a
-# systemd-nspawn container, see ../shared/tools/systemd-sandbox.sh):
+# systemd-nspawn container, see tests/tools/systemd-sandbox):
 #
 #   tests/systemd/run.sh          # as root; about a minute once the base image
 #                                 # and the release build exist
@@ -20,15 +20,14 @@
 # Prints one PASS/FAIL/SKIP line per check and ends with "N passed, M failed";
 # exits 1 if any check failed. The container and Pebble are always stopped.
 #
-# Environment: RENEWD_TOOLS (default ../shared/tools beside the repository),
-# RENEWD_SBX_DIR (default /var/tmp/renewd-sandbox: cached base image),
+# Environment: RENEWD_SBX_DIR (default /var/tmp/renewd-sandbox: cached base image),
 # SBX_INSTANCE (default renewd-it), SBX_KEEP=1 (keep the container's files
 # for a post-mortem), CARGO_TARGET_DIR (as for cargo).
 set -uo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-tools="${RENEWD_TOOLS:-$repo/../shared/tools}"
-sandbox="$tools/systemd-sandbox.sh"
+sandbox="$repo/tests/tools/systemd-sandbox"
+pebble="$repo/tests/tools/pebble"
 export SBX_DIR="${RENEWD_SBX_DIR:-/var/tmp/renewd-sandbox}"
 export SBX_INSTANCE="${SBX_INSTANCE:-renewd-it}"
 
@@ -51,7 +50,7 @@ log() { echo "== $*" >&2; }
 abort() { fail "$1"; echo "$passed passed, $failed failed"; exit 1; }
 
 # in_ct SCRIPT: run a bash script inside the container (as root, not in a unit).
-in_ct() { bash "$sandbox" run "$SBX_DIR" -- bash -c "$1"; }
+in_ct() { "$sandbox" run "$SBX_DIR" -- bash -c "$1"; }
 # eventually SECONDS SCRIPT: retry SCRIPT in the container until it succeeds.
 eventually() {
   in_ct "for i in \$(seq $(($1 * 5))); do ($2) >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"
@@ -69,12 +68,11 @@ if [ "$(id -u)" != 0 ]; then
   echo "tests/systemd/run.sh: needs root (systemd-nspawn)" >&2
   exit 2
 fi
-[ -f "$sandbox" ] || { echo "tests/systemd/run.sh: $sandbox not found (set RENEWD_TOOLS)" >&2; exit 2; }
 
 cleanup() {
   local rc=$?
-  bash "$sandbox" stop "$SBX_DIR" >/dev/null 2>&1 || true
-  bash "$tools/pebble-down.sh" --purge >/dev/null 2>&1 || true
+  "$sandbox" stop "$SBX_DIR" >/dev/null 2>&1 || true
+  "$pebble" down --purge >/dev/null 2>&1 || true
   exit "$rc"
 }
 trap cleanup EXIT
@@ -121,16 +119,16 @@ fi
 
 # --- CA and container --------------------------------------------------------------
 log "Pebble on 127.0.0.1:$PEBBLE_PORT"
-bash "$tools/pebble-down.sh" --purge >/dev/null 2>&1 || true
-bash "$tools/pebble-up.sh" >/tmp/renewd-sbx-pebble.log 2>&1 ||
-  { cat /tmp/renewd-sbx-pebble.log; abort "Pebble starts (pebble-up.sh)"; }
+"$pebble" down --purge >/dev/null 2>&1 || true
+"$pebble" up >/tmp/renewd-sbx-pebble.log 2>&1 ||
+  { cat /tmp/renewd-sbx-pebble.log; abort "Pebble starts (tests/tools/pebble up)"; }
 # shellcheck disable=SC1091
 . "$PEBBLE_STATE_DIR/env.sh"
 
 log "container ($SBX_DIR, instance $SBX_INSTANCE)"
-SBX_PACKAGES=nginx-light,openssl bash "$sandbox" create "$SBX_DIR" >&2 || abort "base image (systemd-sandbox.sh create)"
-bash "$sandbox" stop "$SBX_DIR" >/dev/null 2>&1 || true
-bash "$sandbox" start "$SBX_DIR" >&2 || abort "container boots systemd (systemd-sandbox.sh start)"
+SBX_PACKAGES=nginx-light,openssl "$sandbox" create "$SBX_DIR" >&2 || abort "base image (systemd-sandbox create)"
+"$sandbox" stop "$SBX_DIR" >/dev/null 2>&1 || true
+"$sandbox" start "$SBX_DIR" >&2 || abort "container boots systemd (systemd-sandbox start)"
 # The cached image may come from a bare `create`: add what the checks use.
 in_ct 'command -v nginx && command -v openssl' >/dev/null ||
   in_ct 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light openssl' >/dev/null
@@ -147,7 +145,7 @@ in_ct "$snapshot" >/tmp/renewd-sbx-before.txt
 
 # --- install -------------------------------------------------------------------
 log "apt-get install ./$(basename "$deb")"
-if bash "$sandbox" install-deb "$SBX_DIR" "$deb" >/tmp/renewd-sbx-apt.log 2>&1 &&
+if "$sandbox" install-deb "$SBX_DIR" "$deb" >/tmp/renewd-sbx-apt.log 2>&1 &&
    in_ct 'systemctl is-enabled --quiet renewd && systemctl is-active --quiet renewd &&
           systemctl show -P StatusText renewd | grep -qx "0 certificates"'; then
   pass "apt-get install: unit enabled and running the shipped config (StatusText \"0 certificates\")"
@@ -157,7 +155,7 @@ else
 fi
 
 # --- operator path: configure, enable --now ---------------------------------------
-bash "$sandbox" copy-in "$SBX_DIR" "$PEBBLE_CA" /etc/renewd/pebble-ca.pem
+"$sandbox" copy-in "$SBX_DIR" "$PEBBLE_CA" /etc/renewd/pebble-ca.pem
 cert() { # cert NAME DOMAINS [TOML lines...]: one [[certificate]] entry
   local name=$1 domains=$2; shift 2
   printf '\n[[certificate]]\nname = "%s"\ndomains = [%s]\n' "$name" "$domains"
@@ -174,7 +172,7 @@ type = "http-01"
 listen = "127.0.0.1:$PEBBLE_HTTP01_PORT"
 $1
 TOML
-  bash "$sandbox" copy-in "$SBX_DIR" /tmp/renewd-sbx.toml /etc/renewd/renewd.toml
+  "$sandbox" copy-in "$SBX_DIR" /tmp/renewd-sbx.toml /etc/renewd/renewd.toml
 }
 cert_a=$(cert a.example.com '"a.example.com"')
 cert_b=$(cert b.example.com '"b.example.com", "www.b.example.com"' 'key = "ecdsa-p384"')
