@@ -11,6 +11,7 @@ use std::fmt;
 use time::{Duration, OffsetDateTime};
 
 use crate::config::CertificateConfig;
+use crate::state::Window;
 use crate::store::Lineage;
 
 /// Why a certificate must be renewed now, regardless of its schedule.
@@ -137,8 +138,19 @@ pub struct Plan {
     pub at: OffsetDateTime,
     /// Human-readable reason, for logs and status.
     pub reason: String,
-    /// Whether the time was picked randomly now and should be remembered.
-    pub chosen: Option<OffsetDateTime>,
+    /// A time picked randomly now, to be remembered.
+    pub chosen: Option<Chosen>,
+}
+
+/// A renewal time picked at random, and the ARI window it was picked in (`None`:
+/// picked by the lifetime fallback). Remembered in the state, it is kept while
+/// the window stays the same — across polls, restarts and config reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chosen {
+    /// The time.
+    pub at: OffsetDateTime,
+    /// The window it lies in.
+    pub window: Option<Window>,
 }
 
 /// Inputs to [`plan`] besides the certificate config.
@@ -188,57 +200,61 @@ fn scheduled(lineage: &Lineage, facts: &Facts<'_>, random: f64) -> Plan {
     let now = facts.now;
     let state = facts.state;
     let current = state.is_for(&lineage.cert.serial);
-    let remembered = state.next_renewal.filter(|_| current);
+    let now_plan = |reason: &str| Plan {
+        at: now,
+        reason: reason.to_owned(),
+        chosen: None,
+    };
     if state.force_pending {
-        return Plan {
-            at: now,
-            reason: "forced renewal pending".to_owned(),
-            chosen: None,
-        };
+        return now_plan("forced renewal pending");
     }
     if current && state.revoked {
-        return Plan {
-            at: now,
-            reason: "revoked".to_owned(),
-            chosen: None,
-        };
+        return now_plan("revoked");
     }
+    // A time remembered for the same window (or for the fallback: `None`).
+    let remembered = |window: Option<Window>| {
+        state
+            .next_renewal
+            .filter(|_| current && state.next_renewal_for == window)
+    };
     if let Some(window) = state.ari_window.filter(|_| current) {
-        if window.start <= now {
-            return Plan {
-                at: now,
-                reason: "ARI window open".to_owned(),
-                chosen: None,
-            };
-        }
-        if let Some(at) = remembered.filter(|at| *at >= window.start && *at <= window.end) {
+        let reason = "inside ARI window".to_owned();
+        if let Some(at) = remembered(Some(window)) {
             return Plan {
                 at,
-                reason: "inside ARI window".to_owned(),
+                reason,
                 chosen: None,
             };
         }
-        let at = window.start + (window.end - window.start) * random;
+        // RFC 9773 §4.2: a uniform random time in the window; of one already
+        // open, in what is left of it, so that certificates sharing the window
+        // do not all renew at once. A window that has passed means now.
+        let from = window.start.max(now).min(window.end);
+        let at = from + (window.end - from) * random;
         return Plan {
             at,
-            reason: "inside ARI window".to_owned(),
-            chosen: Some(at),
+            reason,
+            chosen: Some(Chosen {
+                at,
+                window: Some(window),
+            }),
         };
     }
     let fallback = fallback_time(lineage, facts.renew_before);
     let latest = fallback + Duration::try_from(facts.jitter).unwrap_or(Duration::ZERO);
-    if let Some(at) = remembered.filter(|at| *at >= fallback && *at <= latest) {
+    let reason = "lifetime fallback".to_owned();
+    if let Some(at) = remembered(None).filter(|at| *at >= fallback && *at <= latest) {
         return Plan {
             at,
-            reason: "lifetime fallback".to_owned(),
+            reason,
             chosen: None,
         };
     }
     let at = fallback + (latest - fallback) * random;
     Plan {
         at,
-        reason: "lifetime fallback".to_owned(),
-        chosen: Some(at),
+        reason,
+        chosen: Some(Chosen { at, window: None }),
     }
 }
 
@@ -387,11 +403,77 @@ mod tests {
             let l = lineage(10);
             let p = plan_with(&l, &state(), 0.5);
             assert_eq!(p.at, NOW + Duration::days(50) + Duration::hours(12));
-            assert_eq!(p.chosen, Some(p.at));
-            let mut remembered = state();
-            remembered.next_renewal = p.chosen;
-            let again = plan_with(&l, &remembered, 0.9);
+            let chosen = p.chosen.unwrap();
+            assert_eq!((chosen.at, chosen.window), (p.at, None));
+            let again = plan_with(&l, &remembering(chosen), 0.9);
             assert_eq!((again.at, again.chosen), (p.at, None));
+        }
+
+        fn remembering(chosen: Chosen) -> CertState {
+            let mut s = state();
+            s.next_renewal = Some(chosen.at);
+            s.next_renewal_for = chosen.window;
+            s.ari_window = chosen.window;
+            s
+        }
+
+        #[test]
+        fn a_fallback_time_is_not_kept_once_an_ari_window_is_known() {
+            let l = lineage(10);
+            let fallback = plan_with(&l, &state(), 0.5).chosen.unwrap();
+            let mut s = remembering(fallback);
+            // The window (days 49-51) contains the fallback time: it must be
+            // drawn anew all the same, or certificates issued together stay
+            // together for good.
+            s.ari_window = window(49, 51);
+            let p = plan_with(&l, &s, 0.25);
+            assert_eq!(p.at, NOW + Duration::days(49) + Duration::hours(12));
+            assert_eq!(p.chosen.unwrap().window, s.ari_window);
+        }
+
+        #[test]
+        fn a_time_drawn_in_a_window_is_kept_until_the_window_changes() {
+            let l = lineage(10);
+            let mut s = state();
+            s.ari_window = window(20, 22);
+            let first = plan_with(&l, &s, 0.25).chosen.unwrap();
+            let kept = plan_with(&l, &remembering(first), 0.75);
+            assert_eq!((kept.at, kept.chosen), (first.at, None));
+            let mut moved = remembering(first);
+            moved.ari_window = window(30, 32);
+            let redrawn = plan_with(&l, &moved, 0.75);
+            assert_eq!(redrawn.at, NOW + Duration::days(31) + Duration::hours(12));
+        }
+
+        #[test]
+        fn a_remembered_time_that_has_passed_means_now_not_a_new_draw() {
+            let l = lineage(10);
+            let mut s = state();
+            s.ari_window = window(-1, 1);
+            s.next_renewal = Some(NOW - Duration::hours(1));
+            s.next_renewal_for = s.ari_window;
+            let p = plan_with(&l, &s, 0.99);
+            assert_eq!((p.at, p.chosen), (NOW - Duration::hours(1), None));
+        }
+
+        #[test]
+        fn certificates_sharing_an_open_window_spread_over_what_is_left_of_it() {
+            // A 48 h window opened 12 h ago: 1,000 draws cover the 36 h left,
+            // none before now, each quarter of it holding about a quarter.
+            let l = lineage(10);
+            let mut s = state();
+            s.ari_window = Some(Window {
+                start: NOW - Duration::hours(12),
+                end: NOW + Duration::hours(36),
+            });
+            let mut quarters = [0u32; 4];
+            for i in 0..1000 {
+                let at = plan_with(&l, &s, f64::from(i) / 1000.0).at;
+                assert!(at >= NOW && at < NOW + Duration::hours(36), "{at}");
+                let quarter = ((at - NOW).whole_hours() / 9) as usize;
+                quarters[quarter] += 1;
+            }
+            assert_eq!(quarters, [250; 4]);
         }
 
         #[test]
@@ -407,7 +489,7 @@ mod tests {
         fn ari_window_in_the_past_or_revocation_means_now() {
             let mut s = state();
             s.ari_window = window(-2, -1);
-            assert_eq!(plan_with(&lineage(10), &s, 0.5).at, NOW);
+            assert!(plan_with(&lineage(10), &s, 0.5).at <= NOW);
             let mut s = state();
             s.revoked = true;
             assert_eq!(plan_with(&lineage(10), &s, 0.5).reason, "revoked");

@@ -51,6 +51,9 @@ pub struct CertState {
     /// fallback point), kept so a restart does not re-roll it.
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_renewal: Option<OffsetDateTime>,
+    /// The ARI window `next_renewal` was drawn in (`None`: the lifetime
+    /// fallback); a different window means a new draw.
+    pub next_renewal_for: Option<Window>,
     /// The CA said (through ARI) that the certificate was revoked.
     pub revoked: bool,
     /// Consecutive failed attempts.
@@ -77,6 +80,7 @@ impl CertState {
         self.ari_window = None;
         self.ari_poll_at = None;
         self.next_renewal = None;
+        self.next_renewal_for = None;
         self.revoked = false;
         self.failures = 0;
         self.retry_at = None;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use renewd::store::CertInfo;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::fixture::{Daemon, Env, many_certificates, versions, wait_until};
 
@@ -202,6 +204,73 @@ fn a_second_trigger_during_a_mass_renewal_renews_nothing_twice() {
         "one order per certificate:\n{log}"
     );
     assert_eq!(versions(&env, &names), vec![2; 20], "one new version each");
+}
+
+/// Per certificate of `names`: the renewal time state.json remembers, where it
+/// lies in the ARI window it was drawn in (0 = start, 1 = end), and the next
+/// ARI poll; `None` until every one has a time drawn in a window.
+fn ari_times(env: &Env, names: &[String]) -> Option<Vec<(String, f64, OffsetDateTime)>> {
+    let text = std::fs::read_to_string(env.state_dir().join("state.json")).ok()?;
+    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let time = |v: &serde_json::Value| OffsetDateTime::parse(v.as_str()?, &Rfc3339).ok();
+    names
+        .iter()
+        .map(|name| {
+            let cs = &state["certificates"][name];
+            let window = &cs["next_renewal_for"];
+            let (start, end) = (time(&window["start"])?, time(&window["end"])?);
+            let at = time(&cs["next_renewal"])?;
+            let fraction = (at - start) / (end - start);
+            Some((
+                cs["next_renewal"].as_str()?.to_owned(),
+                fraction,
+                time(&cs["ari_poll_at"])?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn ari_times_are_spread_over_the_window_and_kept_across_restarts() {
+    let env = Env::new();
+    let (names, certs) = many_certificates(20);
+    env.write_config_with("check_interval = \"2s\"", &certs);
+    let mut daemon = Daemon::start(&env);
+    wait_until(MINUTE, "20 certificates issued", || all_at(&env, &names, 1));
+    wait_until(MINUTE, "a time in the ARI window of each", || {
+        ari_times(&env, &names).is_some()
+    });
+    let before = ari_times(&env, &names).unwrap();
+    // Issued together, they share (nearly) one window; drawn uniformly, 20
+    // times cover most of it (each bound misses with probability 0.7^20).
+    let fractions: Vec<f64> = before.iter().map(|(_, f, _)| *f).collect();
+    assert!(
+        fractions.iter().all(|f| (0.0..=1.0).contains(f)),
+        "{fractions:?}"
+    );
+    let (low, high) = fractions
+        .iter()
+        .fold((1.0f64, 0.0f64), |(lo, hi), f| (lo.min(*f), hi.max(*f)));
+    assert!(
+        low < 0.3 && high > 0.7,
+        "not spread over the window: {fractions:?}"
+    );
+
+    assert_eq!(daemon.stop(), Some(0));
+    let restarted = OffsetDateTime::now_utc();
+    let _daemon = Daemon::start(&env);
+    wait_until(MINUTE, "every certificate polled again", || {
+        ari_times(&env, &names).is_some_and(|t| t.iter().all(|(_, _, poll)| *poll > restarted))
+    });
+    let after = ari_times(&env, &names).unwrap();
+    let times = |t: &[(String, f64, OffsetDateTime)]| -> Vec<String> {
+        t.iter().map(|(at, _, _)| at.clone()).collect()
+    };
+    assert_eq!(
+        times(&after),
+        times(&before),
+        "a restart re-rolled renewal times"
+    );
 }
 
 #[test]

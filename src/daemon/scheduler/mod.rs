@@ -314,7 +314,8 @@ impl Scheduler {
         };
         let plan = schedule::plan(cert, &facts, rand::random());
         if let Some(chosen) = plan.chosen {
-            cs.next_renewal = Some(chosen);
+            cs.next_renewal = Some(chosen.at);
+            cs.next_renewal_for = chosen.window;
             self.save_at
                 .get_or_insert_with(|| Instant::now() + SAVE_DELAY);
         }
