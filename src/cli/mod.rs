@@ -109,7 +109,9 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
         if cause.is::<config::Error>()
             || cause.is::<UsageError>()
-            || matches!(cause.downcast_ref(), Some(crate::daemon::Error::Config(_)))
+            || cause
+                .downcast_ref::<crate::daemon::Error>()
+                .is_some_and(crate::daemon::Error::is_config)
         {
             return Exit::Invalid;
         }

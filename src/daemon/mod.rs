@@ -72,6 +72,17 @@ pub enum Error {
     Signals(std::io::Error),
 }
 
+impl Error {
+    /// Whether the config is at fault (exit 2: restarting will not help).
+    #[must_use]
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Self::Config(_) | Self::Control(control::Error::NoGroup(_))
+        )
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT.
 ///
 /// # Errors

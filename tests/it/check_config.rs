@@ -66,4 +66,11 @@ fn commands_that_need_a_config_refuse_an_invalid_one_with_exit_2() {
         assert_eq!(run.code, 2, "{cmd:?}: {run:?}");
         assert!(run.stderr.contains("max_concurent"), "{run:?}");
     }
+    // The daemon too, so systemd does not restart it in a loop
+    // (RestartPreventExitStatus=2), here for a group that does not exist.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/invalid/solver-keys-and-group.toml");
+    let run = run_renewd(&path, &["run"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("daemon.control_group"), "{run:?}");
 }
