@@ -13,7 +13,7 @@ use tracing::warn;
 use crate::config::{CertificateConfig, Config};
 use crate::deploy;
 use crate::metrics::Metrics;
-use crate::renew::{self, Attempt, Outcome, Renewer};
+use crate::renew::{Attempt, Outcome, Renewer};
 use crate::schedule;
 use crate::state::State;
 use crate::store::Store;
@@ -46,9 +46,11 @@ impl OneShot {
     ) -> Vec<(String, Outcome)> {
         let config = &self.renewer.config;
         let permits = Arc::new(Semaphore::new(config.daemon.max_concurrent.max(1)));
+        let now = OffsetDateTime::now_utc();
         let tasks: Vec<_> = certs
             .into_iter()
             .map(|cert| {
+                let decision = self.decide(&cert, force, now);
                 let revoked = self
                     .state
                     .certificates
@@ -58,7 +60,7 @@ impl OneShot {
                 let permits = Arc::clone(&permits);
                 tokio::spawn(async move {
                     let started = OffsetDateTime::now_utc();
-                    let outcome = match due(&renewer, &cert, force, started) {
+                    let outcome = match decision {
                         Err(at) => Outcome::NotDue { at },
                         Ok(reason) => {
                             let slot = permits.acquire_owned().await.ok();
@@ -81,6 +83,38 @@ impl OneShot {
         }
         self.save_state().await;
         outcomes
+    }
+
+    /// Why `cert` is to be renewed now, or when it will be: the daemon's plan
+    /// (ARI time, revocation, pending forced renewal, backoff, fallback), whose
+    /// newly drawn time is remembered as the daemon would.
+    fn decide(
+        &mut self,
+        cert: &CertificateConfig,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> Result<String, OffsetDateTime> {
+        let daemon = &self.renewer.config.daemon;
+        let lineage = self
+            .renewer
+            .store
+            .lineage(&cert.name)
+            .map_err(|e| e.to_string());
+        let (plan, _) = schedule::plan_and_remember(
+            cert,
+            &lineage,
+            self.state.entry(&cert.name),
+            (daemon.renew_before.0, daemon.jitter.0),
+            now,
+            rand::random(),
+        );
+        if force {
+            Ok("forced".to_owned())
+        } else if plan.at <= now {
+            Ok(plan.reason)
+        } else {
+            Err(plan.at)
+        }
     }
 
     fn record(&mut self, cert: &CertificateConfig, started: OffsetDateTime, outcome: &Outcome) {
@@ -172,22 +206,4 @@ impl OneShot {
             warn!("cannot save state: {e}");
         }
     }
-}
-
-/// Why `cert` is to be renewed now, or when the fallback rule will renew it.
-fn due(
-    renewer: &Renewer,
-    cert: &CertificateConfig,
-    force: bool,
-    now: OffsetDateTime,
-) -> Result<String, OffsetDateTime> {
-    let lineage = renewer.store.lineage(&cert.name).map_err(|e| e.to_string());
-    let urgent = schedule::urgent(cert, &lineage, now);
-    if let (false, None, Ok(Some(l))) = (force, &urgent, &lineage) {
-        let at = schedule::fallback_time(l, renewer.config.daemon.renew_before.0);
-        if at > now {
-            return Err(at);
-        }
-    }
-    Ok(renew::reason(urgent.as_ref(), force))
 }

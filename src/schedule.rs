@@ -11,7 +11,7 @@ use std::fmt;
 use time::{Duration, OffsetDateTime};
 
 use crate::config::CertificateConfig;
-use crate::state::Window;
+use crate::state::{CertState, Window};
 use crate::store::Lineage;
 
 /// Why a certificate must be renewed now, regardless of its schedule.
@@ -159,7 +159,7 @@ pub struct Facts<'a> {
     /// What the store holds.
     pub lineage: &'a Result<Option<Lineage>, String>,
     /// What `state.json` remembers about this certificate.
-    pub state: &'a crate::state::CertState,
+    pub state: &'a CertState,
     /// `daemon.renew_before`.
     pub renew_before: std::time::Duration,
     /// `daemon.jitter`.
@@ -194,6 +194,39 @@ pub fn plan(config: &CertificateConfig, facts: &Facts<'_>, random: f64) -> Plan 
         },
         _ => base,
     }
+}
+
+/// Plans `config`'s certificate with what `cs` remembers, and remembers in `cs`
+/// what the plan decided: a live certificate other than the one `cs` is about
+/// (renewed behind the planner's back: a one-shot run, a crash before a save)
+/// resets it, and a newly drawn time is kept. Returns whether `cs` changed.
+pub fn plan_and_remember(
+    config: &CertificateConfig,
+    lineage: &Result<Option<Lineage>, String>,
+    cs: &mut CertState,
+    (renew_before, jitter): (std::time::Duration, std::time::Duration),
+    now: OffsetDateTime,
+    random: f64,
+) -> (Plan, bool) {
+    if let Ok(Some(live)) = lineage {
+        if !cs.is_for(&live.cert.serial) {
+            cs.renewed(&live.cert.serial);
+        }
+    }
+    let facts = Facts {
+        lineage,
+        state: cs,
+        renew_before,
+        jitter,
+        now,
+    };
+    let plan = plan(config, &facts, random);
+    let changed = plan.chosen.is_some();
+    if let Some(chosen) = plan.chosen {
+        cs.next_renewal = Some(chosen.at);
+        cs.next_renewal_for = chosen.window;
+    }
+    (plan, changed)
 }
 
 fn scheduled(lineage: &Lineage, facts: &Facts<'_>, random: f64) -> Plan {

@@ -19,7 +19,7 @@ pub use outcome::{Attempt, Outcome};
 use crate::acme::{self, Cas};
 use crate::config::{CertificateConfig, Config};
 use crate::metrics::Metrics;
-use crate::schedule::{self, Urgent};
+use crate::schedule;
 use crate::solver::Solvers;
 use crate::store::{Issued, Lineage, Store};
 
@@ -269,16 +269,5 @@ impl Renewer {
         self.cas.revoke(ca, &lineage.cert.der, reason).await?;
         warn!(cert_name = %cert.name, renewd_event = "revoked", serial = %lineage.cert.serial, "certificate revoked");
         Ok(lineage.cert.serial)
-    }
-}
-
-/// Why a certificate is renewed when nothing else says so: urgent (missing,
-/// mismatched, nearly expired), forced, or simply due.
-#[must_use]
-pub fn reason(urgent: Option<&Urgent>, force: bool) -> String {
-    match urgent {
-        Some(u) => u.to_string(),
-        None if force => "forced".to_owned(),
-        None => "due".to_owned(),
     }
 }

@@ -33,13 +33,17 @@ pub enum Outcome {
     },
     /// Every CA and solver failed; the live certificate is untouched.
     Failed(String),
+    /// Never started: the daemon began to stop while the renewal waited for a
+    /// place among the orders in flight. Nothing is recorded, so a forced
+    /// renewal stays pending for the next start.
+    Stopped,
 }
 
 impl Outcome {
     /// Whether this outcome counts as success for an exit code.
     #[must_use]
     pub fn is_ok(&self) -> bool {
-        !matches!(self, Self::Failed(_))
+        !matches!(self, Self::Failed(_) | Self::Stopped)
     }
 
     /// The word for it on the control socket and in metrics: `renewed`,
@@ -48,7 +52,7 @@ impl Outcome {
     pub fn event(&self) -> &'static str {
         match self {
             Self::Renewed { .. } => "renewed",
-            Self::Failed(_) => "failed",
+            Self::Failed(_) | Self::Stopped => "failed",
             Self::NotDue { .. } => "not-due",
         }
     }
@@ -63,7 +67,7 @@ impl Outcome {
     /// later when the CA said so (a rate limit's time, else `told`, the
     /// `Retry-After` of its refusal).
     pub fn record(&self, cs: &mut CertState, attempt: &Attempt) {
-        if matches!(self, Self::NotDue { .. }) {
+        if matches!(self, Self::NotDue { .. } | Self::Stopped) {
             return;
         }
         cs.last_attempt = Some(attempt.started);
@@ -88,7 +92,7 @@ impl Outcome {
                         .map_or(backoff, |asked| asked.max(backoff)),
                 );
             }
-            Self::NotDue { .. } => {}
+            Self::NotDue { .. } | Self::Stopped => {}
         }
     }
 }
@@ -126,6 +130,7 @@ impl fmt::Display for Outcome {
                 write!(f, "not due, renewal from {}", crate::status::rfc3339(*at))
             }
             Self::Failed(why) => write!(f, "failed: {why}"),
+            Self::Stopped => f.write_str("not started: renewd is stopping"),
         }
     }
 }

@@ -274,6 +274,37 @@ fn ari_times_are_spread_over_the_window_and_kept_across_restarts() {
 }
 
 #[test]
+fn sigterm_starts_no_new_order_and_a_forced_renewal_finishes_after_restart() {
+    let env = Env::new();
+    let (names, certs) = many_certificates(8);
+    env.write_config_with("max_concurrent = 1", &certs);
+    let mut daemon = Daemon::start(&env);
+    wait_until(MINUTE, "8 certificates issued", || all_at(&env, &names, 1));
+    let before = daemon.log_text().len();
+
+    daemon.signal(Signal::SIGUSR1);
+    wait_until(MINUTE, "the first forced order", || {
+        daemon.log_text()[before..].contains("order started")
+    });
+    assert_eq!(daemon.stop(), Some(0), "graceful stop");
+    let log = daemon.log_text()[before..].to_owned();
+    let stopping = log.find("stopping").expect("a stopping line");
+    assert!(
+        !log[stopping..].contains("order started"),
+        "an order started after SIGTERM:\n{log}"
+    );
+    let renewed = versions(&env, &names).iter().filter(|v| **v == 2).count();
+    assert!(renewed < names.len(), "all renewed before the stop: {log}");
+
+    // The forced renewal of the others was recorded: a restart finishes it.
+    let _daemon = Daemon::start(&env);
+    wait_until(MINUTE, "the rest renewed after restart", || {
+        all_at(&env, &names, 2)
+    });
+    assert_eq!(versions(&env, &names), vec![2; 8]);
+}
+
+#[test]
 fn sighup_keeps_running_on_a_broken_config_and_applies_a_fixed_one() {
     let env = Env::new();
     env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");

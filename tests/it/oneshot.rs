@@ -214,3 +214,54 @@ fn affected_serials_renew_only_those_certificates() {
     assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
     assert_eq!(env.store().lineage("a").unwrap().unwrap().version, 1);
 }
+
+/// Rewrites `name`'s entry in state.json with `edit`.
+fn edit_state(env: &Env, name: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = env.state_dir().join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut state["certificates"][name]);
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+}
+
+#[test]
+fn one_shot_renew_decides_like_the_daemon_from_the_state() {
+    let env = Env::new();
+    env.write_config(
+        "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nreuse_key = true\n",
+    );
+    assert_eq!(env.renewd(&["renew"]).code, 0);
+    let key = |env: &Env| env.store().lineage("a").unwrap().unwrap().cert.spki_der;
+    let first = key(&env);
+
+    // A time drawn in an ARI window that has passed: due, though the fallback
+    // rule would wait two months.
+    edit_state(&env, "a", |cs| {
+        let window =
+            serde_json::json!({"start": "2026-01-01T00:00:00Z", "end": "2026-01-03T00:00:00Z"});
+        cs["ari_window"] = window.clone();
+        cs["next_renewal_for"] = window;
+        cs["next_renewal"] = "2026-01-02T00:00:00Z".into();
+    });
+    let run = env.renewd(&["renew"]);
+    assert!(run.stdout.contains("a: renewed: version 2"), "{run:?}");
+    assert_eq!(key(&env), first, "reuse_key keeps the key");
+
+    // A forced renewal a daemon recorded and did not finish.
+    edit_state(&env, "a", |cs| cs["force_pending"] = true.into());
+    let run = env.renewd(&["renew"]);
+    assert!(run.stdout.contains("a: renewed: version 3"), "{run:?}");
+
+    // A revocation the daemon noticed: renewed at once, with a new key.
+    edit_state(&env, "a", |cs| cs["revoked"] = true.into());
+    let run = env.renewd(&["renew"]);
+    assert!(run.stdout.contains("a: renewed: version 4"), "{run:?}");
+    assert_ne!(
+        key(&env),
+        first,
+        "a revoked certificate's key is not reused"
+    );
+
+    let run = env.renewd(&["renew"]);
+    assert!(run.stdout.contains("a: not due"), "{run:?}");
+}

@@ -35,7 +35,7 @@ use crate::deploy::Check;
 use crate::metrics::Metrics;
 use crate::reload;
 use crate::renew::{Outcome, Renewer};
-use crate::schedule::{self, Facts, Plan};
+use crate::schedule::{self, Plan};
 use crate::state::State;
 use crate::systemd::notify;
 
@@ -297,25 +297,16 @@ impl Scheduler {
         let state = Arc::clone(&self.state);
         let mut state = state.lock().await;
         let cs = state.entry(name);
-        if let Some(serial) = &serial {
-            if !cs.is_for(serial) {
-                // Renewed behind our back (one-shot run, crash before a save):
-                // what we knew is about another certificate.
-                cs.renewed(serial);
-            }
-        }
         let daemon = &self.renewer.config.daemon;
-        let facts = Facts {
-            lineage: &lineage,
-            state: cs,
-            renew_before: daemon.renew_before.0,
-            jitter: daemon.jitter.0,
+        let (plan, changed) = schedule::plan_and_remember(
+            cert,
+            &lineage,
+            cs,
+            (daemon.renew_before.0, daemon.jitter.0),
             now,
-        };
-        let plan = schedule::plan(cert, &facts, rand::random());
-        if let Some(chosen) = plan.chosen {
-            cs.next_renewal = Some(chosen.at);
-            cs.next_renewal_for = chosen.window;
+            rand::random(),
+        );
+        if changed {
             self.save_at
                 .get_or_insert_with(|| Instant::now() + SAVE_DELAY);
         }
@@ -352,12 +343,20 @@ impl Scheduler {
 
     async fn shutdown(mut self) {
         notify::stopping();
-        info!(in_flight = self.renewals.len(), "stopping");
+        // Renewals still waiting for a place end as `Stopped` without an order;
+        // forced ones stay pending in the state for the next start.
+        self.permits.close();
+        let in_flight =
+            (self.config().daemon.max_concurrent).saturating_sub(self.permits.available_permits());
+        info!(in_flight, "stopping");
         let drained = tokio::time::timeout(DRAIN, async {
             while let Some((name, done)) = self.renewals.join_next().await {
-                if let Ok((started, outcome)) = done {
-                    info!(cert_name = %name, "finished before stop: {outcome}");
-                    self.record(&name, started, &outcome).await;
+                match done {
+                    Ok((_, Outcome::Stopped)) | Err(_) => {}
+                    Ok((started, outcome)) => {
+                        info!(cert_name = %name, "finished before stop: {outcome}");
+                        self.record(&name, started, &outcome).await;
+                    }
                 }
             }
         })

@@ -70,12 +70,15 @@ impl Scheduler {
         let reason = reason.to_owned();
         self.renewals.spawn(name, async move {
             let started = OffsetDateTime::now_utc();
-            let slot = Arc::clone(&permits).acquire_owned().await.ok();
+            // Closed when the daemon stops: no new order after SIGTERM.
+            let Ok(slot) = Arc::clone(&permits).acquire_owned().await else {
+                return (started, Outcome::Stopped);
+            };
             let in_flight = max.saturating_sub(permits.available_permits());
             info!(cert_name = %cert.name, in_flight, reason, "order started");
             (
                 started,
-                renewer.renew(&cert, &reason, fresh_key, slot).await,
+                renewer.renew(&cert, &reason, fresh_key, Some(slot)).await,
             )
         });
     }
@@ -99,6 +102,9 @@ impl Scheduler {
     }
 
     pub(super) async fn record(&mut self, name: &str, started: OffsetDateTime, outcome: &Outcome) {
+        if matches!(outcome, Outcome::Stopped) {
+            return;
+        }
         self.metrics.renewal(name, outcome.is_ok());
         if let Outcome::Failed(why) = outcome {
             warn!(
