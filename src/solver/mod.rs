@@ -26,6 +26,11 @@ use instant_acme::ChallengeType;
 
 use crate::config::SolverConfig;
 
+/// Why a dns-01 record could not be published or did not become visible.
+pub use dns01::Error as DnsError;
+/// Why the tls-alpn-01 validation certificate could not be made.
+pub use tlsalpn01::Error as TlsAlpnError;
+
 /// A challenge response could not be put in place.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,20 +55,20 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A DNS provider refused or failed, or the record never became visible.
-    #[error("solver {solver}: {message}")]
+    #[error("solver {solver}: {source}")]
     Dns {
         /// Solver name.
         solver: String,
-        /// What went wrong, naming the record and server.
-        message: String,
+        /// What went wrong, naming the record and server (boxed: it is large).
+        source: Box<DnsError>,
     },
     /// The tls-alpn-01 certificate could not be made.
-    #[error("solver {solver}: {message}")]
+    #[error("solver {solver}: {source}")]
     TlsAlpn {
         /// Solver name.
         solver: String,
         /// What went wrong.
-        message: String,
+        source: TlsAlpnError,
     },
 }
 

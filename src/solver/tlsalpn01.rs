@@ -14,11 +14,21 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::Error;
 use super::listener::{Entries, OnDemand};
 
 /// The ALPN protocol of RFC 8737 §6.2.
 const ACME_TLS_1: &[u8] = b"acme-tls/1";
+
+/// Why the validation certificate could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// rcgen could not generate the key or build and sign the certificate.
+    #[error(transparent)]
+    Certificate(#[from] rcgen::Error),
+    /// rustls could not load the generated key for signing.
+    #[error(transparent)]
+    SigningKey(#[from] rustls::Error),
+}
 
 /// See the module docs.
 #[derive(Debug)]
@@ -36,11 +46,12 @@ impl Standalone {
         solver: &str,
         domain: &str,
         digest: &[u8; 32],
-    ) -> Result<(), Error> {
-        let cert = challenge_certificate(domain, digest).map_err(|message| Error::TlsAlpn {
-            solver: solver.to_owned(),
-            message,
-        })?;
+    ) -> Result<(), super::Error> {
+        let cert =
+            challenge_certificate(domain, digest).map_err(|source| super::Error::TlsAlpn {
+                solver: solver.to_owned(),
+                source,
+            })?;
         self.0
             .add(solver, &domain.to_ascii_lowercase(), Arc::new(cert))
             .await
@@ -52,17 +63,13 @@ impl Standalone {
 }
 
 /// The self-signed validation certificate of RFC 8737 §3.
-fn challenge_certificate(domain: &str, digest: &[u8; 32]) -> Result<CertifiedKey, String> {
-    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let mut params =
-        rcgen::CertificateParams::new(vec![domain.to_owned()]).map_err(|e| e.to_string())?;
+fn challenge_certificate(domain: &str, digest: &[u8; 32]) -> Result<CertifiedKey, Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()])?;
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
-    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let cert = params.self_signed(&key)?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let signing_key = provider()
-        .key_provider
-        .load_private_key(key_der)
-        .map_err(|e| e.to_string())?;
+    let signing_key = provider().key_provider.load_private_key(key_der)?;
     Ok(CertifiedKey::new(vec![cert.der().clone()], signing_key))
 }
 
@@ -132,5 +139,17 @@ mod tests {
         // DER OCTET STRING (0x04, length 32) wrapping the digest.
         assert_eq!(&ext.value[..2], &[0x04, 32]);
         assert_eq!(&ext.value[2..], &digest);
+    }
+
+    #[tokio::test]
+    async fn a_name_rcgen_refuses_is_reported_in_its_words_after_the_solver() {
+        let standalone = Standalone::new("127.0.0.1:0".parse().unwrap());
+        let err = standalone
+            .present("alpn", "bücher.example", &[0; 32])
+            .await
+            .unwrap_err();
+        let rcgen = challenge_certificate("bücher.example", &[0; 32]).unwrap_err();
+        assert!(matches!(rcgen, Error::Certificate(_)), "{rcgen:?}");
+        assert_eq!(err.to_string(), format!("solver alpn: {rcgen}"));
     }
 }

@@ -8,7 +8,7 @@
 //! same name and value). `api_url` may be plain http, for gateways and tests.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -35,6 +35,141 @@ const IDENTICAL_RECORD: i64 = 81058;
 
 type Http = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// Why the cloudflare provider could not create or delete a record.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// Cloudflare refused to create the record.
+    #[error("cannot create {record} in Cloudflare zone {zone}: {source}")]
+    Create {
+        /// The record.
+        record: Record,
+        /// The zone's name.
+        zone: String,
+        /// The failed call.
+        #[source]
+        source: CallError,
+    },
+    /// The records to delete could not be listed.
+    #[error("cannot look up {record} in zone {zone}: {source}")]
+    Find {
+        /// The record.
+        record: Record,
+        /// The zone's name.
+        zone: String,
+        /// The failed call.
+        #[source]
+        source: CallError,
+    },
+    /// Cloudflare refused to delete the record.
+    #[error("cannot delete {record} (id {id}): {source}")]
+    Delete {
+        /// The record.
+        record: Record,
+        /// Cloudflare's id of it.
+        id: String,
+        /// The failed call.
+        #[source]
+        source: CallError,
+    },
+    /// The zone holding the record could not be looked up.
+    #[error("looking up the Cloudflare zone of {}: {source}", record.fqdn)]
+    ZoneLookup {
+        /// The record.
+        record: Record,
+        /// The failed call.
+        #[source]
+        source: CallError,
+    },
+    /// No zone holding the record is visible to the token.
+    #[error(
+        "no Cloudflare zone for {record} (tried {}) is visible to the token in {}: give \
+         the token Zone:DNS:Edit on the zone",
+        tried.join(", "),
+        token_file.display()
+    )]
+    NoZone {
+        /// The record.
+        record: Record,
+        /// The zone names asked for, nearest first.
+        tried: Vec<String>,
+        /// `api_token_file`.
+        token_file: PathBuf,
+    },
+}
+
+/// One API call that failed: the request, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {url}: {reason}")]
+pub struct CallError {
+    method: Method,
+    url: String,
+    #[source]
+    reason: CallFailure,
+}
+
+impl CallError {
+    /// Whether Cloudflare answered with error `code`.
+    fn has_code(&self, code: i64) -> bool {
+        matches!(&self.reason, CallFailure::Rejected { errors, .. }
+            if errors.iter().any(|e| e.code == code))
+    }
+}
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallFailure {
+    /// The token file cannot be read.
+    #[error("cannot read API token {}: {source}", path.display())]
+    Token {
+        /// `api_token_file`.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The platform's trust store cannot be loaded.
+    #[error("system trust store: {0}")]
+    TrustStore(#[source] rustls::Error),
+    /// The request could not be built (e.g. a malformed `api_url`).
+    #[error(transparent)]
+    Request(#[from] http::Error),
+    /// The request could not be sent (connect, TLS, protocol).
+    #[error(transparent)]
+    Send(#[from] hyper_util::client::legacy::Error),
+    /// The response body could not be read.
+    #[error(transparent)]
+    Body(#[from] hyper::Error),
+    /// No complete response in time.
+    #[error("no answer within {}s", .0.as_secs())]
+    Timeout(Duration),
+    /// A Cloudflare API answer reporting failure.
+    #[error("{}{}", describe(*status, errors), token_hint(*status, token_file))]
+    Rejected {
+        /// The HTTP status.
+        status: StatusCode,
+        /// Cloudflare's errors.
+        errors: Vec<ApiError>,
+        /// `api_token_file`, named when the status says the token is wrong.
+        token_file: PathBuf,
+    },
+    /// An answer that is not Cloudflare's JSON (a proxy's error page, ...).
+    #[error(
+        "HTTP {status}, not a Cloudflare API answer: {body}{}",
+        token_hint(*status, token_file)
+    )]
+    NotApi {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The start of the body.
+        body: String,
+        /// `api_token_file`, named when the status says the token is wrong.
+        token_file: PathBuf,
+    },
+}
+
 /// The cloudflare provider of one solver.
 #[derive(Debug)]
 pub(super) struct Cloudflare {
@@ -55,8 +190,9 @@ struct Envelope<T> {
     result: Option<T>,
 }
 
+/// One entry of an API answer's `errors`.
 #[derive(Debug, Deserialize)]
-struct ApiError {
+pub struct ApiError {
     #[serde(default)]
     code: i64,
     #[serde(default)]
@@ -74,13 +210,6 @@ struct DnsRecord {
     id: String,
 }
 
-/// A failed API call: the HTTP status (if there was an answer) and Cloudflare's errors.
-#[derive(Debug)]
-struct Failure {
-    codes: Vec<i64>,
-    message: String,
-}
-
 impl Cloudflare {
     pub(super) fn new(api_url: Option<&str>, token_file: PathBuf) -> Self {
         Self {
@@ -95,7 +224,7 @@ impl Cloudflare {
     }
 
     /// Creates the TXT record and remembers its id.
-    pub(super) async fn create(&self, record: &Record) -> Result<(), String> {
+    pub(super) async fn create(&self, record: &Record) -> Result<(), Error> {
         let zone = self.zone(record).await?;
         let body = serde_json::json!({
             "type": "TXT",
@@ -109,15 +238,16 @@ impl Cloudflare {
             .await
         {
             Ok(created) => created.id,
-            Err(f) if f.codes.contains(&IDENTICAL_RECORD) => {
-                let mut ids = self.find(&zone, record).await.map_err(|f| f.message)?;
-                ids.pop().ok_or_else(|| f.message.clone())?
+            Err(f) if f.has_code(IDENTICAL_RECORD) => {
+                let mut ids = self.find(&zone, record).await?;
+                ids.pop().ok_or(f)?
             }
-            Err(f) => {
-                return Err(format!(
-                    "cannot create {record} in Cloudflare zone {}: {}",
-                    zone.name, f.message
-                ));
+            Err(source) => {
+                return Err(Error::Create {
+                    record: record.clone(),
+                    zone: zone.name,
+                    source,
+                });
             }
         };
         self.created().insert(record.key(), (zone.id, id));
@@ -125,32 +255,43 @@ impl Cloudflare {
     }
 
     /// Deletes the record created for this name and value (only it).
-    pub(super) async fn delete(&self, record: &Record) -> Result<(), String> {
+    pub(super) async fn delete(&self, record: &Record) -> Result<(), Error> {
         let remembered = self.created().remove(&record.key());
         let (zone_id, ids) = match remembered {
             Some((zone_id, id)) => (zone_id, vec![id]),
             None => {
                 let zone = self.zone(record).await?;
-                let ids = self.find(&zone, record).await.map_err(|f| {
-                    format!(
-                        "cannot look up {record} in zone {}: {}",
-                        zone.name, f.message
-                    )
-                })?;
+                let ids = match self.find(&zone, record).await {
+                    Ok(ids) => ids,
+                    Err(source) => {
+                        return Err(Error::Find {
+                            record: record.clone(),
+                            zone: zone.name,
+                            source,
+                        });
+                    }
+                };
                 (zone.id, ids)
             }
         };
         for id in ids {
             let path = format!("/zones/{zone_id}/dns_records/{id}");
-            self.call::<serde_json::Value>(Method::DELETE, &path, None)
+            if let Err(source) = self
+                .call::<serde_json::Value>(Method::DELETE, &path, None)
                 .await
-                .map_err(|f| format!("cannot delete {record} (id {id}): {}", f.message))?;
+            {
+                return Err(Error::Delete {
+                    record: record.clone(),
+                    id,
+                    source,
+                });
+            }
         }
         Ok(())
     }
 
     /// The ids of the TXT records with `record`'s name and value in `zone`.
-    async fn find(&self, zone: &Zone, record: &Record) -> Result<Vec<String>, Failure> {
+    async fn find(&self, zone: &Zone, record: &Record) -> Result<Vec<String>, CallError> {
         let path = format!(
             "/zones/{}/dns_records?type=TXT&name={}&content={}",
             zone.id,
@@ -162,7 +303,7 @@ impl Cloudflare {
     }
 
     /// The nearest zone holding `record`'s domain that the token can see.
-    async fn zone(&self, record: &Record) -> Result<Zone, String> {
+    async fn zone(&self, record: &Record) -> Result<Zone, Error> {
         let candidates = super::query::ancestors(&record.name);
         // The first candidate is the record itself, never a zone apex.
         let candidates: Vec<String> = candidates
@@ -172,22 +313,22 @@ impl Cloudflare {
             .collect();
         for candidate in &candidates {
             let path = format!("/zones?name={}", encode(candidate));
-            let zones: Vec<Zone> = self.call(Method::GET, &path, None).await.map_err(|f| {
-                format!(
-                    "looking up the Cloudflare zone of {}: {}",
-                    record.fqdn, f.message
-                )
-            })?;
+            let zones: Vec<Zone> = self
+                .call(Method::GET, &path, None)
+                .await
+                .map_err(|source| Error::ZoneLookup {
+                    record: record.clone(),
+                    source,
+                })?;
             if let Some(zone) = zones.into_iter().next() {
                 return Ok(zone);
             }
         }
-        Err(format!(
-            "no Cloudflare zone for {record} (tried {}) is visible to the token in {}: give \
-             the token Zone:DNS:Edit on the zone",
-            candidates.join(", "),
-            self.token_file.display()
-        ))
+        Err(Error::NoZone {
+            record: record.clone(),
+            tried: candidates,
+            token_file: self.token_file.clone(),
+        })
     }
 
     /// One API call; `result` of a successful answer.
@@ -196,48 +337,48 @@ impl Cloudflare {
         method: Method,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> Result<T, Failure> {
+    ) -> Result<T, CallError> {
         let url = format!("{}{path}", self.base);
-        let shown = format!("{method} {url}");
-        let fail = |message: String| Failure {
-            codes: Vec::new(),
-            message: format!("{shown}: {message}"),
+        let fail = |reason: CallFailure| CallError {
+            method: method.clone(),
+            url: url.clone(),
+            reason,
         };
         let token = tokio::fs::read_to_string(&self.token_file)
             .await
-            .map_err(|e| {
-                fail(format!(
-                    "cannot read API token {}: {e}",
-                    self.token_file.display()
-                ))
+            .map_err(|source| {
+                fail(CallFailure::Token {
+                    path: self.token_file.clone(),
+                    source,
+                })
             })?;
-        let http = self.http().await.map_err(fail)?;
+        let http = self
+            .http()
+            .await
+            .map_err(|e| fail(CallFailure::TrustStore(e)))?;
         let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
         let request = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(&url)
             .header(header::AUTHORIZATION, format!("Bearer {}", token.trim()))
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json")
             .body(Full::new(body))
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.into()))?;
         let exchange = async {
-            let response = http
-                .request(request)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+            let response = http.request(request).await.map_err(|e| fail(e.into()))?;
             let status = response.status();
             let bytes = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(e.into()))?
                 .to_bytes();
-            Ok::<_, Failure>((status, bytes))
+            Ok::<_, CallError>((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
-            .map_err(|_| fail(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())))??;
+            .map_err(|_| fail(CallFailure::Timeout(REQUEST_TIMEOUT)))??;
         let envelope: Option<Envelope<T>> = serde_json::from_slice(&bytes).ok();
         match envelope {
             Some(Envelope {
@@ -245,39 +386,26 @@ impl Cloudflare {
                 result: Some(result),
                 ..
             }) if status.is_success() => Ok(result),
-            Some(envelope) => Err(Failure {
-                codes: envelope.errors.iter().map(|e| e.code).collect(),
-                message: format!(
-                    "{shown}: {}{}",
-                    describe(status, &envelope.errors),
-                    self.token_hint(status)
-                ),
-            }),
-            None => Err(fail(format!(
-                "HTTP {status}, not a Cloudflare API answer: {}{}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).trim(),
-                self.token_hint(status)
-            ))),
+            Some(envelope) => Err(fail(CallFailure::Rejected {
+                status,
+                errors: envelope.errors,
+                token_file: self.token_file.clone(),
+            })),
+            None => Err(fail(CallFailure::NotApi {
+                status,
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                    .trim()
+                    .to_owned(),
+                token_file: self.token_file.clone(),
+            })),
         }
     }
 
-    fn token_hint(&self, status: StatusCode) -> String {
-        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            format!(
-                " (check the token in {}: it needs Zone:DNS:Edit)",
-                self.token_file.display()
-            )
-        } else {
-            String::new()
-        }
-    }
-
-    async fn http(&self) -> Result<&Http, String> {
+    async fn http(&self) -> Result<&Http, rustls::Error> {
         self.http
             .get_or_try_init(|| async {
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                    .try_with_platform_verifier()
-                    .map_err(|e| format!("system trust store: {e}"))?
+                    .try_with_platform_verifier()?
                     .https_or_http()
                     .enable_http1()
                     .build();
@@ -288,6 +416,18 @@ impl Cloudflare {
 
     fn created(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, String)>> {
         self.created.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What to check when the API refused the token; empty for other statuses.
+fn token_hint(status: StatusCode, token_file: &Path) -> String {
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        format!(
+            " (check the token in {}: it needs Zone:DNS:Edit)",
+            token_file.display()
+        )
+    } else {
+        String::new()
     }
 }
 
@@ -345,11 +485,65 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_refused_call_names_the_request_cloudflare_s_errors_and_the_token_file() {
+        let call = CallError {
+            method: Method::GET,
+            url: "https://api.example/client/v4/zones?name=example.com".into(),
+            reason: CallFailure::Rejected {
+                status: StatusCode::FORBIDDEN,
+                errors: vec![ApiError {
+                    code: 9109,
+                    message: "Invalid access token".into(),
+                }],
+                token_file: "/etc/renewd/cf.token".into(),
+            },
+        };
+        assert!(call.has_code(9109) && !call.has_code(IDENTICAL_RECORD));
+        assert_eq!(
+            call.to_string(),
+            "GET https://api.example/client/v4/zones?name=example.com: HTTP 403 Forbidden: \
+             [9109] Invalid access token (check the token in /etc/renewd/cf.token: it needs \
+             Zone:DNS:Edit)"
+        );
+        let record = Record::new("a.example.com", "v").unwrap();
+        let err = Error::ZoneLookup {
+            record: record.clone(),
+            source: call,
+        };
+        assert!(
+            err.to_string().starts_with(
+                "looking up the Cloudflare zone of _acme-challenge.a.example.com.: GET "
+            ),
+            "{err}"
+        );
+        let not_api = CallFailure::NotApi {
+            status: StatusCode::BAD_GATEWAY,
+            body: "<html>".into(),
+            token_file: "/t".into(),
+        };
+        assert_eq!(
+            not_api.to_string(),
+            "HTTP 502 Bad Gateway, not a Cloudflare API answer: <html>"
+        );
+        let no_zone = Error::NoZone {
+            record,
+            tried: vec!["a.example.com".into(), "example.com".into()],
+            token_file: "/etc/renewd/cf.token".into(),
+        };
+        assert_eq!(
+            no_zone.to_string(),
+            "no Cloudflare zone for _acme-challenge.a.example.com. TXT \"v\" (tried \
+             a.example.com, example.com) is visible to the token in /etc/renewd/cf.token: give \
+             the token Zone:DNS:Edit on the zone"
+        );
+    }
+
     #[tokio::test]
     async fn an_unreadable_token_is_named() {
         let cf = Cloudflare::new(Some("http://127.0.0.1:9"), "/nonexistent/token".into());
         let record = Record::new("a.example.com", "v").unwrap();
-        let err = cf.create(&record).await.unwrap_err();
+        let err = cf.create(&record).await.unwrap_err().to_string();
         assert!(
             err.contains("cannot read API token /nonexistent/token"),
             "{err}"

@@ -20,15 +20,46 @@ mod rfc2136;
 use std::collections::HashMap;
 use std::fmt;
 
+use hickory_proto::ProtoError;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::Name;
 
-use super::Error;
 use crate::config::{Dns01Config, Dns01Provider};
 
 /// TTL of the records we publish: short, so a retry's value is not hidden
 /// behind a cached old one.
 const TTL: u32 = 60;
+
+/// Why a dns-01 record could not be published, found or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `_acme-challenge.<domain>.` is not a valid DNS name.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The rfc2136 provider failed.
+    #[error(transparent)]
+    Rfc2136(#[from] rfc2136::Error),
+    /// The cloudflare provider failed.
+    #[error(transparent)]
+    Cloudflare(#[from] cloudflare::Error),
+    /// The exec hook failed.
+    #[error(transparent)]
+    Exec(#[from] exec::Error),
+    /// The record did not become visible, or where to look is unknown.
+    #[error(transparent)]
+    Propagation(#[from] propagation::Error),
+}
+
+/// `_acme-challenge.<domain>.` is not a valid DNS name.
+#[derive(Debug, thiserror::Error)]
+#[error("{fqdn}: not a DNS name: {source}")]
+pub struct NameError {
+    /// The record name as built from the domain.
+    fqdn: String,
+    /// hickory's parse error.
+    #[source]
+    source: ProtoError,
+}
 
 /// A configured dns-01 solver.
 #[derive(Debug)]
@@ -48,9 +79,10 @@ enum Provider {
     Exec(exec::Exec),
 }
 
-/// The TXT record of one authorization.
+/// The TXT record of one authorization. Public only because the error types
+/// carry it; it is built and read in this module alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Record {
+pub struct Record {
     /// `_acme-challenge.<domain>.`
     name: Name,
     /// The same, as text with the trailing dot.
@@ -61,13 +93,16 @@ pub(super) struct Record {
 
 impl Record {
     /// The record for `domain` (with or without `*.`, trailing dot or not).
-    pub(super) fn new(domain: &str, value: &str) -> Result<Self, String> {
+    pub(super) fn new(domain: &str, value: &str) -> Result<Self, NameError> {
         let domain = domain
             .trim_start_matches("*.")
             .trim_end_matches('.')
             .to_ascii_lowercase();
         let fqdn = format!("_acme-challenge.{domain}.");
-        let name = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: not a DNS name: {e}"))?;
+        let name = match Name::from_ascii(&fqdn) {
+            Ok(name) => name,
+            Err(source) => return Err(NameError { fqdn, source }),
+        };
         Ok(Self {
             name,
             fqdn,
@@ -107,6 +142,15 @@ impl fmt::Display for Record {
 /// A response code as DNS tools print it (`NXDOMAIN`, `REFUSED`, ...).
 fn rcode(code: ResponseCode) -> String {
     format!("{code:?}").to_ascii_uppercase()
+}
+
+/// `items` shown one after the other, `separator` between them.
+fn joined<T: fmt::Display>(items: &[T], separator: &str) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(separator)
 }
 
 impl Dns01 {
@@ -149,19 +193,19 @@ impl Dns01 {
         solver: &str,
         domain: &str,
         value: &str,
-    ) -> Result<(), Error> {
-        let fail = |message: String| Error::Dns {
+    ) -> Result<(), super::Error> {
+        let fail = |source: Error| super::Error::Dns {
             solver: solver.to_owned(),
-            message,
+            source: Box::new(source),
         };
         let record = self.record(solver, domain, value).await.map_err(fail)?;
         self.presented()
             .insert((domain.to_owned(), value.to_owned()), record.clone());
         self.add(&record).await.map_err(fail)?;
         tracing::info!(solver, record = %record.fqdn, "TXT record published, waiting until visible");
-        if let Err(message) = self.propagation.wait(&record).await {
+        if let Err(e) = self.propagation.wait(&record).await {
             self.remove_logged(solver, &record).await;
-            return Err(fail(message));
+            return Err(fail(e.into()));
         }
         Ok(())
     }
@@ -190,7 +234,7 @@ impl Dns01 {
 
     /// The record to publish for `domain`: at `_acme-challenge.<domain>`, or where
     /// a CNAME there points.
-    async fn record(&self, solver: &str, domain: &str, value: &str) -> Result<Record, String> {
+    async fn record(&self, solver: &str, domain: &str, value: &str) -> Result<Record, Error> {
         let record = Record::new(domain, value)?;
         let target = self.propagation.follow_cnames(&record.name).await;
         if target == record.name {
@@ -200,19 +244,20 @@ impl Dns01 {
         Ok(record.at(target))
     }
 
-    async fn add(&self, record: &Record) -> Result<(), String> {
+    async fn add(&self, record: &Record) -> Result<(), Error> {
         match &self.provider {
-            Provider::Rfc2136(p) => p.add(record).await,
-            Provider::Cloudflare(p) => p.create(record).await,
-            Provider::Exec(p) => p.set(record).await,
+            Provider::Rfc2136(p) => p.add(record).await?,
+            Provider::Cloudflare(p) => p.create(record).await?,
+            Provider::Exec(p) => p.set(record).await?,
         }
+        Ok(())
     }
 
     async fn remove_logged(&self, solver: &str, record: &Record) {
-        let removed = match &self.provider {
-            Provider::Rfc2136(p) => p.delete(record).await,
-            Provider::Cloudflare(p) => p.delete(record).await,
-            Provider::Exec(p) => p.unset(record).await,
+        let removed: Result<(), Error> = match &self.provider {
+            Provider::Rfc2136(p) => p.delete(record).await.map_err(Into::into),
+            Provider::Cloudflare(p) => p.delete(record).await.map_err(Into::into),
+            Provider::Exec(p) => p.unset(record).await.map_err(Into::into),
         };
         match removed {
             Ok(()) => tracing::info!(solver, record = %record.fqdn, "TXT record removed"),
@@ -243,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_bad_domain_is_refused_naming_it() {
-        let err = Record::new("a..example.com", "v").unwrap_err();
+        let err = Record::new("a..example.com", "v").unwrap_err().to_string();
         assert!(err.contains("_acme-challenge.a..example.com."), "{err}");
     }
 

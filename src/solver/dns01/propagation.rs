@@ -18,7 +18,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::time::Instant;
 
 use super::query;
-use super::{Record, rcode};
+use super::{Record, joined, rcode};
 use crate::config::ConfigDuration;
 
 /// Delay before the second look; it doubles up to [`MAX_DELAY`].
@@ -27,6 +27,102 @@ const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(8);
 /// CNAMEs followed from `_acme-challenge.<domain>` before giving up (a loop).
 const MAX_CNAME_HOPS: usize = 8;
+
+/// Why waiting for a record failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Finding the zone's name servers took all of `propagation_timeout`.
+    #[error(
+        "cannot find the authoritative servers of {record} within {timeout} \
+         (propagation_timeout); set resolvers to servers that see the zone"
+    )]
+    DiscoveryTimeout {
+        /// The record.
+        record: Record,
+        /// `propagation_timeout`.
+        timeout: ConfigDuration,
+    },
+    /// Some servers still did not show the record after `propagation_timeout`.
+    #[error(
+        "{record} still not visible after {timeout} (propagation_timeout) at {}; \
+         raise propagation_timeout or check where resolvers point",
+        joined(missing, "; ")
+    )]
+    NotVisible {
+        /// The record.
+        record: Record,
+        /// `propagation_timeout`.
+        timeout: ConfigDuration,
+        /// Each server that did not show it, and what it answered.
+        missing: Vec<Missing>,
+    },
+    /// The system resolver finds no SOA for the record or its parents.
+    #[error("the system resolver names no zone (SOA) containing {record}; set resolvers")]
+    NoZone {
+        /// The record.
+        record: Record,
+    },
+    /// A name server of the zone has no A or AAAA record.
+    #[error(
+        "name server {name} of zone {zone} has no address the system resolver knows; \
+         set resolvers"
+    )]
+    NoAddress {
+        /// The name server.
+        name: Name,
+        /// The zone it serves.
+        zone: Name,
+    },
+    /// The zone has no NS records.
+    #[error("the system resolver names no NS for zone {zone} (holding {record}); set resolvers")]
+    NoNameServers {
+        /// The zone.
+        zone: Name,
+        /// The record.
+        record: Record,
+    },
+    /// No system resolver answered a lookup.
+    #[error(
+        "system resolver cannot look up {name} {rtype}: {}",
+        joined(failures, ", ")
+    )]
+    Lookup {
+        /// The name looked up.
+        name: Name,
+        /// The type looked up.
+        rtype: RecordType,
+        /// What each resolver failed with.
+        failures: Vec<query::Error>,
+    },
+}
+
+/// A server that does not show the record.
+#[derive(Debug, thiserror::Error)]
+#[error("{server}: {why}")]
+pub struct Missing {
+    /// The server, or a name server with its addresses.
+    server: String,
+    /// What it answered instead.
+    #[source]
+    why: Absence,
+}
+
+/// What a server answered instead of the record.
+#[derive(Debug, thiserror::Error)]
+pub enum Absence {
+    /// An error response code (NXDOMAIN, SERVFAIL, ...).
+    #[error("{}", rcode(*.0))]
+    Rcode(ResponseCode),
+    /// NOERROR without any TXT record.
+    #[error("no TXT record")]
+    NoRecord,
+    /// TXT records, but not with our value.
+    #[error("only other TXT values ({})", .0.join(", "))]
+    OtherValues(Vec<String>),
+    /// No answer from any of its addresses.
+    #[error("{}", joined(.0, ", "))]
+    Unreachable(Vec<query::Error>),
+}
 
 /// Where and how long to wait for one solver.
 #[derive(Debug)]
@@ -74,26 +170,26 @@ impl Propagation {
     ///
     /// # Errors
     ///
-    /// After `propagation_timeout`, a message naming each target that still
-    /// does not show the record and what it answered.
-    pub(super) async fn wait(&self, record: &Record) -> Result<(), String> {
+    /// After `propagation_timeout`, [`Error::NotVisible`] naming each target
+    /// that still does not show the record and what it answered.
+    pub(super) async fn wait(&self, record: &Record) -> Result<(), Error> {
         let started = Instant::now();
         let deadline = started + self.timeout.0;
         let targets = tokio::time::timeout_at(deadline, self.targets(record))
             .await
-            .map_err(|_| {
-                format!(
-                    "cannot find the authoritative servers of {record} within {} \
-                     (propagation_timeout); set resolvers to servers that see the zone",
-                    self.timeout
-                )
+            .map_err(|_| Error::DiscoveryTimeout {
+                record: record.clone(),
+                timeout: self.timeout,
             })??;
         let mut delay = FIRST_DELAY;
         loop {
             let mut missing = Vec::new();
             for target in &targets {
                 if let Err(why) = shows(target, record).await {
-                    missing.push(format!("{target}: {why}"));
+                    missing.push(Missing {
+                        server: target.to_string(),
+                        why,
+                    });
                 }
             }
             if missing.is_empty() {
@@ -106,14 +202,13 @@ impl Propagation {
                 return Ok(());
             }
             if Instant::now() + delay > deadline {
-                return Err(format!(
-                    "{record} still not visible after {} (propagation_timeout) at {}; \
-                     raise propagation_timeout or check where resolvers point",
-                    self.timeout,
-                    missing.join("; ")
-                ));
+                return Err(Error::NotVisible {
+                    record: record.clone(),
+                    timeout: self.timeout,
+                    missing,
+                });
             }
-            tracing::debug!(record = %record.fqdn, "not visible yet: {}", missing.join("; "));
+            tracing::debug!(record = %record.fqdn, "not visible yet: {}", joined(&missing, "; "));
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_DELAY);
         }
@@ -150,7 +245,7 @@ impl Propagation {
         primary.into_iter().chain(system).collect()
     }
 
-    async fn targets(&self, record: &Record) -> Result<Vec<Target>, String> {
+    async fn targets(&self, record: &Record) -> Result<Vec<Target>, Error> {
         let single = |address: &SocketAddr, recursion| Target {
             label: address.to_string(),
             addresses: vec![*address],
@@ -194,7 +289,7 @@ async fn cname_of(sources: &[(SocketAddr, bool)], name: &Name) -> Option<Name> {
 
 /// Whether `target` answers the TXT query for `record` with its value;
 /// otherwise what it said instead.
-async fn shows(target: &Target, record: &Record) -> Result<(), String> {
+async fn shows(target: &Target, record: &Record) -> Result<(), Absence> {
     let mut failures = Vec::new();
     for address in &target.addresses {
         match query::query(*address, &record.name, RecordType::TXT, target.recursion).await {
@@ -202,13 +297,13 @@ async fn shows(target: &Target, record: &Record) -> Result<(), String> {
             Err(e) => failures.push(e),
         }
     }
-    Err(failures.join(", "))
+    Err(Absence::Unreachable(failures))
 }
 
 /// Whether the answer of `reply` holds a TXT record whose text is `value`.
-fn contains(reply: &Message, value: &str) -> Result<(), String> {
+fn contains(reply: &Message, value: &str) -> Result<(), Absence> {
     if reply.response_code() != ResponseCode::NoError {
-        return Err(rcode(reply.response_code()));
+        return Err(Absence::Rcode(reply.response_code()));
     }
     let texts: Vec<String> = reply
         .answers()
@@ -226,14 +321,14 @@ fn contains(reply: &Message, value: &str) -> Result<(), String> {
     if texts.iter().any(|t| t == value) {
         Ok(())
     } else if texts.is_empty() {
-        Err("no TXT record".to_owned())
+        Err(Absence::NoRecord)
     } else {
-        Err(format!("only other TXT values ({})", texts.join(", ")))
+        Err(Absence::OtherValues(texts))
     }
 }
 
 /// Every name server of the zone holding `record`, asking `resolvers`.
-async fn authoritative(record: &Record, resolvers: &[SocketAddr]) -> Result<Vec<Target>, String> {
+async fn authoritative(record: &Record, resolvers: &[SocketAddr]) -> Result<Vec<Target>, Error> {
     let mut zone = None;
     for candidate in query::ancestors(&record.name) {
         let reply = ask(resolvers, &candidate, RecordType::SOA).await?;
@@ -242,8 +337,8 @@ async fn authoritative(record: &Record, resolvers: &[SocketAddr]) -> Result<Vec<
             break;
         }
     }
-    let zone = zone.ok_or_else(|| {
-        format!("the system resolver names no zone (SOA) containing {record}; set resolvers")
+    let zone = zone.ok_or_else(|| Error::NoZone {
+        record: record.clone(),
     })?;
     let reply = ask(resolvers, &zone, RecordType::NS).await?;
     let names: Vec<Name> = reply
@@ -269,10 +364,7 @@ async fn authoritative(record: &Record, resolvers: &[SocketAddr]) -> Result<Vec<
             }));
         }
         if addresses.is_empty() {
-            return Err(format!(
-                "name server {name} of zone {zone} has no address the system resolver knows; \
-                 set resolvers"
-            ));
+            return Err(Error::NoAddress { name, zone });
         }
         targets.push(Target {
             label: name.to_string(),
@@ -281,16 +373,17 @@ async fn authoritative(record: &Record, resolvers: &[SocketAddr]) -> Result<Vec<
         });
     }
     if targets.is_empty() {
-        return Err(format!(
-            "the system resolver names no NS for zone {zone} (holding {record}); set resolvers"
-        ));
+        return Err(Error::NoNameServers {
+            zone,
+            record: record.clone(),
+        });
     }
     tracing::debug!(zone = %zone, servers = targets.len(), "authoritative servers found");
     Ok(targets)
 }
 
 /// The first reply any of `resolvers` gives (with recursion).
-async fn ask(resolvers: &[SocketAddr], name: &Name, rtype: RecordType) -> Result<Message, String> {
+async fn ask(resolvers: &[SocketAddr], name: &Name, rtype: RecordType) -> Result<Message, Error> {
     let mut failures = Vec::new();
     for resolver in resolvers {
         match query::query(*resolver, name, rtype, true).await {
@@ -298,10 +391,11 @@ async fn ask(resolvers: &[SocketAddr], name: &Name, rtype: RecordType) -> Result
             Err(e) => failures.push(e),
         }
     }
-    Err(format!(
-        "system resolver cannot look up {name} {rtype}: {}",
-        failures.join(", ")
-    ))
+    Err(Error::Lookup {
+        name: name.clone(),
+        rtype,
+        failures,
+    })
 }
 
 #[cfg(test)]
@@ -323,13 +417,18 @@ mod tests {
         m
     }
 
+    /// [`contains`] with the absence as it is shown.
+    fn shown(reply: &Message, value: &str) -> Result<(), String> {
+        contains(reply, value).map_err(|e| e.to_string())
+    }
+
     #[test]
     fn a_value_is_found_among_others_and_across_split_strings() {
         let r = reply(ResponseCode::NoError, &[&["other"], &["ab", "cd"]]);
-        assert_eq!(contains(&r, "abcd"), Ok(()));
-        assert_eq!(contains(&r, "other"), Ok(()));
+        assert_eq!(shown(&r, "abcd"), Ok(()));
+        assert_eq!(shown(&r, "other"), Ok(()));
         assert_eq!(
-            contains(&r, "x"),
+            shown(&r, "x"),
             Err("only other TXT values (other, abcd)".to_owned())
         );
     }
@@ -337,12 +436,44 @@ mod tests {
     #[test]
     fn missing_records_say_what_the_server_answered() {
         assert_eq!(
-            contains(&reply(ResponseCode::NXDomain, &[]), "x"),
+            shown(&reply(ResponseCode::NXDomain, &[]), "x"),
             Err("NXDOMAIN".to_owned())
         );
         assert_eq!(
-            contains(&reply(ResponseCode::NoError, &[]), "x"),
+            shown(&reply(ResponseCode::NoError, &[]), "x"),
             Err("no TXT record".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_timeout_names_every_server_that_did_not_show_the_record() {
+        let server: SocketAddr = "192.0.2.1:53".parse().unwrap();
+        let err = Error::NotVisible {
+            record: Record::new("example.com", "v").unwrap(),
+            timeout: ConfigDuration::from_secs(120),
+            missing: vec![
+                Missing {
+                    server: "ns1.example.com. (192.0.2.1:53, [2001:db8::1]:53)".to_owned(),
+                    why: Absence::Rcode(ResponseCode::ServFail),
+                },
+                Missing {
+                    server: "ns2.example.com. (192.0.2.2:53)".to_owned(),
+                    why: Absence::Unreachable(vec![query::Error::TcpTimeout {
+                        server,
+                        wait: Duration::from_secs(10),
+                    }]),
+                },
+            ],
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "_acme-challenge.example.com. TXT \"v\" still not visible after {} \
+                 (propagation_timeout) at ns1.example.com. (192.0.2.1:53, [2001:db8::1]:53): \
+                 SERVFAIL; ns2.example.com. (192.0.2.2:53): no answer from 192.0.2.1:53 (TCP) \
+                 within 10s; raise propagation_timeout or check where resolvers point",
+                ConfigDuration::from_secs(120)
+            )
         );
     }
 
@@ -422,7 +553,7 @@ mod tests {
             None,
         );
         let record = Record::new("example.com", "v").unwrap();
-        let err = propagation.wait(&record).await.unwrap_err();
+        let err = propagation.wait(&record).await.unwrap_err().to_string();
         assert!(
             err.contains("_acme-challenge.example.com. TXT \"v\" still not visible")
                 && err.contains(&server.to_string()),

@@ -6,9 +6,11 @@
 //! to ask, so the caller decides whom to trust (the primary for an update, the
 //! authoritative servers or the configured resolvers for propagation).
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use hickory_proto::ProtoError;
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,16 +18,91 @@ use tokio::net::{TcpStream, UdpSocket};
 
 /// How long one UDP try waits for its reply; a second try follows.
 const UDP_WAIT: Duration = Duration::from_secs(2);
+/// How many times a UDP request is sent before giving up.
+const UDP_TRIES: u32 = 2;
 /// How long a whole TCP exchange may take.
 const TCP_WAIT: Duration = Duration::from_secs(10);
 
 /// How a request travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Transport {
+pub enum Transport {
     /// UDP, retried once, then TCP if the reply was truncated.
     Udp,
     /// TCP only (dynamic updates: no retransmission, no size limit).
     Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Udp => "UDP",
+            Self::Tcp => "TCP",
+        })
+    }
+}
+
+/// One DNS exchange with one server that gave no usable reply.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request could not be put on the wire.
+    #[error("cannot encode a DNS message for {server}: {source}")]
+    Encode {
+        /// The server it was meant for.
+        server: SocketAddr,
+        /// hickory's encoding error.
+        #[source]
+        source: ProtoError,
+    },
+    /// Sending or receiving failed (connection refused, unreachable, reset).
+    #[error("cannot reach {server} ({transport}): {source}")]
+    Unreachable {
+        /// The server asked.
+        server: SocketAddr,
+        /// The protocol the failure happened on.
+        transport: Transport,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No reply to any UDP try.
+    #[error("no answer from {server} (UDP, {tries} tries of {}s)", wait.as_secs())]
+    UdpTimeout {
+        /// The server asked.
+        server: SocketAddr,
+        /// How many times the request was sent.
+        tries: u32,
+        /// How long each try waited.
+        wait: Duration,
+    },
+    /// The TCP exchange did not finish in time.
+    #[error("no answer from {server} (TCP) within {}s", wait.as_secs())]
+    TcpTimeout {
+        /// The server asked.
+        server: SocketAddr,
+        /// How long the exchange was given.
+        wait: Duration,
+    },
+    /// The request does not fit a TCP length prefix.
+    #[error("DNS message for {server} too large")]
+    TooLarge {
+        /// The server it was meant for.
+        server: SocketAddr,
+    },
+    /// The TCP reply carries another request's id (or no DNS header at all).
+    #[error("{server} sent a reply to another request (TCP)")]
+    WrongReply {
+        /// The server asked.
+        server: SocketAddr,
+    },
+    /// The reply is not a DNS message.
+    #[error("undecodable reply from {server}: {source}")]
+    Decode {
+        /// The server that sent it.
+        server: SocketAddr,
+        /// hickory's decoding error.
+        #[source]
+        source: ProtoError,
+    },
 }
 
 /// Sends `request` to `server` and returns the raw reply (the raw bytes are
@@ -33,15 +110,15 @@ pub(super) enum Transport {
 ///
 /// # Errors
 ///
-/// A message naming the server when it cannot be reached or does not answer.
+/// [`Error`] naming the server when it cannot be reached or does not answer.
 pub(super) async fn exchange(
     server: SocketAddr,
     request: &Message,
     transport: Transport,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, Error> {
     let bytes = request
         .to_vec()
-        .map_err(|e| format!("cannot encode a DNS message for {server}: {e}"))?;
+        .map_err(|source| Error::Encode { server, source })?;
     if transport == Transport::Udp {
         let reply = udp(server, &bytes, request.id()).await?;
         // The TC bit is bit 1 of the third header byte.
@@ -51,24 +128,26 @@ pub(super) async fn exchange(
     }
     tokio::time::timeout(TCP_WAIT, tcp(server, &bytes, request.id()))
         .await
-        .map_err(|_| {
-            format!(
-                "no answer from {server} (TCP) within {}s",
-                TCP_WAIT.as_secs()
-            )
+        .map_err(|_| Error::TcpTimeout {
+            server,
+            wait: TCP_WAIT,
         })?
 }
 
-async fn udp(server: SocketAddr, request: &[u8], id: u16) -> Result<Vec<u8>, String> {
+async fn udp(server: SocketAddr, request: &[u8], id: u16) -> Result<Vec<u8>, Error> {
     let local: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let io = |e: std::io::Error| format!("cannot reach {server} (UDP): {e}");
+    let io = |source| Error::Unreachable {
+        server,
+        transport: Transport::Udp,
+        source,
+    };
     let socket = UdpSocket::bind(local).await.map_err(io)?;
     socket.connect(server).await.map_err(io)?;
     let mut buf = vec![0u8; 65_535];
-    for _ in 0..2 {
+    for _ in 0..UDP_TRIES {
         socket.send(request).await.map_err(io)?;
         let deadline = tokio::time::Instant::now() + UDP_WAIT;
         // Replies to an earlier try or garbage are skipped, not fatal.
@@ -80,17 +159,21 @@ async fn udp(server: SocketAddr, request: &[u8], id: u16) -> Result<Vec<u8>, Str
             }
         }
     }
-    Err(format!(
-        "no answer from {server} (UDP, 2 tries of {}s)",
-        UDP_WAIT.as_secs()
-    ))
+    Err(Error::UdpTimeout {
+        server,
+        tries: UDP_TRIES,
+        wait: UDP_WAIT,
+    })
 }
 
-async fn tcp(server: SocketAddr, request: &[u8], id: u16) -> Result<Vec<u8>, String> {
-    let io = |e: std::io::Error| format!("cannot reach {server} (TCP): {e}");
+async fn tcp(server: SocketAddr, request: &[u8], id: u16) -> Result<Vec<u8>, Error> {
+    let io = |source| Error::Unreachable {
+        server,
+        transport: Transport::Tcp,
+        source,
+    };
     let mut stream = TcpStream::connect(server).await.map_err(io)?;
-    let len =
-        u16::try_from(request.len()).map_err(|_| format!("DNS message for {server} too large"))?;
+    let len = u16::try_from(request.len()).map_err(|_| Error::TooLarge { server })?;
     let mut framed = len.to_be_bytes().to_vec();
     framed.extend_from_slice(request);
     stream.write_all(&framed).await.map_err(io)?;
@@ -98,7 +181,7 @@ async fn tcp(server: SocketAddr, request: &[u8], id: u16) -> Result<Vec<u8>, Str
     let mut reply = vec![0u8; usize::from(len)];
     stream.read_exact(&mut reply).await.map_err(io)?;
     if reply.len() < 12 || u16::from_be_bytes([reply[0], reply[1]]) != id {
-        return Err(format!("{server} sent a reply to another request (TCP)"));
+        return Err(Error::WrongReply { server });
     }
     Ok(reply)
 }
@@ -120,15 +203,24 @@ pub(super) fn request(name: &Name, rtype: RecordType, recursion: bool) -> Messag
 ///
 /// # Errors
 ///
-/// As [`exchange`], or a message if the reply does not decode.
+/// As [`exchange`], or [`Error::Decode`] if the reply does not decode.
 pub(super) async fn query(
     server: SocketAddr,
     name: &Name,
     rtype: RecordType,
     recursion: bool,
-) -> Result<Message, String> {
+) -> Result<Message, Error> {
     let reply = exchange(server, &request(name, rtype, recursion), Transport::Udp).await?;
-    Message::from_vec(&reply).map_err(|e| format!("undecodable reply from {server}: {e}"))
+    decode(server, &reply)
+}
+
+/// The reply `server` sent, decoded.
+///
+/// # Errors
+///
+/// [`Error::Decode`] when it is not a DNS message.
+pub(super) fn decode(server: SocketAddr, reply: &[u8]) -> Result<Message, Error> {
+    Message::from_vec(reply).map_err(|source| Error::Decode { server, source })
 }
 
 /// `name` and each of its ancestors, nearest first, down to (not including)
@@ -221,7 +313,46 @@ mod tests {
         let name = Name::from_ascii("example.com.").unwrap();
         let err = query(server, &name, RecordType::SOA, false)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&server.to_string()), "{err}");
+    }
+
+    #[test]
+    fn exchange_failures_read_as_before() {
+        let server: SocketAddr = "192.0.2.1:53".parse().unwrap();
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let cases = [
+            (
+                Error::UdpTimeout {
+                    server,
+                    tries: UDP_TRIES,
+                    wait: UDP_WAIT,
+                },
+                "no answer from 192.0.2.1:53 (UDP, 2 tries of 2s)",
+            ),
+            (
+                Error::TcpTimeout {
+                    server,
+                    wait: TCP_WAIT,
+                },
+                "no answer from 192.0.2.1:53 (TCP) within 10s",
+            ),
+            (
+                Error::Unreachable {
+                    server,
+                    transport: Transport::Tcp,
+                    source: refused,
+                },
+                "cannot reach 192.0.2.1:53 (TCP): connection refused",
+            ),
+            (
+                Error::WrongReply { server },
+                "192.0.2.1:53 sent a reply to another request (TCP)",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
     }
 }

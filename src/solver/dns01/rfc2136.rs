@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use hickory_proto::ProtoError;
+use hickory_proto::dnssec::DnsSecError;
 use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm;
 use hickory_proto::dnssec::tsig::TSigner;
@@ -32,6 +34,254 @@ use super::{Record, TTL, rcode};
 
 /// Allowed clock difference to the server (BIND's default too).
 const FUDGE: u16 = 300;
+
+/// What a BIND key file must look like.
+const EXPECTED: &str = "expected key \"NAME\" { algorithm ALG; secret \"BASE64\"; };";
+
+/// Why the rfc2136 provider could not add or delete a record.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The TSIG key file cannot be read.
+    #[error("cannot read TSIG key {}: {source}", path.display())]
+    ReadKey {
+        /// `tsig_key_file`.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TSIG key file is not a key in BIND's format.
+    #[error("TSIG key {}: {source}", path.display())]
+    ParseKey {
+        /// `tsig_key_file`.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: KeyError,
+    },
+    /// The signed update got no usable reply.
+    #[error("cannot {verb} {record}: {source}")]
+    Update {
+        /// `add` or `delete`.
+        verb: &'static str,
+        /// The record.
+        record: Record,
+        /// Why.
+        #[source]
+        source: ExchangeError,
+    },
+    /// A signed SOA query looking for the record's zone got no usable reply.
+    #[error("looking up the zone of {}: {source}", record.fqdn)]
+    ZoneLookup {
+        /// The record.
+        record: Record,
+        /// Why.
+        #[source]
+        source: ExchangeError,
+    },
+    /// The server refused the update (REFUSED): the key may not change the name.
+    #[error(
+        "{server} refused to {verb} {record} in zone {zone} (REFUSED): let key \"{key}\" update \
+         it (BIND: update-policy {{ grant {key} name {} TXT; }}; or allow-update)",
+        record.name
+    )]
+    Refused {
+        /// The server updated.
+        server: SocketAddr,
+        /// `add` or `delete`.
+        verb: &'static str,
+        /// The record.
+        record: Record,
+        /// The zone the update was for.
+        zone: Name,
+        /// The TSIG key's name.
+        key: Name,
+    },
+    /// The server is not authoritative for the zone (NOTAUTH).
+    #[error(
+        "{server} is not authoritative for zone {zone} (NOTAUTH), so it cannot {verb} {record}: \
+         set server to the zone's primary"
+    )]
+    NotAuth {
+        /// The server updated.
+        server: SocketAddr,
+        /// The zone the update was for.
+        zone: Name,
+        /// `add` or `delete`.
+        verb: &'static str,
+        /// The record.
+        record: Record,
+    },
+    /// The server answered the update with another error code.
+    #[error(
+        "{server} answered {} to the update that should {verb} {record} in zone {zone}",
+        rcode(*code)
+    )]
+    UpdateFailed {
+        /// The server updated.
+        server: SocketAddr,
+        /// Its response code.
+        code: ResponseCode,
+        /// `add` or `delete`.
+        verb: &'static str,
+        /// The record.
+        record: Record,
+        /// The zone the update was for.
+        zone: Name,
+    },
+    /// The server refuses to answer for the record's name (REFUSED or NOTAUTH to
+    /// the SOA query): it serves no zone containing it.
+    #[error(
+        "{server} does not serve a zone containing {record} ({} to the SOA query for \
+         {candidate}): set server to the zone's primary",
+        rcode(*code)
+    )]
+    ZoneNotServed {
+        /// The server asked.
+        server: SocketAddr,
+        /// The record.
+        record: Record,
+        /// Its response code.
+        code: ResponseCode,
+        /// The name asked for.
+        candidate: Name,
+    },
+    /// The server answered an SOA query with an unexpected error code.
+    #[error(
+        "{server} answered {} to the SOA query for {candidate} (looking for the zone of \
+         {record})",
+        rcode(*code)
+    )]
+    ZoneQueryFailed {
+        /// The server asked.
+        server: SocketAddr,
+        /// Its response code.
+        code: ResponseCode,
+        /// The name asked for.
+        candidate: Name,
+        /// The record.
+        record: Record,
+    },
+    /// No SOA for the record or any of its parents.
+    #[error("{server} names no zone (SOA) containing {record}: set server to the zone's primary")]
+    NoZone {
+        /// The server asked.
+        server: SocketAddr,
+        /// The record.
+        record: Record,
+    },
+}
+
+/// Why a signed request got no usable reply.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The key cannot sign (e.g. an algorithm hickory does not support).
+    #[error("TSIG key {}: {source}", path.display())]
+    Signer {
+        /// `tsig_key_file`.
+        path: PathBuf,
+        /// hickory's error.
+        #[source]
+        source: DnsSecError,
+    },
+    /// Signing the request failed.
+    #[error("cannot sign with TSIG key \"{key}\": {source}")]
+    Sign {
+        /// The TSIG key's name.
+        key: Name,
+        /// hickory's error.
+        #[source]
+        source: ProtoError,
+    },
+    /// The server could not be reached, did not answer in time or sent garbage.
+    #[error(transparent)]
+    Query(#[from] query::Error),
+    /// The server refused the key (BADSIG, BADKEY, BADTIME).
+    #[error(
+        "TSIG key \"{key}\" rejected by {server} ({}, {})",
+        rcode(*code),
+        explain_tsig_error(*tsig_error, key, path)
+    )]
+    KeyRejected {
+        /// The TSIG key's name.
+        key: Name,
+        /// The server asked.
+        server: SocketAddr,
+        /// The reply's response code (NOTAUTH).
+        code: ResponseCode,
+        /// The error field of the reply's TSIG record.
+        tsig_error: u16,
+        /// `tsig_key_file`.
+        path: PathBuf,
+    },
+    /// hickory signed the request but gave nothing to check the reply with.
+    #[error("TSIG signer gave no verifier")]
+    NoVerifier,
+    /// A successful reply whose signature does not verify with the key.
+    #[error(
+        "the reply from {server} is not signed with TSIG key \"{key}\" ({source}): is {} the \
+         key the server knows?",
+        path.display()
+    )]
+    Unsigned {
+        /// The server asked.
+        server: SocketAddr,
+        /// The TSIG key's name.
+        key: Name,
+        /// `tsig_key_file`.
+        path: PathBuf,
+        /// hickory's verification error.
+        #[source]
+        source: ProtoError,
+    },
+}
+
+/// What is wrong with a TSIG key file's text.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The text ends inside the key statement.
+    #[error("unexpected end, {EXPECTED}")]
+    UnexpectedEnd,
+    /// Something else than the key statement's shape.
+    #[error("{EXPECTED}")]
+    Syntax,
+    /// A statement inside the braces is not `WORD VALUE;`.
+    #[error("{statement}: {EXPECTED}")]
+    Statement {
+        /// The statement's (lowercased) keyword.
+        statement: String,
+    },
+    /// The key's name is not a DNS name.
+    #[error("key name \"{name}\": {source}")]
+    Name {
+        /// The name as written.
+        name: String,
+        /// hickory's parse error.
+        #[source]
+        source: ProtoError,
+    },
+    /// No `algorithm` statement.
+    #[error("no algorithm in the key")]
+    NoAlgorithm,
+    /// No `secret` statement.
+    #[error("no secret in the key")]
+    NoSecret,
+    /// The secret does not decode.
+    #[error("secret is not base64: {0}")]
+    Secret(#[source] base64::DecodeError),
+    /// An algorithm other than HMAC-SHA256/384/512.
+    #[error(
+        "algorithm {0} is not supported (use hmac-sha256, hmac-sha384 or hmac-sha512: \
+         tsig-keygen -a hmac-sha256 NAME)"
+    )]
+    Algorithm(String),
+    /// A `/*` comment that is never closed.
+    #[error("unterminated /* comment")]
+    UnterminatedComment,
+    /// A `"` string that is never closed.
+    #[error("unterminated quoted string")]
+    UnterminatedString,
+}
 
 /// The rfc2136 provider of one solver.
 #[derive(Debug)]
@@ -51,16 +301,16 @@ impl Rfc2136 {
     }
 
     /// Adds `record` to its RRset.
-    pub(super) async fn add(&self, record: &Record) -> Result<(), String> {
+    pub(super) async fn add(&self, record: &Record) -> Result<(), Error> {
         self.update(record, true).await
     }
 
     /// Deletes `record`'s value, and only it, from its RRset.
-    pub(super) async fn delete(&self, record: &Record) -> Result<(), String> {
+    pub(super) async fn delete(&self, record: &Record) -> Result<(), Error> {
         self.update(record, false).await
     }
 
-    async fn update(&self, record: &Record, add: bool) -> Result<(), String> {
+    async fn update(&self, record: &Record, add: bool) -> Result<(), Error> {
         let key = TsigKey::read(&self.key_file).await?;
         let zone = self.find_zone(&key, record).await?;
         let txt = hickory_proto::rr::Record::from_rdata(
@@ -78,50 +328,67 @@ impl Rfc2136 {
         let reply = self
             .signed(&key, request)
             .await
-            .map_err(|e| format!("cannot {verb} {record}: {e}"))?;
+            .map_err(|source| Error::Update {
+                verb,
+                record: record.clone(),
+                source,
+            })?;
+        let record = record.clone();
         match reply.response_code() {
             ResponseCode::NoError => Ok(()),
-            ResponseCode::Refused => Err(format!(
-                "{server} refused to {verb} {record} in zone {zone} (REFUSED): let key \"{}\" \
-                 update it (BIND: update-policy {{ grant {} name {} TXT; }}; or allow-update)",
-                key.name, key.name, record.name
-            )),
-            ResponseCode::NotAuth => Err(format!(
-                "{server} is not authoritative for zone {zone} (NOTAUTH), so it cannot {verb} \
-                 {record}: set server to the zone's primary"
-            )),
-            other => Err(format!(
-                "{server} answered {} to the update that should {verb} {record} in zone {zone}",
-                rcode(other)
-            )),
+            ResponseCode::Refused => Err(Error::Refused {
+                server,
+                verb,
+                record,
+                zone,
+                key: key.name,
+            }),
+            ResponseCode::NotAuth => Err(Error::NotAuth {
+                server,
+                zone,
+                verb,
+                record,
+            }),
+            code => Err(Error::UpdateFailed {
+                server,
+                code,
+                verb,
+                record,
+                zone,
+            }),
         }
     }
 
     /// The zone containing `record`, from the SOA the server names for it or
     /// one of its parents.
-    async fn find_zone(&self, key: &TsigKey, record: &Record) -> Result<Name, String> {
+    async fn find_zone(&self, key: &TsigKey, record: &Record) -> Result<Name, Error> {
         let server = self.server;
         for candidate in query::ancestors(&record.name) {
             let request = query::request(&candidate, RecordType::SOA, false);
             let reply = self
                 .signed(key, request)
                 .await
-                .map_err(|e| format!("looking up the zone of {}: {e}", record.fqdn))?;
+                .map_err(|source| Error::ZoneLookup {
+                    record: record.clone(),
+                    source,
+                })?;
             match reply.response_code() {
                 ResponseCode::NoError | ResponseCode::NXDomain => {}
-                ResponseCode::Refused | ResponseCode::NotAuth => {
-                    return Err(format!(
-                        "{server} does not serve a zone containing {record} ({} to the SOA \
-                         query for {candidate}): set server to the zone's primary",
-                        rcode(reply.response_code())
-                    ));
+                code @ (ResponseCode::Refused | ResponseCode::NotAuth) => {
+                    return Err(Error::ZoneNotServed {
+                        server,
+                        record: record.clone(),
+                        code,
+                        candidate,
+                    });
                 }
-                other => {
-                    return Err(format!(
-                        "{server} answered {} to the SOA query for {candidate} (looking for \
-                         the zone of {record})",
-                        rcode(other)
-                    ));
+                code => {
+                    return Err(Error::ZoneQueryFailed {
+                        server,
+                        code,
+                        candidate,
+                        record: record.clone(),
+                    });
                 }
             }
             if let Some(zone) = query::zone_in_reply(&reply) {
@@ -130,17 +397,21 @@ impl Rfc2136 {
                 }
             }
         }
-        Err(format!(
-            "{server} names no zone (SOA) containing {record}: set server to the zone's primary"
-        ))
+        Err(Error::NoZone {
+            server,
+            record: record.clone(),
+        })
     }
 
     /// Signs `request` with `key`, sends it over TCP and returns the reply.
     /// A reply refusing the key is an error; a successful one must carry a
     /// valid signature.
-    async fn signed(&self, key: &TsigKey, mut request: Message) -> Result<Message, String> {
+    async fn signed(&self, key: &TsigKey, mut request: Message) -> Result<Message, ExchangeError> {
         let server = self.server;
-        let signer = key.signer(&self.key_file)?;
+        let signer = key.signer().map_err(|source| ExchangeError::Signer {
+            path: self.key_file.clone(),
+            source,
+        })?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .ok()
@@ -148,30 +419,31 @@ impl Rfc2136 {
             .unwrap_or_default();
         let verifier = request
             .finalize(&signer, now)
-            .map_err(|e| format!("cannot sign with TSIG key \"{}\": {e}", key.name))?;
+            .map_err(|source| ExchangeError::Sign {
+                key: key.name.clone(),
+                source,
+            })?;
         let raw = query::exchange(server, &request, Transport::Tcp).await?;
-        let reply =
-            Message::from_vec(&raw).map_err(|e| format!("undecodable reply from {server}: {e}"))?;
-        if let Some(error) = tsig_error(&reply).filter(|e| *e != 0) {
-            return Err(format!(
-                "TSIG key \"{}\" rejected by {server} ({}, {})",
-                key.name,
-                rcode(reply.response_code()),
-                explain_tsig_error(error, &key.name, &self.key_file)
-            ));
+        let reply = query::decode(server, &raw)?;
+        if let Some(tsig_error) = tsig_error(&reply).filter(|e| *e != 0) {
+            return Err(ExchangeError::KeyRejected {
+                key: key.name.clone(),
+                server,
+                code: reply.response_code(),
+                tsig_error,
+                path: self.key_file.clone(),
+            });
         }
         if matches!(
             reply.response_code(),
             ResponseCode::NoError | ResponseCode::NXDomain
         ) {
-            let mut verify = verifier.ok_or("TSIG signer gave no verifier")?;
-            verify(&raw).map_err(|e| {
-                format!(
-                    "the reply from {server} is not signed with TSIG key \"{}\" ({e}): \
-                     is {} the key the server knows?",
-                    key.name,
-                    self.key_file.display()
-                )
+            let mut verify = verifier.ok_or(ExchangeError::NoVerifier)?;
+            verify(&raw).map_err(|source| ExchangeError::Unsigned {
+                server,
+                key: key.name.clone(),
+                path: self.key_file.clone(),
+                source,
             })?;
         }
         Ok(reply)
@@ -223,50 +495,50 @@ pub(super) struct TsigKey {
 }
 
 impl TsigKey {
-    async fn read(path: &Path) -> Result<Self, String> {
+    async fn read(path: &Path) -> Result<Self, Error> {
         let text = tokio::fs::read_to_string(path)
             .await
-            .map_err(|e| format!("cannot read TSIG key {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("TSIG key {}: {e}", path.display()))
+            .map_err(|source| Error::ReadKey {
+                path: path.to_owned(),
+                source,
+            })?;
+        Self::parse(&text).map_err(|source| Error::ParseKey {
+            path: path.to_owned(),
+            source,
+        })
     }
 
-    fn signer(&self, path: &Path) -> Result<TSigner, String> {
+    fn signer(&self) -> Result<TSigner, DnsSecError> {
         TSigner::new(
             self.secret.clone(),
             self.algorithm.clone(),
             self.name.clone(),
             FUDGE,
         )
-        .map_err(|e| format!("TSIG key {}: {e}", path.display()))
     }
 
     /// Parses the first `key` statement of a BIND key file (comments allowed).
-    pub(super) fn parse(text: &str) -> Result<Self, String> {
-        let expected = "expected key \"NAME\" { algorithm ALG; secret \"BASE64\"; };";
+    pub(super) fn parse(text: &str) -> Result<Self, KeyError> {
         let mut tokens = tokens(text)?.into_iter();
-        let mut next = || {
-            tokens
-                .next()
-                .ok_or_else(|| format!("unexpected end, {expected}"))
-        };
+        let mut next = || tokens.next().ok_or(KeyError::UnexpectedEnd);
         if !matches!(next()?, Token::Word(w) if w.eq_ignore_ascii_case("key")) {
-            return Err(expected.to_owned());
+            return Err(KeyError::Syntax);
         }
         let Token::Word(name) = next()? else {
-            return Err(expected.to_owned());
+            return Err(KeyError::Syntax);
         };
         if next()? != Token::Open {
-            return Err(expected.to_owned());
+            return Err(KeyError::Syntax);
         }
         let (mut algorithm, mut secret) = (None, None);
         loop {
             let statement = match next()? {
                 Token::Close => break,
                 Token::Word(w) => w.to_ascii_lowercase(),
-                _ => return Err(expected.to_owned()),
+                _ => return Err(KeyError::Syntax),
             };
             let (Token::Word(value), Token::Semi) = (next()?, next()?) else {
-                return Err(format!("{statement}: {expected}"));
+                return Err(KeyError::Statement { statement });
             };
             match statement.as_str() {
                 "algorithm" => algorithm = Some(value),
@@ -274,11 +546,14 @@ impl TsigKey {
                 _ => {}
             }
         }
-        let name = Name::from_ascii(&name).map_err(|e| format!("key name \"{name}\": {e}"))?;
-        let algorithm = algorithm.ok_or("no algorithm in the key")?;
+        let name = match Name::from_ascii(&name) {
+            Ok(parsed) => parsed,
+            Err(source) => return Err(KeyError::Name { name, source }),
+        };
+        let algorithm = algorithm.ok_or(KeyError::NoAlgorithm)?;
         let secret = base64::engine::general_purpose::STANDARD
-            .decode(secret.ok_or("no secret in the key")?.as_bytes())
-            .map_err(|e| format!("secret is not base64: {e}"))?;
+            .decode(secret.ok_or(KeyError::NoSecret)?.as_bytes())
+            .map_err(KeyError::Secret)?;
         Ok(Self {
             name,
             algorithm: algorithm_named(&algorithm)?,
@@ -287,15 +562,12 @@ impl TsigKey {
     }
 }
 
-fn algorithm_named(name: &str) -> Result<TsigAlgorithm, String> {
+fn algorithm_named(name: &str) -> Result<TsigAlgorithm, KeyError> {
     match name.to_ascii_lowercase().as_str() {
         "hmac-sha256" => Ok(TsigAlgorithm::HmacSha256),
         "hmac-sha384" => Ok(TsigAlgorithm::HmacSha384),
         "hmac-sha512" => Ok(TsigAlgorithm::HmacSha512),
-        other => Err(format!(
-            "algorithm {other} is not supported (use hmac-sha256, hmac-sha384 or hmac-sha512: \
-             tsig-keygen -a hmac-sha256 NAME)"
-        )),
+        other => Err(KeyError::Algorithm(other.to_owned())),
     }
 }
 
@@ -309,7 +581,7 @@ enum Token {
 
 /// BIND config tokens: words or quoted strings, braces, semicolons; `#`,
 /// `//` and `/* */` comments are skipped.
-fn tokens(text: &str) -> Result<Vec<Token>, String> {
+fn tokens(text: &str) -> Result<Vec<Token>, KeyError> {
     let mut tokens = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -326,7 +598,7 @@ fn tokens(text: &str) -> Result<Vec<Token>, String> {
                     match chars.next() {
                         Some('/') if last == '*' => break,
                         Some(c) => last = c,
-                        None => return Err("unterminated /* comment".to_owned()),
+                        None => return Err(KeyError::UnterminatedComment),
                     }
                 }
             }
@@ -336,7 +608,7 @@ fn tokens(text: &str) -> Result<Vec<Token>, String> {
                     match chars.next() {
                         Some('"') => break,
                         Some(c) => word.push(c),
-                        None => return Err("unterminated quoted string".to_owned()),
+                        None => return Err(KeyError::UnterminatedString),
                     }
                 }
                 tokens.push(Token::Word(word));
@@ -407,9 +679,120 @@ mod tests {
             ("secret \"c2VjcmV0\";", "expected key"),
             ("key \"k\" { secret \"unterminated", "unterminated"),
         ] {
-            let err = TsigKey::parse(text).unwrap_err();
+            let err = TsigKey::parse(text).unwrap_err().to_string();
             assert!(err.contains(why), "{text}: {err}");
         }
+    }
+
+    /// The texts of the update's failures, each checked against the `format!`
+    /// they replaced.
+    #[test]
+    fn update_failures_read_as_before_with_the_bind_policy_to_add() {
+        let server: SocketAddr = "192.0.2.53:53".parse().unwrap();
+        let record = Record::new("www.example.com", "abc").unwrap();
+        let zone = Name::from_ascii("example.com.").unwrap();
+        let key = Name::from_ascii("renewd").unwrap();
+        let verb = "add";
+        let refused = Error::Refused {
+            server,
+            verb,
+            record: record.clone(),
+            zone: zone.clone(),
+            key: key.clone(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "{server} refused to {verb} {record} in zone {zone} (REFUSED): let key \"{}\" \
+                 update it (BIND: update-policy {{ grant {} name {} TXT; }}; or allow-update)",
+                key, key, record.name
+            )
+        );
+        assert!(
+            refused.to_string().ends_with(
+                "let key \"renewd\" update it (BIND: update-policy { grant renewd name \
+                 _acme-challenge.www.example.com. TXT; }; or allow-update)"
+            ),
+            "{refused}"
+        );
+        let not_auth = Error::NotAuth {
+            server,
+            zone: zone.clone(),
+            verb,
+            record: record.clone(),
+        };
+        assert_eq!(
+            not_auth.to_string(),
+            format!(
+                "{server} is not authoritative for zone {zone} (NOTAUTH), so it cannot {verb} \
+                 {record}: set server to the zone's primary"
+            )
+        );
+        let failed = Error::UpdateFailed {
+            server,
+            code: ResponseCode::ServFail,
+            verb,
+            record: record.clone(),
+            zone: zone.clone(),
+        };
+        assert_eq!(
+            failed.to_string(),
+            format!(
+                "{server} answered SERVFAIL to the update that should {verb} {record} in zone \
+                 {zone}"
+            )
+        );
+        let rejected = Error::Update {
+            verb,
+            record: record.clone(),
+            source: ExchangeError::KeyRejected {
+                key: key.clone(),
+                server,
+                code: ResponseCode::NotAuth,
+                tsig_error: 16,
+                path: "/etc/renewd/tsig.key".into(),
+            },
+        };
+        assert_eq!(
+            rejected.to_string(),
+            format!(
+                "cannot {verb} {record}: TSIG key \"{key}\" rejected by {server} (NOTAUTH, \
+                 BADSIG: the secret in /etc/renewd/tsig.key is not the one the server has for \
+                 key \"{key}\")"
+            )
+        );
+        let no_zone = Error::NoZone { server, record };
+        assert_eq!(
+            no_zone.to_string(),
+            "192.0.2.53:53 names no zone (SOA) containing _acme-challenge.www.example.com. TXT \
+             \"abc\": set server to the zone's primary"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_key_file_is_named_and_keeps_the_io_error() {
+        let provider = Rfc2136::new("127.0.0.1:53".parse().unwrap(), "/nonexistent/k".into());
+        let record = Record::new("example.com", "v").unwrap();
+        let err = provider.add(&record).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read TSIG key /nonexistent/k: "),
+            "{err}"
+        );
+        let io = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
+    }
+
+    #[test]
+    fn a_broken_key_says_what_the_file_should_look_like() {
+        let err = TsigKey::parse("key \"k\" { algorithm hmac-sha256").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unexpected end, expected key \"NAME\" { algorithm ALG; secret \"BASE64\"; };"
+        );
     }
 
     #[test]
