@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use x509_parser::error::X509Error;
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -39,28 +40,78 @@ type CrlKey = (String, Vec<u8>);
 /// Verified CRLs: when fetched and the serials listed.
 static CACHE: Mutex<BTreeMap<CrlKey, (Instant, Serials)>> = Mutex::new(BTreeMap::new());
 
+/// x509-parser's error for DER that does not parse.
+pub type ParseError = x509_parser::nom::Err<X509Error>;
+
 /// Why the CRL could not tell.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The certificate or its issuer could not be parsed.
-    #[error("{0}")]
-    Certificate(String),
+    /// The certificate could not be parsed.
+    #[error(transparent)]
+    Certificate(ParseError),
+    /// The issuer certificate could not be parsed.
+    #[error("issuer: {0}")]
+    Issuer(#[source] ParseError),
     /// The CRL could not be downloaded.
-    #[error("CRL {url}: {message}")]
+    #[error("CRL {url}: {source}")]
     Fetch {
         /// Where it was fetched from.
         url: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: FetchError,
     },
     /// The CRL is not a CRL signed by the certificate's issuer.
-    #[error("CRL {url}: {message}")]
+    #[error("CRL {url}: {source}")]
     Invalid {
         /// Where it was fetched from.
         url: String,
         /// What is wrong with it.
-        message: String,
+        #[source]
+        source: InvalidCrl,
     },
+}
+
+/// Why a CRL could not be downloaded.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The distribution point is not a valid URI.
+    #[error(transparent)]
+    Uri(#[from] http::uri::InvalidUri),
+    /// The platform's trust store cannot be loaded.
+    #[error("system trust store: {0}")]
+    TrustStore(#[source] rustls::Error),
+    /// The request failed (connect, TLS, protocol).
+    #[error(transparent)]
+    Request(#[from] hyper_util::client::legacy::Error),
+    /// The server answered with a status other than success.
+    #[error("HTTP {0}")]
+    Status(http::StatusCode),
+    /// The body could not be read, or is larger than allowed.
+    #[error("reading the body: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No complete answer in time.
+    #[error("no answer within {} s", .0.as_secs())]
+    Timeout(Duration),
+}
+
+/// Why a downloaded CRL is not trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidCrl {
+    /// It does not parse as a CRL.
+    #[error("not a CRL: {0}")]
+    Parse(#[source] ParseError),
+    /// Another CA issued it.
+    #[error("issued by {crl_issuer}, not by the certificate's issuer {issuer}")]
+    Issuer {
+        /// The CRL's issuer name.
+        crl_issuer: String,
+        /// The subject of the certificate's issuer.
+        issuer: String,
+    },
+    /// The issuer's key did not sign it.
+    #[error("signature does not verify with the issuer's key: {0}")]
+    Signature(#[source] X509Error),
 }
 
 /// The http(s) URLs of the certificate's CRL Distribution Points.
@@ -69,8 +120,7 @@ pub enum Error {
 ///
 /// [`Error::Certificate`] when `cert_der` does not parse.
 pub fn distribution_points(cert_der: &[u8]) -> Result<Vec<String>, Error> {
-    let (_, cert) =
-        X509Certificate::from_der(cert_der).map_err(|e| Error::Certificate(e.to_string()))?;
+    let (_, cert) = X509Certificate::from_der(cert_der).map_err(Error::Certificate)?;
     let mut urls = Vec::new();
     for ext in cert.extensions() {
         let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() else {
@@ -101,8 +151,7 @@ pub fn distribution_points(cert_der: &[u8]) -> Result<Vec<String>, Error> {
 ///
 /// [`Error`] when no distribution point yields a CRL signed by `issuer_der`.
 pub async fn is_revoked(cert_der: &[u8], issuer_der: &[u8]) -> Result<Option<bool>, Error> {
-    let (_, cert) =
-        X509Certificate::from_der(cert_der).map_err(|e| Error::Certificate(e.to_string()))?;
+    let (_, cert) = X509Certificate::from_der(cert_der).map_err(Error::Certificate)?;
     let mut last_error = None;
     for url in distribution_points(cert_der)? {
         match revoked_serials(&url, issuer_der).await {
@@ -119,7 +168,11 @@ async fn revoked_serials(url: &str, issuer_der: &[u8]) -> Result<Serials, Error>
     if let Some(serials) = cached(&key) {
         return Ok(serials);
     }
-    let serials = Arc::new(verified_serials(url, &fetch(url).await?, issuer_der)?);
+    let crl = fetch(url).await.map_err(|source| Error::Fetch {
+        url: url.to_owned(),
+        source,
+    })?;
+    let serials = Arc::new(verified_serials(url, &crl, issuer_der)?);
     let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
     cache.retain(|_, (at, _)| at.elapsed() < FRESH);
     cache.insert(key, (Instant::now(), Arc::clone(&serials)));
@@ -141,26 +194,21 @@ fn verified_serials(
     crl_der: &[u8],
     issuer_der: &[u8],
 ) -> Result<HashSet<Vec<u8>>, Error> {
-    let invalid = |message: String| Error::Invalid {
+    let invalid = |source| Error::Invalid {
         url: url.to_owned(),
-        message,
+        source,
     };
-    let (_, issuer) = X509Certificate::from_der(issuer_der)
-        .map_err(|e| Error::Certificate(format!("issuer: {e}")))?;
-    let (_, crl) = CertificateRevocationList::from_der(crl_der)
-        .map_err(|e| invalid(format!("not a CRL: {e}")))?;
+    let (_, issuer) = X509Certificate::from_der(issuer_der).map_err(Error::Issuer)?;
+    let (_, crl) =
+        CertificateRevocationList::from_der(crl_der).map_err(|e| invalid(InvalidCrl::Parse(e)))?;
     if crl.issuer() != issuer.subject() {
-        return Err(invalid(format!(
-            "issued by {}, not by the certificate's issuer {}",
-            crl.issuer(),
-            issuer.subject()
-        )));
+        return Err(invalid(InvalidCrl::Issuer {
+            crl_issuer: crl.issuer().to_string(),
+            issuer: issuer.subject().to_string(),
+        }));
     }
-    crl.verify_signature(issuer.public_key()).map_err(|e| {
-        invalid(format!(
-            "signature does not verify with the issuer's key: {e}"
-        ))
-    })?;
+    crl.verify_signature(issuer.public_key())
+        .map_err(|e| invalid(InvalidCrl::Signature(e)))?;
     Ok(crl
         .iter_revoked_certificates()
         .map(|revoked| revoked.raw_serial().to_vec())
@@ -168,34 +216,30 @@ fn verified_serials(
 }
 
 /// Downloads `url` (http or https, redirects not followed).
-async fn fetch(url: &str) -> Result<Vec<u8>, Error> {
-    let fail = |message: String| Error::Fetch {
-        url: url.to_owned(),
-        message,
-    };
-    let uri: http::Uri = url.parse().map_err(|e| fail(format!("{e}")))?;
+async fn fetch(url: &str) -> Result<Vec<u8>, FetchError> {
+    let uri: http::Uri = url.parse()?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .try_with_platform_verifier()
-        .map_err(|e| fail(format!("system trust store: {e}")))?
+        .map_err(FetchError::TrustStore)?
         .https_or_http()
         .enable_http1()
         .build();
     let client: Client<_, Empty<bytes::Bytes>> =
         Client::builder(TokioExecutor::new()).build(connector);
     let download = async {
-        let response = client.get(uri).await.map_err(|e| fail(e.to_string()))?;
+        let response = client.get(uri).await?;
         if !response.status().is_success() {
-            return Err(fail(format!("HTTP {}", response.status())));
+            return Err(FetchError::Status(response.status()));
         }
         Limited::new(response.into_body(), MAX_SIZE)
             .collect()
             .await
             .map(|body| body.to_bytes().to_vec())
-            .map_err(|e| fail(format!("reading the body: {e}")))
+            .map_err(FetchError::Body)
     };
     tokio::time::timeout(FETCH_TIMEOUT, download)
         .await
-        .map_err(|_| fail(format!("no answer within {} s", FETCH_TIMEOUT.as_secs())))?
+        .map_err(|_| FetchError::Timeout(FETCH_TIMEOUT))?
 }
 
 #[cfg(test)]
@@ -274,6 +318,38 @@ mod tests {
         );
         let err = verified_serials(url, b"garbage", &ca).unwrap_err();
         assert!(err.to_string().contains("not a CRL"), "{err}");
+    }
+
+    #[test]
+    fn failures_name_the_crl_and_what_is_wrong() {
+        let url = "http://crl.example/1.crl";
+        let (_, ca, _) = ca_and_leaf(url, 5);
+        let (other, _, _) = ca_and_leaf(url, 5);
+        let err = verified_serials(url, b"garbage", &ca).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("CRL http://crl.example/1.crl: not a CRL: "),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        let err = verified_serials(url, &crl(&other, &[5]), b"garbage").unwrap_err();
+        assert!(err.to_string().starts_with("issuer: "), "{err}");
+        let err = Error::Fetch {
+            url: url.to_owned(),
+            source: FetchError::Status(http::StatusCode::NOT_FOUND),
+        };
+        assert_eq!(
+            err.to_string(),
+            "CRL http://crl.example/1.crl: HTTP 404 Not Found"
+        );
+        let err = Error::Fetch {
+            url: url.to_owned(),
+            source: FetchError::Timeout(FETCH_TIMEOUT),
+        };
+        assert_eq!(
+            err.to_string(),
+            "CRL http://crl.example/1.crl: no answer within 30 s"
+        );
     }
 
     #[tokio::test]

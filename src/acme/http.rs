@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -35,6 +35,42 @@ const QUIET: Duration = Duration::from_secs(30);
 /// hyper has no limit of its own: a CA that accepts connections and never answers
 /// would otherwise hold a renewal forever.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why the HTTP client for a CA could not be built.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Error {
+    /// The platform's trust store cannot be loaded.
+    #[error("system trust store: {0}")]
+    TrustStore(#[source] rustls::Error),
+    /// rustls refused the TLS configuration.
+    #[error(transparent)]
+    Tls(rustls::Error),
+    /// The `trust` file cannot be read, or holds something else than PEM
+    /// certificates.
+    #[error("trust {}: {source}", path.display())]
+    TrustFile {
+        /// `trust`.
+        path: PathBuf,
+        /// The read or PEM error.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A certificate of the `trust` file is not usable as a root.
+    #[error("trust {}: {source}", path.display())]
+    TrustRoot {
+        /// `trust`.
+        path: PathBuf,
+        /// rustls's error.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The `trust` file holds no certificate.
+    #[error("trust {}: no certificate in the file", path.display())]
+    NoRoots {
+        /// `trust`.
+        path: PathBuf,
+    },
+}
 
 /// An instant-acme HTTP client for one CA.
 pub(super) struct CountingClient {
@@ -93,18 +129,18 @@ impl CountingClient {
         trust: Option<&Path>,
         metrics: Metrics,
         notes: Arc<RetryAfterNotes>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match trust {
             None => builder
                 .try_with_platform_verifier()
-                .map_err(|e| format!("system trust store: {e}"))?,
+                .map_err(Error::TrustStore)?,
             Some(path) => builder.with_tls_config(
                 rustls::ClientConfig::builder_with_provider(Arc::new(
                     rustls::crypto::aws_lc_rs::default_provider(),
                 ))
                 .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
+                .map_err(Error::Tls)?
                 .with_root_certificates(roots(path)?)
                 .with_no_client_auth(),
             ),
@@ -132,21 +168,24 @@ impl CountingClient {
     }
 }
 
-fn roots(path: &Path) -> Result<rustls::RootCertStore, String> {
+fn roots(path: &Path) -> Result<rustls::RootCertStore, Error> {
+    let file = |source| Error::TrustFile {
+        path: path.to_owned(),
+        source,
+    };
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("trust {}: {e}", path.display()))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| format!("trust {}: {e}", path.display()))?;
+    for cert in CertificateDer::pem_file_iter(path).map_err(file)? {
         roots
-            .add(cert)
-            .map_err(|e| format!("trust {}: {e}", path.display()))?;
+            .add(cert.map_err(file)?)
+            .map_err(|source| Error::TrustRoot {
+                path: path.to_owned(),
+                source,
+            })?;
     }
     if roots.is_empty() {
-        return Err(format!(
-            "trust {}: no certificate in the file",
-            path.display()
-        ));
+        return Err(Error::NoRoots {
+            path: path.to_owned(),
+        });
     }
     Ok(roots)
 }
@@ -246,6 +285,26 @@ fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<OffsetDateTime>
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn a_trust_file_without_roots_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let err = roots(&empty).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("trust {}: no certificate in the file", empty.display())
+        );
+        let missing = dir.path().join("missing.pem");
+        let err = roots(&missing).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("trust {}: ", missing.display())),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {
