@@ -100,14 +100,19 @@ impl OneShot {
             .store
             .lineage(&cert.name)
             .map_err(|e| e.to_string());
+        let cs = self.state.entry(&cert.name);
+        // An explicit run is an explicit attempt: the daemon's retry backoff
+        // after a failure does not hold it back.
+        let retry_at = cs.retry_at.take();
         let (plan, _) = schedule::plan_and_remember(
             cert,
             &lineage,
-            self.state.entry(&cert.name),
+            cs,
             (daemon.renew_before.0, daemon.jitter.0),
             now,
             rand::random(),
         );
+        cs.retry_at = retry_at;
         if force {
             Ok("forced".to_owned())
         } else if plan.at <= now {
@@ -176,6 +181,9 @@ impl OneShot {
                 check,
                 OffsetDateTime::now_utc(),
             );
+        }
+        for cert in renewed {
+            self.state.entry(&cert.name).deploy_pending = false;
         }
         self.save_state().await;
         (lines, ok)

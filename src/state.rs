@@ -64,6 +64,11 @@ pub struct CertState {
     /// A forced renewal (SIGUSR1, `renew --force`) was requested and has not
     /// succeeded yet; survives a crash so a restarted daemon finishes the job.
     pub force_pending: bool,
+    /// The live certificate was published and its deployment (reloads, then
+    /// the served-certificate check) has not finished: written before the first
+    /// reload runs, so a daemon that crashed meanwhile deploys it when it
+    /// restarts.
+    pub deploy_pending: bool,
     /// The last reload of a target this certificate uses failed.
     pub reload_error: Option<String>,
     /// Last served-certificate checks.
@@ -85,6 +90,7 @@ impl CertState {
         self.failures = 0;
         self.retry_at = None;
         self.force_pending = false;
+        self.deploy_pending = false;
         self.reload_error = None;
         self.served.clear();
         self.served_at = None;

@@ -59,7 +59,8 @@ impl Outcome {
 
     /// Records this outcome of the attempt started at `attempt.started` in `cs`.
     ///
-    /// A renewal resets what was known about the old certificate and plans the
+    /// A renewal resets what was known about the old certificate, marks the new
+    /// one's deployment pending, and plans the
     /// new one's first ARI poll at a random point (`random` in `[0, 1)`) of the
     /// next `check_interval`, so that a mass renewal is not followed by a burst
     /// of renewalInfo requests. A failure counts, and sets the retry time: the
@@ -79,6 +80,7 @@ impl Outcome {
                 cs.ca = Some(ca.clone());
                 cs.solver = Some(solver.clone());
                 cs.renewed(serial);
+                cs.deploy_pending = true;
                 cs.ari_poll_at = Some(attempt.now + attempt.check_interval.mul_f64(attempt.random));
             }
             Self::Failed(why) => {

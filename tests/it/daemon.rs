@@ -305,6 +305,45 @@ fn sigterm_starts_no_new_order_and_a_forced_renewal_finishes_after_restart() {
 }
 
 #[test]
+fn a_deployment_cut_short_by_a_crash_is_finished_after_restart() {
+    let env = Env::new();
+    let marks = env.dir.path().join("hook-runs");
+    env.write_config(&format!(
+        "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n\
+         reload = [{{ exec = [\"sh\", \"-c\", \"echo run >> {}; sleep 4\"] }}]\n",
+        marks.display()
+    ));
+    let runs = || {
+        std::fs::read_to_string(&marks)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let mut daemon = Daemon::start(&env);
+    wait_until(MINUTE, "the reload hook running", || runs() == 1);
+    daemon.kill9();
+    assert_eq!(versions(&env, &["a".to_owned()]), vec![1]);
+
+    let daemon = Daemon::start(&env);
+    wait_until(MINUTE, "the deployment finished", || {
+        daemon.log_text().contains("renewd_event=\"reloaded\"")
+    });
+    assert_eq!(runs(), 2, "the hook ran again, once");
+    assert!(
+        daemon
+            .log_text()
+            .contains("deploying what the last run left pending"),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(versions(&env, &["a".to_owned()]), vec![1], "no new renewal");
+    wait_until(MINUTE, "the state saved", || {
+        let status = env.renewd(&["status", "--json"]);
+        status.code == 0
+    });
+}
+
+#[test]
 fn sighup_keeps_running_on_a_broken_config_and_applies_a_fixed_one() {
     let env = Env::new();
     env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");

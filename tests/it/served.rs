@@ -139,6 +139,48 @@ fn a_failing_hook_or_a_service_never_reloaded_leaves_the_certificate_unhealthy()
 }
 
 #[test]
+fn a_service_still_not_serving_after_one_more_reload_is_left_unhealthy() {
+    let env = Env::new();
+    let nginx = issued_and_served(&env, "web");
+    // A hook that reloads nothing: nginx keeps serving the old certificate.
+    let marks = env.dir.path().join("hook-runs");
+    let hook = format!(
+        "[{{ exec = [\"sh\", \"-c\", \"echo run >> {}\"] }}]",
+        marks.display()
+    );
+    env.write_config(&certificate("web", &hook, &nginx.target()));
+    let daemon = Daemon::start(&env);
+    let run = env.renewd(&["renew", "--force", "web"]);
+    assert!(run.stdout.contains("web: renewed: "), "{run:?}");
+
+    let failed = || {
+        daemon
+            .log_text()
+            .matches("renewd_event=\"verify-failed\"")
+            .count()
+    };
+    wait_until(2 * MINUTE, "two failed checks", || failed() >= 2);
+    // The socket's renew is handled by the scheduler after the second check's
+    // outcome, so once it answers, every decision that check led to is logged.
+    let run = env.renewd(&["renew", "web"]);
+    assert!(run.stdout.contains("web: not due"), "{run:?}");
+    let log = daemon.log_text();
+    assert_eq!(log.matches("reloading once more").count(), 1, "{log}");
+    assert_eq!(failed(), 2, "{log}");
+    let runs = std::fs::read_to_string(&marks)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(runs, 2, "one reload, then one more:\n{log}");
+    let (code, json) = status_json(&env);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(
+        json["certificates"][0]["served"][0]["matches"], false,
+        "{json}"
+    );
+}
+
+#[test]
 fn a_mass_renewal_of_ten_certificates_reloads_their_nginx_once() {
     let env = Env::new();
     let (names, certs) = many_certificates(10);

@@ -2,27 +2,59 @@
 //! (when no renewal of a certificate that uses it is still running), then check
 //! the `verify` targets; re-check every `check_interval`. The steps and their
 //! records are [`crate::deploy`]'s; this file keeps the batches.
+//!
+//! A deployment is durable: the renewal's record marks it pending in the state,
+//! the state is written before any reload of a batch runs, and the mark is
+//! cleared only once the certificate was checked (or has nothing to check). A
+//! daemon that died in between deploys what is pending when it starts, as one
+//! batch. A service that does not serve the new certificate after its reload
+//! gets one more reload; then the certificate stays unhealthy (no loop).
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use time::OffsetDateTime;
-use tracing::error;
+use tracing::{error, info, warn};
 
 use super::{ReloadResult, Scheduler};
 use crate::config::{CertificateConfig, ReloadTarget};
 use crate::deploy::{self, Check, VERIFY_PATIENCE};
 
 impl Scheduler {
+    /// Deploys every certificate whose deployment a previous run left
+    /// pending, as one batch.
+    pub(super) async fn resume_deploys(&mut self) {
+        let pending: Vec<String> = {
+            let state = self.state.lock().await;
+            self.entries
+                .iter()
+                .filter(|(name, entry)| {
+                    state.certificates.get(*name).is_some_and(|cs| {
+                        cs.deploy_pending && entry.serial.as_deref().is_some_and(|s| cs.is_for(s))
+                    })
+                })
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        for name in &pending {
+            info!(cert_name = %name, "deploying what the last run left pending");
+            self.deploy(name, false).await;
+        }
+        self.dispatch_reloads().await;
+    }
+
     /// Queues the reloads of a freshly renewed certificate (or verifies it at
-    /// once when it has none).
-    pub(super) fn deploy(&mut self, name: &str) {
+    /// once when it has none); `again` after a check found it not served.
+    pub(super) async fn deploy(&mut self, name: &str, again: bool) {
         let Some(cert) = self.config().certificate(name) else {
             return;
         };
         let targets = cert.reload.clone();
+        if let Some(entry) = self.entries.get_mut(name) {
+            entry.deploying = if again { 2 } else { 1 };
+        }
         if targets.is_empty() {
-            self.start_verify(name, VERIFY_PATIENCE);
+            self.deploy_checked(name).await;
             return;
         }
         self.outstanding.insert(name.to_owned(), targets.len());
@@ -48,12 +80,16 @@ impl Scheduler {
     }
 
     /// Starts every pending reload whose batch is complete: no renewal of a
-    /// certificate that uses the target is still running or queued.
-    pub(super) fn dispatch_reloads(&mut self) {
+    /// certificate that uses the target is still running or queued. The state
+    /// (with the deployments pending) is written first.
+    pub(super) async fn dispatch_reloads(&mut self) {
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_reloads)
             .into_iter()
             .partition(|(t, _)| !self.held.contains_key(t));
         self.pending_reloads = waiting;
+        if !ready.is_empty() {
+            self.save_state().await;
+        }
         for (target, names) in ready {
             let renewer = Arc::clone(&self.renewer);
             self.reloads.spawn(async move {
@@ -77,9 +113,32 @@ impl Scheduler {
             });
             if left == Some(0) {
                 self.outstanding.remove(&name);
-                self.start_verify(&name, VERIFY_PATIENCE);
+                self.deploy_checked(&name).await;
             }
         }
+    }
+
+    /// The reloads of `name`'s deployment are done (or it has none): check it,
+    /// or end the deployment when there is nothing to check.
+    async fn deploy_checked(&mut self, name: &str) {
+        let verifies = self
+            .config()
+            .certificate(name)
+            .is_some_and(|c| !c.verify.is_empty());
+        if verifies {
+            self.start_verify(name, VERIFY_PATIENCE);
+        } else {
+            self.deploy_done(name).await;
+        }
+    }
+
+    /// `name`'s deployment has ended, well or not.
+    async fn deploy_done(&mut self, name: &str) {
+        if let Some(entry) = self.entries.get_mut(name) {
+            entry.deploying = 0;
+        }
+        self.state.lock().await.entry(name).deploy_pending = false;
+        self.schedule_save();
     }
 
     /// Checks that every `verify` target of `name` serves its live certificate.
@@ -108,9 +167,24 @@ impl Scheduler {
 
     pub(super) async fn verified(&mut self, name: String, check: Option<Check>) {
         self.verify_done(&name);
+        let served = check
+            .as_ref()
+            .is_none_or(|c| c.served.iter().all(|s| s.matches));
         if let Some(check) = check {
             let now = OffsetDateTime::now_utc();
             deploy::record_check(&mut *self.state.lock().await, &name, check, now);
+        }
+        let deploying = self.entries.get(&name).map_or(0, |e| e.deploying);
+        let reloads = self
+            .config()
+            .certificate(&name)
+            .is_some_and(|c| !c.reload.is_empty());
+        if !served && deploying == 1 && reloads {
+            warn!(cert_name = %name, "not served after the reload: reloading once more");
+            self.deploy(&name, true).await;
+            self.dispatch_reloads().await;
+        } else if deploying > 0 {
+            self.deploy_done(&name).await;
         }
         self.schedule_save();
         self.status_changed();

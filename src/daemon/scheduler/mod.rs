@@ -79,6 +79,9 @@ struct Entry {
     verifying: bool,
     /// The CA reported the live certificate revoked: its key is not reused.
     revoked: bool,
+    /// Deployments of the live certificate under way: 0 none, 1 the first,
+    /// 2 the one more reload after the service did not serve it.
+    deploying: u8,
     /// The CA that issued the live certificate, as the state remembers it.
     issued_by: Option<String>,
 }
@@ -171,6 +174,7 @@ impl Scheduler {
 
     pub(super) async fn run(mut self, mut events: mpsc::Receiver<Event>) {
         self.replan_all().await;
+        self.resume_deploys().await;
         self.save_state().await;
         let status = self.status_line().await;
         info!(

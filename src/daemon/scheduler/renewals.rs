@@ -144,9 +144,9 @@ impl Scheduler {
             let holds = std::mem::take(&mut entry.holds);
             self.release(&holds);
             if matches!(outcome, Outcome::Renewed { .. }) {
-                self.deploy(&name);
+                self.deploy(&name, false).await;
             }
-            self.dispatch_reloads();
+            self.dispatch_reloads().await;
             self.replan(&name).await;
             self.schedule_save();
             self.status_changed();

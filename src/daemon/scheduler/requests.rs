@@ -142,7 +142,7 @@ impl Scheduler {
             keep
         });
         self.release(&released);
-        self.dispatch_reloads();
+        self.dispatch_reloads().await;
         let removed = before - self.entries.len();
         let added = config
             .certificates
