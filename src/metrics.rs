@@ -204,15 +204,25 @@ struct ProcessCollector;
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        const PAGE: f64 = 4096.0;
-        const TICKS: f64 = 100.0; // USER_HZ
+        // Page size and clock ticks of this machine, not constants.
+        #[expect(clippy::cast_precision_loss, reason = "small positive numbers")]
+        let sysconf = |var, default| {
+            nix::unistd::sysconf(var)
+                .ok()
+                .flatten()
+                .map_or(default, |v| v as f64)
+        };
+        let (page, ticks) = (
+            sysconf(nix::unistd::SysconfVar::PAGE_SIZE, 4096.0),
+            sysconf(nix::unistd::SysconfVar::CLK_TCK, 100.0),
+        );
         let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
         if let Some(pages) = statm
             .split_whitespace()
             .nth(1)
             .and_then(|v| v.parse::<f64>().ok())
         {
-            let gauge = ConstGauge::new(pages * PAGE);
+            let gauge = ConstGauge::new(pages * page);
             gauge.encode(encoder.encode_descriptor(
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes",
@@ -229,7 +239,7 @@ impl Collector for ProcessCollector {
             .unwrap_or_default();
         let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
         if let (Some(user), Some(system)) = (field(14), field(15)) {
-            let counter = ConstCounter::new((user + system) / TICKS);
+            let counter = ConstCounter::new((user + system) / ticks);
             counter.encode(encoder.encode_descriptor(
                 "process_cpu_seconds",
                 "Total user and system CPU time spent in seconds",
@@ -242,7 +252,7 @@ impl Collector for ProcessCollector {
                 .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())
         });
         if let (Some(start), Some(boot)) = (field(22), boot) {
-            let gauge = ConstGauge::new(boot + start / TICKS);
+            let gauge = ConstGauge::new(boot + start / ticks);
             gauge.encode(encoder.encode_descriptor(
                 "process_start_time_seconds",
                 "Start time of the process since the Unix epoch in seconds",

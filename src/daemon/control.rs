@@ -4,12 +4,14 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use nix::unistd::{Gid, Group, Uid, User};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -120,12 +122,18 @@ impl Server {
     }
 
     /// Serves clients until `cancel`, then removes the socket file.
+    ///
+    /// A local peer cannot exhaust the daemon: at most [`MAX_WAITING`] clients
+    /// may be connected without having sent their request (more are told so and
+    /// dropped), each has [`REQUEST_TIMEOUT`] to send it, and a failing accept
+    /// (out of file descriptors) pauses instead of spinning.
     pub async fn serve(
         self,
         events: mpsc::Sender<Event>,
         view: watch::Receiver<View>,
         cancel: CancellationToken,
     ) {
+        let waiting = Arc::new(Semaphore::new(MAX_WAITING));
         loop {
             let stream = tokio::select! {
                 () = cancel.cancelled() => break,
@@ -133,13 +141,15 @@ impl Server {
                     Ok((stream, _)) => stream,
                     Err(e) => {
                         warn!("control socket: accept failed: {e}");
+                        tokio::time::sleep(ACCEPT_PAUSE).await;
                         continue;
                     }
                 },
             };
             let (events, view, access) = (events.clone(), view.clone(), self.access);
+            let slot = Arc::clone(&waiting).try_acquire_owned();
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, access, events, view).await {
+                if let Err(e) = handle(stream, slot.ok(), access, events, view).await {
                     debug!("control client: {e}");
                 }
             });
@@ -148,14 +158,34 @@ impl Server {
     }
 }
 
+/// Clients connected at once that have not sent their request yet.
+const MAX_WAITING: usize = 512;
+/// How long a client may take to send its request line.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (EMFILE and the like).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 async fn handle(
     stream: UnixStream,
+    slot: Option<OwnedSemaphorePermit>,
     access: Access,
     events: mpsc::Sender<Event>,
     view: watch::Receiver<View>,
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
+    if slot.is_none() {
+        warn!(
+            uid = cred.uid(),
+            pid = cred.pid(),
+            "control socket: too many clients waiting"
+        );
+        return send(
+            &mut write,
+            &json!({"ok": false, "error": "too many clients, try again"}),
+        )
+        .await;
+    }
     if !access.allows(cred.uid(), cred.gid()) {
         warn!(
             uid = cred.uid(),
@@ -170,7 +200,17 @@ async fn handle(
     }
     let mut reader = BufReader::new(read).take(MAX_REQUEST as u64 + 1);
     let mut line = String::new();
-    reader.read_line(&mut line).await?;
+    if tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .is_err()
+    {
+        return send(
+            &mut write,
+            &json!({"ok": false, "error": "no request within 5 s"}),
+        )
+        .await;
+    }
+    drop(slot);
     if line.len() > MAX_REQUEST {
         return send(
             &mut write,

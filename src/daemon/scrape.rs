@@ -33,7 +33,11 @@ pub(super) async fn serve(
                 () = cancel.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
-                    Err(_) => continue,
+                    // Out of file descriptors, say: pause instead of spinning.
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
                 },
             };
             let (metrics, view) = (metrics.clone(), view.clone());

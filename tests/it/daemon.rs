@@ -2,6 +2,8 @@
 //! SIGUSR1 mass renewal, SIGHUP, crashes, flaky and unreachable CAs.
 
 use std::borrow::Cow;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -515,6 +517,47 @@ fn http_get(port: u16, path: &str) -> String {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default()
+}
+
+#[test]
+fn idle_control_clients_neither_block_status_nor_stay_forever() {
+    let env = Env::new();
+    env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
+    let daemon = Daemon::start(&env);
+    wait_until(MINUTE, "a issued", || all_at(&env, &["a".to_owned()], 1));
+    let socket = env.control_socket();
+    let idle: Vec<UnixStream> = (0..500)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    let started = std::time::Instant::now();
+    let status = env.renewd(&["status"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "status took {:?}",
+        started.elapsed()
+    );
+
+    // Past the limit of waiting clients, a new one is told so at once.
+    let extra: Vec<UnixStream> = (0..20)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    let mut reply = String::new();
+    let mut last = extra.last().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    last.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("too many clients"), "{reply}");
+
+    // An idle client is answered and dropped after the request timeout.
+    let mut first = &idle[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reply = String::new();
+    first.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("no request within 5 s"), "{reply}");
+    drop((idle, extra, daemon));
 }
 
 #[test]
