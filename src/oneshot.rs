@@ -189,14 +189,15 @@ impl OneShot {
         (lines, ok)
     }
 
-    /// Revokes the live certificate of `cert` at the CA that issued it; returns
-    /// its serial.
+    /// Revokes the live certificate of `cert` at the CA that issued it and
+    /// marks it revoked (so it is renewed next, with a new key); returns its
+    /// serial.
     ///
     /// # Errors
     ///
     /// [`crate::acme::Error`] when there is no live certificate or the CA refuses.
     pub async fn revoke(
-        &self,
+        &mut self,
         cert: &CertificateConfig,
         reason: Option<instant_acme::RevocationReason>,
     ) -> Result<String, crate::acme::Error> {
@@ -206,7 +207,16 @@ impl OneShot {
             .get(&cert.name)
             .and_then(|s| s.ca.as_deref());
         let ca = self.renewer.issuer(cert, issued_by);
-        self.renewer.revoke(cert, &ca, reason).await
+        let serial = self.renewer.revoke(cert, &ca, reason).await?;
+        // The serial is the live certificate's: what the state knew of another
+        // one no longer applies.
+        let cs = self.state.entry(&cert.name);
+        if !cs.is_for(&serial) {
+            cs.renewed(&serial);
+        }
+        cs.revoked = true;
+        self.save_state().await;
+        Ok(serial)
     }
 
     async fn save_state(&mut self) {

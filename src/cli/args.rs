@@ -49,14 +49,14 @@ pub enum Command {
         #[arg(default_value = "/etc/letsencrypt")]
         dir: std::path::PathBuf,
     },
-    /// Revoke a certificate's live version at its CA (it is then renewed by the
-    /// running daemon, which learns of the revocation through ARI).
+    /// Revoke a certificate's live version at its CA, then replace it at once
+    /// with a new key (through the running daemon, or in-process without one).
     Revoke {
         /// Certificate name.
         name: String,
         /// Revocation reason (RFC 5280).
         #[arg(long, value_enum)]
-        reason: Option<RevokeReason>,
+        reason: Option<crate::control::proto::RevokeReason>,
     },
     /// Print a shell completion script.
     Completions {
@@ -96,32 +96,4 @@ pub struct RenewArgs {
     /// line, as CAs publish after a mass revocation).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["names", "all"])]
     pub affected: Option<PathBuf>,
-}
-
-/// RFC 5280 revocation reasons, spelled as ACME CAs document them.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-#[value(rename_all = "camelCase")]
-pub enum RevokeReason {
-    /// No reason given.
-    Unspecified,
-    /// The private key is compromised: the next certificate gets a new key.
-    KeyCompromise,
-    /// The subscriber's affiliation changed.
-    AffiliationChanged,
-    /// The certificate was replaced.
-    Superseded,
-    /// The certificate is no longer needed.
-    CessationOfOperation,
-}
-
-impl From<RevokeReason> for instant_acme::RevocationReason {
-    fn from(r: RevokeReason) -> Self {
-        match r {
-            RevokeReason::Unspecified => Self::Unspecified,
-            RevokeReason::KeyCompromise => Self::KeyCompromise,
-            RevokeReason::AffiliationChanged => Self::AffiliationChanged,
-            RevokeReason::Superseded => Self::Superseded,
-            RevokeReason::CessationOfOperation => Self::CessationOfOperation,
-        }
-    }
 }

@@ -16,7 +16,7 @@ pub use args::{Cli, Command};
 
 use crate::config::{self, Config};
 use crate::control::client::{Client, ConnectError};
-use crate::control::proto::Request;
+use crate::control::proto::{Request, RevokeReason};
 use crate::oneshot::OneShot;
 use crate::renew;
 use crate::state::State;
@@ -378,22 +378,51 @@ fn import_certbot(path: &Path, dir: &Path) -> anyhow::Result<Exit> {
     Ok(if ok { Exit::Ok } else { Exit::Failed })
 }
 
-async fn revoke(
-    path: &Path,
-    name: &str,
-    reason: Option<args::RevokeReason>,
-) -> anyhow::Result<Exit> {
-    let config = Config::load(path)?;
-    unknown_names(&config, &[name.to_owned()])?;
+/// Revokes `name`'s live certificate and replaces it at once: through the
+/// daemon when one runs (it owns the state), else in-process, with a deployment.
+async fn revoke(path: &Path, name: &str, reason: Option<RevokeReason>) -> anyhow::Result<Exit> {
+    let (config, socket) = config_or_daemon(path).await?;
+    if let Some(config) = &config {
+        unknown_names(config, &[name.to_owned()])?;
+    }
+    let request = Request::Revoke {
+        name: name.to_owned(),
+        reason,
+    };
+    if let Some(mut client) = daemon_request(&socket, &request).await? {
+        let reply = reply_ok(client.next().await?)?;
+        let serial = reply["serial"].as_str().unwrap_or_default();
+        println!("{name}: revoked serial {serial}; the daemon is replacing it");
+        return Ok(Exit::Ok);
+    }
+    let config = config.ok_or(ConnectError::NotRunning(socket.display().to_string()))?;
     let store = open_store(&config)?;
+    let _lock = store.lock()?;
     let cert = config
         .certificate(name)
         .cloned()
         .context("unknown certificate")?;
-    let run = OneShot::new(Arc::new(config), store);
+    let config = Arc::new(config);
+    let mut run = OneShot::new(Arc::clone(&config), store);
     let serial = run.revoke(&cert, reason.map(Into::into)).await?;
     println!("{name}: revoked serial {serial}");
-    Ok(Exit::Ok)
+    let outcomes = run.renew_all(vec![cert.clone()], false).await;
+    let mut ok = true;
+    for (name, outcome) in &outcomes {
+        println!("{name}: {outcome}");
+        ok &= outcome.is_ok();
+    }
+    if outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, renew::Outcome::Renewed { .. }))
+    {
+        let (lines, deployed) = run.deploy(&[&cert]).await;
+        for line in lines {
+            println!("{line}");
+        }
+        ok &= deployed;
+    }
+    Ok(if ok { Exit::Ok } else { Exit::Failed })
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {

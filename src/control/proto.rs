@@ -32,6 +32,45 @@ pub enum Request {
     },
     /// Re-read the config file (as SIGHUP).
     ReloadConfig,
+    /// Revoke the live certificate of `name` at the CA that issued it, then
+    /// replace it at once (with a new key).
+    Revoke {
+        /// The certificate.
+        name: String,
+        /// Why (RFC 5280).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<RevokeReason>,
+    },
+}
+
+/// RFC 5280 revocation reasons, spelled as ACME CAs document them (on the
+/// command line and on the socket alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "camelCase")]
+#[value(rename_all = "camelCase")]
+pub enum RevokeReason {
+    /// No reason given.
+    Unspecified,
+    /// The private key is compromised: the next certificate gets a new key.
+    KeyCompromise,
+    /// The subscriber's affiliation changed.
+    AffiliationChanged,
+    /// The certificate was replaced.
+    Superseded,
+    /// The certificate is no longer needed.
+    CessationOfOperation,
+}
+
+impl From<RevokeReason> for instant_acme::RevocationReason {
+    fn from(r: RevokeReason) -> Self {
+        match r {
+            RevokeReason::Unspecified => Self::Unspecified,
+            RevokeReason::KeyCompromise => Self::KeyCompromise,
+            RevokeReason::AffiliationChanged => Self::AffiliationChanged,
+            RevokeReason::Superseded => Self::Superseded,
+            RevokeReason::CessationOfOperation => Self::CessationOfOperation,
+        }
+    }
 }
 
 /// One line of a `renew` reply stream, before the final `{"ok":...}`.

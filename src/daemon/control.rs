@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{Event, View};
-use crate::control::proto::{MAX_REQUEST, RenewEvent, Request};
+use crate::control::proto::{MAX_REQUEST, RenewEvent, Request, RevokeReason};
 
 /// The socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +250,45 @@ async fn handle(
             force,
             wait,
         } => renew(&mut write, &events, names, all, force, wait).await,
+        Request::Revoke { name, reason } => {
+            let view = view.borrow().clone();
+            let reply = revoke(&view, &events, name, reason).await;
+            send(&mut write, &reply).await
+        }
+    }
+}
+
+/// Revokes at the CA here, in the connection's task, so the scheduler never
+/// waits for the CA; it is told afterwards and replaces the certificate.
+async fn revoke(
+    view: &View,
+    events: &mpsc::Sender<Event>,
+    name: String,
+    reason: Option<RevokeReason>,
+) -> serde_json::Value {
+    let renewer = &view.renewer;
+    let Some(cert) = renewer.config.certificate(&name) else {
+        return json!({"ok": false, "error": format!("no certificate named {name}")});
+    };
+    let issued_by = view
+        .state
+        .lock()
+        .await
+        .certificates
+        .get(&name)
+        .and_then(|s| s.ca.clone());
+    let ca = renewer.issuer(cert, issued_by.as_deref());
+    match renewer.revoke(cert, &ca, reason.map(Into::into)).await {
+        Ok(serial) => {
+            let _ = events
+                .send(Event::Revoked {
+                    name,
+                    serial: serial.clone(),
+                })
+                .await;
+            json!({"ok": true, "serial": serial})
+        }
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
     }
 }
 

@@ -37,6 +37,14 @@ pub enum Event {
     Reload(Option<oneshot::Sender<Result<(), String>>>),
     /// SIGUSR1: force-renew every certificate.
     RenewAll,
+    /// The CA accepted the revocation of `name`'s live certificate `serial`
+    /// (a control-socket `revoke`): replace it at once, with a new key.
+    Revoked {
+        /// The certificate.
+        name: String,
+        /// The serial revoked.
+        serial: String,
+    },
     /// A control-socket `renew`: `names` empty means all. The reply lists each
     /// certificate with a channel that yields its outcome.
     Renew {
@@ -128,20 +136,18 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// What `status` requests and metrics scrapes read: the running config, the
-/// store and the state (locked only to copy it).
+/// What the control socket and metrics scrapes work with: the running config's
+/// [`Renewer`] (config, store, CAs) and the state (locked only to copy it).
 #[derive(Clone)]
 pub(crate) struct View {
-    config: Arc<Config>,
-    store: Store,
+    renewer: Arc<Renewer>,
     state: Arc<Mutex<State>>,
 }
 
 impl View {
-    fn new(renewer: &Renewer, state: &Arc<Mutex<State>>) -> Self {
+    fn new(renewer: &Arc<Renewer>, state: &Arc<Mutex<State>>) -> Self {
         Self {
-            config: Arc::clone(&renewer.config),
-            store: renewer.store.clone(),
+            renewer: Arc::clone(renewer),
             state: Arc::clone(state),
         }
     }
@@ -149,6 +155,7 @@ impl View {
     /// The status of every certificate, as `renewd status` shows it.
     async fn statuses(&self) -> Vec<CertStatus> {
         let state = self.state.lock().await.clone();
-        status::collect(&self.config, &self.store, &state, OffsetDateTime::now_utc())
+        let (config, store) = (&self.renewer.config, &self.renewer.store);
+        status::collect(config, store, &state, OffsetDateTime::now_utc())
     }
 }

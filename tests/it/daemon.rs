@@ -60,6 +60,51 @@ fn replacement_error(env: &Env, old: &CertInfo) -> Option<String> {
     })
 }
 
+/// Revokes `name`'s live certificate with renewd's account through the library,
+/// as the CA (or another client) would, without telling the daemon.
+fn revoke_behind_renewds_back(env: &Env, name: &str) {
+    let config = renewd::config::Config::load(&env.config_path()).unwrap();
+    let store = env.store();
+    let der = store.lineage(name).unwrap().unwrap().cert.der;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cas = renewd::acme::Cas::new(config.cas, store, renewd::metrics::Metrics::new());
+        let reason = Some(instant_acme::RevocationReason::KeyCompromise);
+        cas.revoke("pebble", &der, reason).await.unwrap();
+    });
+}
+
+#[test]
+fn renewd_revoke_replaces_at_once_with_a_new_key() {
+    let env = Env::new();
+    let cert = "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nreuse_key = true\n";
+    env.write_config_with("check_interval = \"1h\"", cert);
+    let key = |env: &Env| env.store().lineage("a").unwrap().unwrap().cert.spki_der;
+
+    // With a daemon: it revokes, and replaces at once (no ARI poll for an hour).
+    let daemon = Daemon::start(&env);
+    wait_until(MINUTE, "a issued", || all_at(&env, &["a".to_owned()], 1));
+    let first = key(&env);
+    let run = env.renewd(&["revoke", "a", "--reason", "keyCompromise"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("a: revoked serial "), "{run:?}");
+    wait_until(MINUTE, "a replaced", || all_at(&env, &["a".to_owned()], 2));
+    let second = key(&env);
+    assert_ne!(
+        second, first,
+        "reuse_key, yet a new key after keyCompromise"
+    );
+    drop(daemon);
+
+    // Without one: in-process, with the deployment.
+    let run = env.renewd(&["revoke", "a"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("a: renewed: version 3"), "{run:?}");
+    assert_ne!(key(&env), second, "a new key after any revocation");
+    let status = env.renewd(&["status", "--json"]);
+    assert_eq!(status.code, 0, "healthy again: {status:?}");
+}
+
 #[test]
 fn revoked_certificates_are_found_through_ari_and_only_they_are_renewed() {
     let env = Env::new();
@@ -70,12 +115,7 @@ fn revoked_certificates_are_found_through_ari_and_only_they_are_renewed() {
 
     let (revoked, kept) = names.split_at(10);
     for name in revoked {
-        let run = env.renewd(&["revoke", name, "--reason", "keyCompromise"]);
-        assert_eq!(run.code, 0, "{run:?}");
-        assert!(
-            run.stdout.starts_with(&format!("{name}: revoked serial ")),
-            "{run:?}"
-        );
+        revoke_behind_renewds_back(&env, name);
     }
     // No signal: the daemon must notice through ARI within a few check intervals.
     wait_until(MINUTE, "revoked certificates renewed", || {

@@ -36,6 +36,7 @@ impl Scheduler {
                 let result = self.renew_request(names, force).await;
                 let _ = reply.send(result);
             }
+            Event::Revoked { name, serial } => self.revoked(&name, &serial).await,
             Event::Reload(reply) => {
                 let result = self.reload().await;
                 if let Some(reply) = reply {
@@ -158,5 +159,25 @@ impl Scheduler {
             added, removed, "config reloaded"
         );
         Ok(())
+    }
+
+    /// The CA accepted a revocation made through renewd: the certificate is
+    /// marked revoked (durably, so a crash still replaces it) and replaced now.
+    async fn revoked(&mut self, name: &str, serial: &str) {
+        let live = self.entries.get(name).and_then(|e| e.serial.as_deref());
+        if live != Some(serial) {
+            return; // Replaced meanwhile.
+        }
+        {
+            let mut state = self.state.lock().await;
+            let cs = state.entry(name);
+            if !cs.is_for(serial) {
+                cs.renewed(serial);
+            }
+            cs.revoked = true;
+        }
+        self.save_state().await;
+        self.replan(name).await;
+        self.status_changed();
     }
 }
