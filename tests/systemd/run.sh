@@ -217,13 +217,13 @@ at_version() { # at_version N NAME...: every live/NAME points at archive/NAME/N
   for c in "$@"; do s="$s test \"\$(readlink /var/lib/renewd/live/$c)\" = ../archive/$c/$n &&"; done
   echo "$s true"
 }
-in_ct 'systemctl kill -s USR1 --kill-whom=main renewd'
+in_ct 'systemctl kill -s USR1 renewd'
 if eventually 30 "$(at_version 2 a.example.com b.example.com web.example.com)" &&
    in_ct 'systemctl is-active --quiet renewd'; then
-  pass "systemctl kill -s USR1 --kill-whom=main renewd: all 3 renewed (live/* -> archive/*/2)"
+  pass "systemctl kill -s USR1 renewd: all 3 renewed (live/* -> archive/*/2)"
 else
   in_ct 'ls -l /var/lib/renewd/live/'
-  fail "systemctl kill -s USR1 --kill-whom=main renewd renews all"
+  fail "systemctl kill -s USR1 renewd renews all"
 fi
 
 # --- journald fields -------------------------------------------------------------------
@@ -232,6 +232,23 @@ if in_ct 'journalctl -u renewd -o json --no-pager | grep "\"RENEWD_EVENT\":\"ren
   pass "journalctl -u renewd -o json: CERT_NAME=b.example.com with RENEWD_EVENT=renewed"
 else
   fail "journalctl -u renewd -o json has CERT_NAME and RENEWD_EVENT fields"
+fi
+
+# --- the plain command operators type, with a hook in flight ----------------------------
+# `systemctl kill -s USR1 renewd` signals every process of the unit: a reload hook
+# running at that moment must survive it and finish.
+cert_hook=$(cert hook.example.com '"hook.example.com"' \
+  'reload = [{ exec = ["sh", "-c", "sleep 5; echo done >> /var/lib/renewd/hook-runs"] }]')
+write_config "$cert_a$cert_b$cert_web$cert_hook"
+if reload_renewd && eventually 30 'pgrep -f "sleep 5" >/dev/null' &&
+   in_ct 'systemctl kill -s USR1 renewd' &&
+   eventually 30 'grep -q done /var/lib/renewd/hook-runs' &&
+   eventually 30 "$(at_version 3 a.example.com b.example.com web.example.com)" &&
+   in_ct 'systemctl is-active --quiet renewd'; then
+  pass "systemctl kill -s USR1 renewd (every process) with a reload hook in flight: the hook finishes, all renewed"
+else
+  in_ct 'journalctl -u renewd --no-pager | tail -n 20' || true
+  fail "systemctl kill -s USR1 renewd: a reload hook in flight survives and everything is renewed"
 fi
 
 # --- systemctl reload: a new certificate -----------------------------------------------
