@@ -48,7 +48,11 @@ pub fn record_reload(
         Err(e) => error!(renewd_event = "reload-failed", target = %what, "reload failed: {e}"),
     }
     for name in names {
-        state.entry(name).reload_error = result.as_ref().err().map(ToString::to_string);
+        let errors = &mut state.entry(name).reload_errors;
+        match result {
+            Ok(()) => errors.remove(&what),
+            Err(e) => errors.insert(what.clone(), e.to_string()),
+        };
     }
 }
 

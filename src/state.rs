@@ -69,8 +69,9 @@ pub struct CertState {
     /// reload runs, so a daemon that crashed meanwhile deploys it when it
     /// restarts.
     pub deploy_pending: bool,
-    /// The last reload of a target this certificate uses failed.
-    pub reload_error: Option<String>,
+    /// Per reload target (as logged, e.g. `unit nginx.service`), why its last
+    /// run for this certificate failed; a target's success clears only its own.
+    pub reload_errors: BTreeMap<String, String>,
     /// Last served-certificate checks.
     pub served: Vec<Served>,
     /// When they were made.
@@ -91,7 +92,7 @@ impl CertState {
         self.retry_at = None;
         self.force_pending = false;
         self.deploy_pending = false;
-        self.reload_error = None;
+        self.reload_errors.clear();
         self.served.clear();
         self.served_at = None;
     }

@@ -126,8 +126,8 @@ fn one(
             problems.push("revoked".to_owned());
         }
         if current {
-            if let Some(error) = &remembered.reload_error {
-                problems.push(format!("reload failed: {error}"));
+            for (target, error) in &remembered.reload_errors {
+                problems.push(format!("reload {target} failed: {error}"));
             }
             status.served.clone_from(&remembered.served);
             for served in status.served.iter().filter(|s| !s.matches) {

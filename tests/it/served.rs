@@ -181,6 +181,51 @@ fn a_service_still_not_serving_after_one_more_reload_is_left_unhealthy() {
 }
 
 #[test]
+fn reload_targets_run_in_the_order_given_and_every_failure_is_kept() {
+    let env = Env::new();
+    let order = env.dir.path().join("order");
+    let step = |name: &str, pause: &str, exit: u8| {
+        format!(
+            "{{ exec = [\"sh\", \"-c\", \"sleep {pause}; echo {name} >> {}; exit {exit}\"] }}",
+            order.display()
+        )
+    };
+    // The slow first target fails, the last one too; the middle one succeeds.
+    let reload = format!(
+        "[{}, {}, {}]",
+        step("first", "1", 1),
+        step("second", "0", 0),
+        step("third", "0", 2)
+    );
+    env.write_config(&format!(
+        "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nreload = {reload}\n"
+    ));
+    let daemon = Daemon::start(&env);
+    wait_until(MINUTE, "three reloads", || {
+        daemon
+            .log_text()
+            .matches("renewd_event=\"reload-failed\"")
+            .count()
+            == 2
+            && daemon.log_text().contains("renewd_event=\"reloaded\"")
+    });
+    let ran = std::fs::read_to_string(&order).unwrap();
+    assert_eq!(ran, "first\nsecond\nthird\n", "in the order given");
+    let (code, json) = status_json(&env);
+    assert_eq!(code, 1, "{json}");
+    let problems = json["certificates"][0]["problems"].to_string();
+    assert!(
+        problems.contains("sleep 1; echo first") && problems.contains("exit status: 1"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("echo third") && problems.contains("exit status: 2"),
+        "{problems}"
+    );
+    assert!(!problems.contains("echo second"), "{problems}");
+}
+
+#[test]
 fn a_mass_renewal_of_ten_certificates_reloads_their_nginx_once() {
     let env = Env::new();
     let (names, certs) = many_certificates(10);

@@ -79,31 +79,61 @@ impl Scheduler {
         }
     }
 
-    /// Starts every pending reload whose batch is complete: no renewal of a
-    /// certificate that uses the target is still running or queued. The state
-    /// (with the deployments pending) is written first.
+    /// Starts every pending reload that may run: its batch is complete (no
+    /// renewal of a certificate that uses the target is still running or
+    /// queued), and no target before it in the `reload` list of one of its
+    /// certificates is still waiting or running. The ones that may run go one
+    /// after the other, in the order they were queued, so each certificate's
+    /// targets run in the order given. The state (with the deployments pending)
+    /// is written first.
     pub(super) async fn dispatch_reloads(&mut self) {
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_reloads)
-            .into_iter()
-            .partition(|(t, _)| !self.held.contains_key(t));
-        self.pending_reloads = waiting;
-        if !ready.is_empty() {
-            self.save_state().await;
+        let config = Arc::clone(&self.renewer.config);
+        let mut blocked: Vec<ReloadTarget> = self.reloading.clone();
+        let mut ready = Vec::new();
+        for (target, names) in std::mem::take(&mut self.pending_reloads) {
+            let earlier_waits = names.iter().filter_map(|n| config.certificate(n)).any(|c| {
+                c.reload
+                    .iter()
+                    .take_while(|t| **t != target)
+                    .any(|t| blocked.contains(t))
+            });
+            if self.held.contains_key(&target) || earlier_waits {
+                blocked.push(target.clone());
+                self.pending_reloads.push((target, names));
+            } else {
+                ready.push((target, names));
+            }
         }
-        for (target, names) in ready {
-            let renewer = Arc::clone(&self.renewer);
-            self.reloads.spawn(async move {
+        if ready.is_empty() {
+            return;
+        }
+        self.save_state().await;
+        self.reloading.extend(ready.iter().map(|(t, _)| t.clone()));
+        let renewer = Arc::clone(&self.renewer);
+        self.reloads.spawn(async move {
+            let mut results = Vec::with_capacity(ready.len());
+            for (target, names) in ready {
                 let certs: Vec<&CertificateConfig> = names
                     .iter()
                     .filter_map(|n| renewer.config.certificate(n))
                     .collect();
                 let result = deploy::reload(&target, &renewer.store, &certs).await;
-                (target, names, result)
-            });
-        }
+                results.push((target, names, result));
+            }
+            results
+        });
     }
 
-    pub(super) async fn reloaded(&mut self, (target, names, result): ReloadResult) {
+    /// A chain of reloads has ended.
+    pub(super) async fn reloaded(&mut self, results: Vec<ReloadResult>) {
+        for result in results {
+            self.reload_ended(result).await;
+        }
+        self.dispatch_reloads().await;
+    }
+
+    async fn reload_ended(&mut self, (target, names, result): ReloadResult) {
+        self.reloading.retain(|t| *t != target);
         deploy::record_reload(&mut *self.state.lock().await, &target, &names, &result);
         self.schedule_save();
         for name in names {

@@ -111,7 +111,9 @@ pub(super) struct Scheduler {
     permits: Arc<Semaphore>,
     renewals: Tasks<RenewalResult>,
     polls: Tasks<PollResult>,
-    reloads: JoinSet<ReloadResult>,
+    reloads: JoinSet<Vec<ReloadResult>>,
+    /// Targets of the reload chains in flight.
+    reloading: Vec<ReloadTarget>,
     verifies: Tasks<Option<Check>>,
     /// Reload targets waiting for the renewals of their batch to finish, with
     /// the certificates they are for.
@@ -155,6 +157,7 @@ impl Scheduler {
             renewals: Tasks::new(),
             polls: Tasks::new(),
             reloads: JoinSet::new(),
+            reloading: Vec::new(),
             verifies: Tasks::new(),
             pending_reloads: Vec::new(),
             outstanding: HashMap::new(),
