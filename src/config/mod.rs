@@ -155,7 +155,7 @@ struct RawSolver {
 }
 
 /// A solver, parsed once: each challenge type with exactly what it needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SolverConfig {
     /// http-01 answered by a listener of renewd's own (`listen`).
     Http01Standalone(SocketAddr),
@@ -180,7 +180,7 @@ impl SolverConfig {
 }
 
 /// A dns-01 solver.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dns01Config {
     /// Where the TXT record is published.
     pub provider: Dns01Provider,
@@ -191,7 +191,7 @@ pub struct Dns01Config {
 }
 
 /// A dns-01 provider with its settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dns01Provider {
     /// RFC 2136 dynamic updates to `server`, signed with the TSIG key in BIND's
     /// format.

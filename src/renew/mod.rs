@@ -46,8 +46,20 @@ impl Renewer {
     /// requests in `metrics`.
     #[must_use]
     pub fn new(config: Arc<Config>, store: Store, metrics: Metrics) -> Self {
+        Self::after(None, config, store, metrics)
+    }
+
+    /// As [`Renewer::new`], for a config that replaces `previous`'s: solvers
+    /// whose settings did not change are taken over, with what they present.
+    #[must_use]
+    pub fn after(
+        previous: Option<&Self>,
+        config: Arc<Config>,
+        store: Store,
+        metrics: Metrics,
+    ) -> Self {
         Self {
-            solvers: Solvers::new(&config.solvers),
+            solvers: Solvers::new(&config.solvers, previous.map(|p| &p.solvers)),
             cas: Cas::new(config.cas.clone(), store.clone(), metrics),
             config,
             store,

@@ -46,6 +46,8 @@ impl Standalone {
 async fn serve(listener: TcpListener, tokens: Tokens) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: pause instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
         let tokens = tokens.clone();

@@ -91,6 +91,7 @@ pub struct Response {
 #[derive(Debug)]
 pub struct Solver {
     name: String,
+    config: SolverConfig,
     kind: Kind,
 }
 
@@ -119,6 +120,7 @@ impl Solver {
         };
         Self {
             name: name.to_owned(),
+            config: config.clone(),
             kind,
         }
     }
@@ -179,13 +181,24 @@ impl Solver {
 pub struct Solvers(IndexMap<String, Arc<Solver>>);
 
 impl Solvers {
-    /// Builds every solver of the config.
+    /// Builds every solver of the config, taking over from `previous` (the
+    /// config before a reload) each one whose settings did not change: a
+    /// renewal still in flight keeps presenting on its listener, and renewals
+    /// started after the reload share that listener instead of failing to bind
+    /// the same port.
     #[must_use]
-    pub fn new(configs: &IndexMap<String, SolverConfig>) -> Self {
+    pub fn new(configs: &IndexMap<String, SolverConfig>, previous: Option<&Self>) -> Self {
         Self(
             configs
                 .iter()
-                .map(|(name, c)| (name.clone(), Arc::new(Solver::new(name, c))))
+                .map(|(name, c)| {
+                    let kept = previous
+                        .and_then(|p| p.0.get(name))
+                        .filter(|old| old.config == *c)
+                        .map(Arc::clone);
+                    let solver = kept.unwrap_or_else(|| Arc::new(Solver::new(name, c)));
+                    (name.clone(), solver)
+                })
                 .collect(),
         )
     }

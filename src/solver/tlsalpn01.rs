@@ -108,6 +108,8 @@ async fn serve(listener: TcpListener, certs: Entries<Arc<CertifiedKey>>) {
     let acceptor = TlsAcceptor::from(Arc::new(config));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: pause instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
         let acceptor = acceptor.clone();

@@ -386,6 +386,34 @@ fn a_deployment_cut_short_by_a_crash_is_finished_after_restart() {
 }
 
 #[test]
+fn a_config_reload_keeps_the_listener_of_a_renewal_in_flight() {
+    // Pebble's validator waits up to 3 s before each validation, so a renewal
+    // holds the http-01 port for a while.
+    let env = Env::with_pebble_env(&[("PEBBLE_VA_NOSLEEP", "0"), ("PEBBLE_VA_SLEEPTIME", "3")]);
+    let a = "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n";
+    env.write_config(a);
+    let daemon = Daemon::start(&env);
+    wait_until(MINUTE, "a issued", || all_at(&env, &["a".to_owned()], 1));
+
+    let run = env.renewd(&["renew", "--force", "--no-wait", "a"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    wait_until(MINUTE, "a's order started", || {
+        daemon.log_text().matches("order started").count() == 2
+    });
+    env.write_config(&format!(
+        "{a}\n[[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\"]\n"
+    ));
+    daemon.signal(Signal::SIGHUP);
+    let names = ["a".to_owned(), "b".to_owned()];
+    wait_until(MINUTE, "a renewed and b issued", || {
+        versions(&env, &names) == [2, 1]
+    });
+    let log = daemon.log_text();
+    assert!(log.contains("config reloaded"), "{log}");
+    assert!(!log.contains("renewal failed"), "{log}");
+}
+
+#[test]
 fn sighup_keeps_running_on_a_broken_config_and_applies_a_fixed_one() {
     let env = Env::new();
     env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");

@@ -125,7 +125,8 @@ impl Scheduler {
         if config.daemon.state_dir != old.state_dir {
             warn!("daemon.state_dir changes take effect at the next restart");
         }
-        let renewer = Renewer::new(
+        let renewer = Renewer::after(
+            Some(&self.renewer),
             Arc::clone(&config),
             self.renewer.store.clone(),
             self.metrics.clone(),
