@@ -414,6 +414,43 @@ fn a_config_reload_keeps_the_listener_of_a_renewal_in_flight() {
 }
 
 #[test]
+fn ari_polls_that_come_due_together_are_bounded_in_flight() {
+    let env = Env::new();
+    let (names, certs) = many_certificates(150);
+    env.write_config_with("check_interval = \"2s\"\nmax_concurrent = 3", &certs);
+    let mut daemon = Daemon::start(&env);
+    wait_until(2 * MINUTE, "150 certificates issued", || {
+        all_at(&env, &names, 1)
+    });
+    assert_eq!(daemon.stop(), Some(0));
+    // Stopped for longer than check_interval: every poll is overdue at start.
+    std::thread::sleep(Duration::from_secs(3));
+    let daemon = Daemon::start_logging(&env, "renewd=debug");
+    let polls = |log: &str| -> Vec<usize> {
+        log.lines()
+            .filter(|l| l.contains("ARI poll") && !l.contains("failed"))
+            .filter_map(|l| {
+                l.split("in_flight=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    wait_until(MINUTE, "every certificate polled", || {
+        polls(&daemon.log_text()).len() >= 150
+    });
+    let flights = polls(&daemon.log_text());
+    assert!(
+        flights.iter().all(|n| (1..=3).contains(n)),
+        "more than 3 in flight: {flights:?}"
+    );
+    assert!(flights.contains(&3), "polls ran in parallel: {flights:?}");
+}
+
+#[test]
 fn sighup_keeps_running_on_a_broken_config_and_applies_a_fixed_one() {
     let env = Env::new();
     env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use time::OffsetDateTime;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use super::{Entry, MIN_ARI_INTERVAL, PollResult, Scheduler};
 use crate::acme::RenewalInfo;
@@ -25,8 +25,13 @@ impl Scheduler {
         entry.polling = true;
         let renewer = Arc::clone(&self.renewer);
         let issued_by = entry.issued_by.clone();
+        let permits = Arc::clone(&self.poll_permits);
+        let max = self.config().daemon.max_concurrent;
         self.polls.spawn(name, async move {
+            let _slot = Arc::clone(&permits).acquire_owned().await;
+            let in_flight = max.saturating_sub(permits.available_permits());
             let ca = renewer.issuer(&cert, issued_by.as_deref());
+            debug!(cert_name = %cert.name, ca, in_flight, "ARI poll");
             let result = renewer.cas.renewal_info(&ca, &ari_id).await;
             // One read of the live certificate serves the CRL look and the
             // revocation heuristic below.

@@ -109,6 +109,10 @@ pub(super) struct Scheduler {
     view: watch::Sender<View>,
     entries: HashMap<String, Entry>,
     permits: Arc<Semaphore>,
+    /// Places for ARI polls (each with its CRL look) in flight: as many as for
+    /// orders, so polls that come due together (after a restart, a resume, a
+    /// Retry-After that ends for all) do not hit the CA all at once.
+    poll_permits: Arc<Semaphore>,
     renewals: Tasks<RenewalResult>,
     polls: Tasks<PollResult>,
     reloads: JoinSet<Vec<ReloadResult>>,
@@ -149,6 +153,7 @@ impl Scheduler {
         Self {
             config_path,
             permits: Arc::new(Semaphore::new(renewer.config.daemon.max_concurrent)),
+            poll_permits: Arc::new(Semaphore::new(renewer.config.daemon.max_concurrent)),
             renewer,
             state,
             metrics,

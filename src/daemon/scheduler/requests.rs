@@ -133,6 +133,7 @@ impl Scheduler {
         );
         if config.daemon.max_concurrent != old.max_concurrent {
             self.permits = Arc::new(Semaphore::new(config.daemon.max_concurrent));
+            self.poll_permits = Arc::new(Semaphore::new(config.daemon.max_concurrent));
         }
         let before = self.entries.len();
         let mut released = Vec::new();
