@@ -52,6 +52,7 @@ pub mod control;
 pub mod crl;
 pub mod daemon;
 pub mod deploy;
+pub mod failure;
 pub mod hook;
 pub mod logging;
 pub mod metrics;

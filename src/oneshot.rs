@@ -128,7 +128,7 @@ impl OneShot {
         }
         self.metrics.renewal(&cert.name, outcome.is_ok());
         if let Outcome::Failed(why) = outcome {
-            warn!(cert_name = %cert.name, renewd_event = "failed", "renewal failed: {why}");
+            warn!(cert_name = %cert.name, renewd_event = "failed", kind = ?why.kind, "renewal failed: {why}");
         }
         let attempt = Attempt {
             started,

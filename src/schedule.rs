@@ -11,6 +11,7 @@ use std::fmt;
 use time::{Duration, OffsetDateTime};
 
 use crate::config::CertificateConfig;
+use crate::failure::Kind as FailureKind;
 use crate::state::{CertState, Window};
 use crate::store::Lineage;
 
@@ -102,30 +103,21 @@ pub fn backoff(failures: u32, cap: std::time::Duration, jitter: f64) -> Duration
     Duration::seconds_f64(capped * jitter.clamp(0.5, 1.0))
 }
 
-/// When the CA asked to be tried again after `error`, if it did: a rate limit's
-/// time (Let's Encrypt says `retry after 2026-01-02 03:04:05 UTC` in the
-/// problem's detail), else the `Retry-After` header of its refusal (`told`),
-/// else, for a rate limit, `cap` (the longest backoff).
+/// When the CA asked to be tried again after a failure of `kind`, if it did: a
+/// rate limit's stated time, else the `Retry-After` header of its refusal
+/// (`told`), else, for a rate limit, `cap` (the longest backoff).
 #[must_use]
 pub fn ca_retry_time(
-    error: &str,
+    kind: FailureKind,
     told: Option<OffsetDateTime>,
     now: OffsetDateTime,
     cap: std::time::Duration,
 ) -> Option<OffsetDateTime> {
-    if !error.contains("urn:ietf:params:acme:error:rateLimited") {
+    let FailureKind::RateLimited { until } = kind else {
         return told;
-    }
-    let format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    let stated = error
-        .split("retry after ")
-        .nth(1)
-        .and_then(|rest| rest.get(..23))
-        .and_then(|at| time::PrimitiveDateTime::parse(at, format).ok())
-        .map(time::PrimitiveDateTime::assume_utc);
+    };
     Some(
-        stated
+        until
             .or(told)
             .unwrap_or_else(|| now + Duration::try_from(cap).unwrap_or(Duration::HOUR)),
     )
@@ -325,27 +317,25 @@ mod tests {
     fn rate_limits_are_waited_out() {
         let now = time::macros::datetime!(2026-06-01 00:00 UTC);
         let cap = std::time::Duration::from_secs(6 * 3600);
-        let le = "CA le: API error: too many certificates (5) already issued for this exact set of \
-                  identifiers in the last 168h0m0s, retry after 2026-06-03 10:00:00 UTC: see \
-                  https://letsencrypt.org/docs/rate-limits/ (urn:ietf:params:acme:error:rateLimited)";
-        assert_eq!(
-            ca_retry_time(le, None, now, cap),
-            Some(time::macros::datetime!(2026-06-03 10:00 UTC))
-        );
-        let bare = "CA x: API error: slow down (urn:ietf:params:acme:error:rateLimited)";
+        let stated = time::macros::datetime!(2026-06-03 10:00 UTC);
+        let le = FailureKind::RateLimited {
+            until: Some(stated),
+        };
+        assert_eq!(ca_retry_time(le, None, now, cap), Some(stated));
+        let bare = FailureKind::RateLimited { until: None };
         assert_eq!(
             ca_retry_time(bare, None, now, cap),
             Some(now + Duration::hours(6))
         );
         assert_eq!(
-            ca_retry_time("CA x: connection refused", None, now, cap),
+            ca_retry_time(FailureKind::CaUnreachable, None, now, cap),
             None
         );
-        // The Retry-After header counts when the detail names no time, and for
-        // any other refusal that carried one (a 503 during maintenance).
+        // The Retry-After header counts when the CA named no time, and for any
+        // other refusal that carried one (a 503 during maintenance).
         let told = Some(now + Duration::minutes(10));
         assert_eq!(ca_retry_time(bare, told, now, cap), told);
-        assert_eq!(ca_retry_time("CA x: 503", told, now, cap), told);
+        assert_eq!(ca_retry_time(FailureKind::Refused, told, now, cap), told);
         assert!(ca_retry_time(le, told, now, cap) > told);
     }
 

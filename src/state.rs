@@ -35,6 +35,8 @@ pub struct CertState {
     pub last_attempt: Option<OffsetDateTime>,
     /// `"ok"` or `"error: ..."`.
     pub last_result: Option<String>,
+    /// The kind of the last failure, while the certificate keeps failing.
+    pub last_failure: Option<crate::failure::Kind>,
     /// CA that issued the live certificate.
     pub ca: Option<String>,
     /// Solver that validated the live certificate.
@@ -89,6 +91,7 @@ impl CertState {
         self.next_renewal_for = None;
         self.revoked = false;
         self.failures = 0;
+        self.last_failure = None;
         self.retry_at = None;
         self.force_pending = false;
         self.deploy_pending = false;

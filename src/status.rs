@@ -33,6 +33,10 @@ pub struct CertStatus {
     pub last_attempt: Option<String>,
     /// `"ok"` or `"error: ..."`.
     pub last_result: Option<String>,
+    /// While renewals keep failing, the kind of the last failure
+    /// (`{"kind": "rate-limited", "until": ...}`, `{"kind": "ca-unreachable"}`, ...).
+    #[serde(default)]
+    pub failure: Option<crate::failure::Kind>,
     /// Whether the CA says it is revoked.
     pub revoked: bool,
     /// Served-certificate checks.
@@ -101,6 +105,7 @@ fn one(
         ari_window: remembered.ari_window,
         last_attempt: remembered.last_attempt.map(rfc3339),
         last_result: remembered.last_result.clone(),
+        failure: remembered.last_failure.filter(|_| remembered.failures > 0),
         revoked: false,
         served: Vec::new(),
         ca: remembered.ca.clone(),

@@ -7,6 +7,7 @@
 //! anything in the state ([`Outcome::record`] is the caller's step), nor
 //! reloads or verifies ([`crate::deploy`]).
 
+mod failure;
 mod outcome;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tracing::{Instrument, info, warn};
 
+pub use crate::failure::{Failure, Kind as FailureKind};
 pub use outcome::{Attempt, Outcome};
 
 use crate::acme::{self, Cas};
@@ -98,19 +100,22 @@ impl Renewer {
     ) -> Outcome {
         let key_pem = match self.key_for(cert, lineage, reuse_key).await {
             Ok(key) => key,
-            Err(e) => return Outcome::Failed(e.to_string()),
+            Err(e) => return Outcome::Failed(failure::failure(&[e])),
         };
         let mut errors = Vec::new();
-        for ca in &cert.ca {
-            match self
+        let mut cas = cert.ca.iter().peekable();
+        while let Some(ca) = cas.next() {
+            if let Some(outcome) = self
                 .issue_from(cert, ca, lineage, &key_pem, &mut errors, slot)
                 .await
             {
-                Some(outcome) => return outcome,
-                None => warn!(ca, "CA failed, trying the next one"),
+                return outcome;
+            }
+            if let Some(next) = cas.peek() {
+                warn!(ca, next, "CA failed, trying the next one");
             }
         }
-        Outcome::Failed(errors.join("; "))
+        Outcome::Failed(failure::failure(&errors))
     }
 
     /// Tries every solver with CA `ca`; `None` when all failed (errors appended).
@@ -120,13 +125,13 @@ impl Renewer {
         ca: &str,
         lineage: Option<&Lineage>,
         key_pem: &str,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<acme::Error>,
         slot: &mut Slot,
     ) -> Option<Outcome> {
         let account = match self.cas.account(ca).await {
             Ok(account) => account,
             Err(e) => {
-                errors.push(e.to_string());
+                errors.push(e);
                 return None;
             }
         };
@@ -157,7 +162,7 @@ impl Renewer {
                     warn!(ca, solver = solver_name, "issuance failed: {e}");
                     self.cas.forget_if_unreachable(ca, &e).await;
                     let next_solver_may_help = e.is_challenge_failure();
-                    errors.push(e.to_string());
+                    errors.push(e);
                     if !next_solver_may_help {
                         return None;
                     }
@@ -177,15 +182,26 @@ impl Renewer {
     ) -> Outcome {
         let issued = match Issued::from_fullchain(fullchain, key_pem.to_owned()) {
             Ok(issued) => issued,
-            Err(e) => return Outcome::Failed(format!("CA {ca} returned an unusable chain: {e}")),
+            Err(e) => {
+                return Outcome::Failed(Failure::new(
+                    FailureKind::BadCertificate,
+                    format!("CA {ca} returned an unusable chain: {e}"),
+                ));
+            }
         };
         let info = match crate::store::CertInfo::from_pem(issued.cert_pem.as_bytes()) {
             Ok(info) if info.matches_key(key_pem) => info,
             Ok(_) => {
-                return Outcome::Failed(format!("CA {ca} returned a certificate for another key"));
+                return Outcome::Failed(Failure::new(
+                    FailureKind::BadCertificate,
+                    format!("CA {ca} returned a certificate for another key"),
+                ));
             }
             Err(e) => {
-                return Outcome::Failed(format!("CA {ca} returned an unreadable certificate: {e}"));
+                return Outcome::Failed(Failure::new(
+                    FailureKind::BadCertificate,
+                    format!("CA {ca} returned an unreadable certificate: {e}"),
+                ));
             }
         };
         let name = cert.name.clone();
@@ -211,7 +227,10 @@ impl Renewer {
                     solver: solver.to_owned(),
                 }
             }
-            Err(e) => Outcome::Failed(format!("cannot store the new certificate: {e}")),
+            Err(e) => Outcome::Failed(Failure::new(
+                FailureKind::Store,
+                format!("cannot store the new certificate: {e}"),
+            )),
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::Failure;
 use crate::schedule;
 use crate::state::CertState;
 
@@ -32,7 +33,7 @@ pub enum Outcome {
         at: OffsetDateTime,
     },
     /// Every CA and solver failed; the live certificate is untouched.
-    Failed(String),
+    Failed(Failure),
     /// Never started: the daemon began to stop while the renewal waited for a
     /// place among the orders in flight. Nothing is recorded, so a forced
     /// renewal stays pending for the next start.
@@ -85,13 +86,19 @@ impl Outcome {
             }
             Self::Failed(why) => {
                 cs.last_result = Some(format!("error: {why}"));
+                cs.last_failure = Some(why.kind);
                 cs.failures += 1;
                 let jitter = 0.5 + attempt.random / 2.0;
                 let backoff =
                     attempt.now + schedule::backoff(cs.failures, attempt.check_interval, jitter);
                 cs.retry_at = Some(
-                    schedule::ca_retry_time(why, attempt.told, attempt.now, attempt.check_interval)
-                        .map_or(backoff, |asked| asked.max(backoff)),
+                    schedule::ca_retry_time(
+                        why.kind,
+                        attempt.told,
+                        attempt.now,
+                        attempt.check_interval,
+                    )
+                    .map_or(backoff, |asked| asked.max(backoff)),
                 );
             }
             Self::NotDue { .. } | Self::Stopped => {}
@@ -157,7 +164,7 @@ mod tests {
     }
 
     fn failed(why: &str) -> Outcome {
-        Outcome::Failed(why.to_owned())
+        Outcome::Failed(Failure::new(super::super::FailureKind::CaUnreachable, why))
     }
 
     #[test]
@@ -239,11 +246,12 @@ mod tests {
 
     #[test]
     fn a_rate_limit_waits_for_the_time_the_ca_names() {
+        let until = datetime!(2026-06-02 00:00 UTC);
         let mut cs = CertState::default();
-        let why = "urn:ietf:params:acme:error:rateLimited: too many certificates, \
-                   retry after 2026-06-02 00:00:00 UTC: see https://letsencrypt.org/docs/rate-limits/";
-        failed(why).record(&mut cs, &attempt(0.5, None));
-        assert_eq!(cs.retry_at, Some(datetime!(2026-06-02 00:00 UTC)));
+        let limited = super::super::FailureKind::RateLimited { until: Some(until) };
+        Outcome::Failed(Failure::new(limited, "too many")).record(&mut cs, &attempt(0.5, None));
+        assert_eq!(cs.retry_at, Some(until));
+        assert_eq!(cs.last_failure, Some(limited));
     }
 
     #[test]

@@ -594,6 +594,7 @@ fn an_unreachable_ca_is_retried_with_backoff_and_renewal_resumes_when_it_returns
             .starts_with("error: CA pebble:"),
         "{cert}"
     );
+    assert_eq!(cert["failure"]["kind"], "ca-unreachable", "{cert}");
 
     relay.set_open(true);
     wait_until(2 * MINUTE, "the certificate once the CA is back", || {

@@ -165,6 +165,11 @@ fn acme_failure_never_touches_live() {
     let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     let last = json["certificates"][0]["last_result"].as_str().unwrap();
     assert!(last.starts_with("error: CA pebble:"), "{last}");
+    assert_eq!(
+        json["certificates"][0]["failure"],
+        serde_json::json!({"kind": "ca-unreachable"}),
+        "{json}"
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 
 use super::{RenewalResult, Scheduler};
 use crate::control::proto::RenewEvent;
-use crate::renew::{Attempt, Outcome};
+use crate::renew::{Attempt, Failure, FailureKind, Outcome};
 
 /// The forced mass renewal in progress: a certificate it has already renewed
 /// (or tried) is not forced again until every one of it has ended.
@@ -94,7 +94,10 @@ impl Scheduler {
             error!(cert_name = %name, "renewal task failed: {e}");
             (
                 OffsetDateTime::now_utc(),
-                Outcome::Failed(format!("internal error: {e}")),
+                Outcome::Failed(Failure::new(
+                    FailureKind::Internal,
+                    format!("internal error: {e}"),
+                )),
             )
         });
         self.record(&name, started, &outcome).await;
@@ -110,6 +113,7 @@ impl Scheduler {
             warn!(
                 cert_name = name,
                 renewd_event = "failed",
+                kind = ?why.kind,
                 "renewal failed: {why}"
             );
         }
