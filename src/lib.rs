@@ -47,6 +47,7 @@
 pub mod acme;
 pub mod certbot;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod crl;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use rand::Rng;
 use time::OffsetDateTime;
 use tracing::{debug, error, warn};
 
@@ -52,7 +53,8 @@ impl Scheduler {
         name: String,
         (serial, result, on_crl, lineage_mid): PollResult,
     ) {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
+        let random = self.rng.random();
         let check_interval = self.config().daemon.check_interval.0;
         let Some(entry) = self.entries.get_mut(&name) else {
             return;
@@ -91,7 +93,7 @@ impl Scheduler {
             Ok(RenewalInfo::Unsupported) => now + check_interval,
             Err(e) => {
                 warn!(cert_name = %name, "ARI poll failed: {e}");
-                retry_poll_at(entry, check_interval, now)
+                retry_poll_at(entry, check_interval, now, random)
             }
         };
         cs.ari_poll_at = Some(next);
@@ -104,26 +106,25 @@ impl Scheduler {
     pub(super) async fn poll_died(&mut self, name: String, e: &tokio::task::JoinError) {
         error!(cert_name = %name, "ARI poll task failed: {e}");
         let check_interval = self.config().daemon.check_interval.0;
+        let (now, random) = (self.clock.now(), self.rng.random());
         let Some(entry) = self.entries.get_mut(&name) else {
             return;
         };
         entry.polling = false;
-        let next = retry_poll_at(entry, check_interval, OffsetDateTime::now_utc());
+        let next = retry_poll_at(entry, check_interval, now, random);
         self.state.lock().await.entry(&name).ari_poll_at = Some(next);
         self.replan(&name).await;
     }
 }
 
 /// Counts a failed poll of `entry`; when to try again (backoff with jitter).
+/// `random` is a uniform sample in `[0, 1)`.
 fn retry_poll_at(
     entry: &mut Entry,
     check_interval: std::time::Duration,
     now: OffsetDateTime,
+    random: f64,
 ) -> OffsetDateTime {
     entry.ari_failures += 1;
-    now + schedule::backoff(
-        entry.ari_failures,
-        check_interval,
-        rand::random_range(0.5..=1.0),
-    )
+    now + schedule::backoff(entry.ari_failures, check_interval, 0.5 + random / 2.0)
 }

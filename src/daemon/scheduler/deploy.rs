@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
 use super::{ReloadResult, Scheduler};
@@ -201,7 +200,7 @@ impl Scheduler {
             .as_ref()
             .is_none_or(|c| c.served.iter().all(|s| s.matches));
         if let Some(check) = check {
-            let now = OffsetDateTime::now_utc();
+            let now = self.clock.now();
             deploy::record_check(&mut *self.state.lock().await, &name, check, now);
         }
         let deploying = self.entries.get(&name).map_or(0, |e| e.deploying);
@@ -231,7 +230,7 @@ impl Scheduler {
         let check_interval = self.config().daemon.check_interval.0;
         if let Some(entry) = self.entries.get_mut(name) {
             entry.verifying = false;
-            entry.verify_at = Some(OffsetDateTime::now_utc() + check_interval);
+            entry.verify_at = Some(self.clock.now() + check_interval);
         }
         self.touched(name);
     }

@@ -28,7 +28,11 @@ use renewals::Batch;
 use tasks::Tasks;
 
 use super::{Event, View};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use crate::acme::{self, RenewalInfo};
+use crate::clock::Clock;
 use crate::config::{Config, ReloadTarget};
 use crate::control::proto::RenewEvent;
 use crate::deploy::Check;
@@ -46,6 +50,11 @@ const SAVE_DELAY: StdDuration = StdDuration::from_secs(1);
 /// At most one `STATUS=` a second: a mass renewal finishes hundreds of
 /// certificates a second, and each line costs a pass over all of them.
 const STATUS_INTERVAL: StdDuration = StdDuration::from_secs(1);
+/// The longest the loop sleeps at once. Its timers run on the monotonic clock,
+/// which stands still while a host is suspended and ignores a stepped wall
+/// clock; waking at least this often re-plans against the wall clock, so a
+/// renewal long overdue after a resume waits minutes, not the time asleep.
+const MAX_SLEEP: StdDuration = StdDuration::from_secs(300);
 /// Never poll ARI more often than this (or `check_interval`, if shorter),
 /// whatever Retry-After says.
 const MIN_ARI_INTERVAL: StdDuration = StdDuration::from_secs(60);
@@ -102,6 +111,10 @@ impl Entry {
 
 pub(super) struct Scheduler {
     config_path: PathBuf,
+    /// Where "now" comes from.
+    clock: Clock,
+    /// Every random choice (renewal times, jitter), seeded once.
+    rng: StdRng,
     renewer: Arc<Renewer>,
     /// Written only here; shared for `status` and metrics to read.
     state: Arc<Mutex<State>>,
@@ -150,8 +163,30 @@ impl Scheduler {
         metrics: Metrics,
         view: watch::Sender<View>,
     ) -> Self {
+        Self::with_clock(
+            config_path,
+            (renewer, state, metrics, view),
+            Clock::system(),
+            StdRng::from_os_rng(),
+        )
+    }
+
+    /// A scheduler that reads `clock` and draws from `rng` (tests drive both).
+    fn with_clock(
+        config_path: PathBuf,
+        (renewer, state, metrics, view): (
+            Arc<Renewer>,
+            Arc<Mutex<State>>,
+            Metrics,
+            watch::Sender<View>,
+        ),
+        clock: Clock,
+        rng: StdRng,
+    ) -> Self {
         Self {
             config_path,
+            clock,
+            rng,
             permits: Arc::new(Semaphore::new(renewer.config.daemon.max_concurrent)),
             poll_permits: Arc::new(Semaphore::new(renewer.config.daemon.max_concurrent)),
             renewer,
@@ -217,20 +252,25 @@ impl Scheduler {
                 () = tokio::time::sleep_until(wake) => {}
                 () = tick(&mut watchdog) => notify::watchdog(),
             }
-            let now = Instant::now();
-            if self.save_at.is_some_and(|at| at <= now) {
-                self.save_state().await;
-            }
-            if self.status_at.is_some_and(|at| at <= now) {
-                self.send_status().await;
-            }
+            self.flush_due().await;
         }
         self.shutdown().await;
     }
 
+    /// Writes the state and sends `STATUS=` if their time has come.
+    async fn flush_due(&mut self) {
+        let now = Instant::now();
+        if self.save_at.is_some_and(|at| at <= now) {
+            self.save_state().await;
+        }
+        if self.status_at.is_some_and(|at| at <= now) {
+            self.send_status().await;
+        }
+    }
+
     /// Starts every renewal and ARI poll whose time has come.
     fn start_due(&mut self) {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         if self.horizon.is_none_or(|at| now < at) {
             return;
         }
@@ -274,8 +314,9 @@ impl Scheduler {
 
     /// The earliest instant anything is planned.
     fn next_wake(&self) -> Instant {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let cap = self.config().daemon.check_interval.0;
+        let cap = cap.min(MAX_SLEEP);
         let until = self.horizon.map_or(cap, |at| {
             StdDuration::try_from(at - now)
                 .unwrap_or(StdDuration::ZERO)
@@ -301,7 +342,7 @@ impl Scheduler {
         let Some(cert) = self.renewer.config.certificate(name) else {
             return;
         };
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let lineage = self.renewer.store.lineage(name).map_err(|e| e.to_string());
         let live = lineage.as_ref().ok().and_then(Option::as_ref);
         let serial = live.map(|l| l.cert.serial.clone());
@@ -316,7 +357,7 @@ impl Scheduler {
             cs,
             (daemon.renew_before.0, daemon.jitter.0),
             now,
-            rand::random(),
+            self.rng.random(),
         );
         if changed {
             self.save_at
@@ -416,7 +457,103 @@ mod tests {
         let state = Arc::new(Mutex::new(State::load(&store)));
         let renewer = Arc::new(Renewer::new(config, store, Metrics::new()));
         let (view, _) = watch::channel(View::new(&renewer, &state));
-        Scheduler::new(path, renewer, state, Metrics::new(), view)
+        let clock = Clock::following_tokio(time::macros::datetime!(2026-06-01 00:00 UTC));
+        let parts = (renewer, state, Metrics::new(), view);
+        Scheduler::with_clock(path, parts, clock, StdRng::seed_from_u64(7))
+    }
+
+    /// Ends `a`'s renewal (started now) with a failure of `kind`.
+    async fn fail(scheduler: &mut Scheduler, kind: crate::failure::Kind) {
+        let failure = crate::failure::Failure::new(kind, "CA test: no");
+        let started = scheduler.clock.now();
+        scheduler.entries.entry("a".to_owned()).or_default().running = true;
+        scheduler
+            .renewal_ended("a".to_owned(), Ok((started, Outcome::Failed(failure))))
+            .await;
+    }
+
+    /// Whether a renewal of `a` starts when the loop wakes next: runs the
+    /// loop's step (wait for the wake-up, start what is due) on tokio's paused
+    /// time, never past `limit`.
+    async fn starts_by(scheduler: &mut Scheduler, limit: tokio::time::Instant) -> bool {
+        loop {
+            let wake = scheduler.next_wake();
+            if wake > limit {
+                return false;
+            }
+            tokio::time::sleep_until(wake).await;
+            scheduler.flush_due().await;
+            scheduler.start_due();
+            if scheduler.entries["a"].running {
+                return true;
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_retried_at_their_backoff_not_a_second_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut scheduler = scheduler(dir.path());
+        scheduler.replan_all().await;
+        let cap = scheduler.config().daemon.check_interval.0;
+        for failures in 1..=12u32 {
+            fail(&mut scheduler, crate::failure::Kind::CaUnreachable).await;
+            let state = scheduler.state.lock().await.certificates["a"].clone();
+            assert_eq!(state.failures, failures);
+            let delay =
+                StdDuration::try_from(state.retry_at.unwrap() - scheduler.clock.now()).unwrap();
+            // 1 min doubling up to check_interval, jittered by at most half.
+            let full = StdDuration::from_secs(60 * 2u64.pow(failures - 1)).min(cap);
+            assert!(
+                delay >= full / 2 && delay <= full,
+                "{failures}: {delay:?} of {full:?}"
+            );
+            let due = tokio::time::Instant::now() + delay;
+            assert!(
+                !starts_by(&mut scheduler, due - StdDuration::from_secs(1)).await,
+                "{failures}: retried early"
+            );
+            assert!(
+                starts_by(&mut scheduler, due).await,
+                "{failures}: not retried at {delay:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_longer_than_the_backoff_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut scheduler = scheduler(dir.path());
+        scheduler.replan_all().await;
+        let until = scheduler.clock.now() + time::Duration::hours(3);
+        fail(
+            &mut scheduler,
+            crate::failure::Kind::RateLimited { until: Some(until) },
+        )
+        .await;
+        let due = tokio::time::Instant::now() + StdDuration::from_secs(3 * 3600);
+        assert!(!starts_by(&mut scheduler, due - StdDuration::from_secs(1)).await);
+        assert!(starts_by(&mut scheduler, due).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_resumed_after_thirty_days_renews_within_minutes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut scheduler = scheduler(dir.path());
+        scheduler.replan_all().await;
+        let until = scheduler.clock.now() + time::Duration::days(30);
+        fail(
+            &mut scheduler,
+            crate::failure::Kind::RateLimited { until: Some(until) },
+        )
+        .await;
+        // Suspended for 30 days: the wall clock moves, tokio's timers do not.
+        scheduler.clock.jump(time::Duration::days(30));
+        let soon = tokio::time::Instant::now() + MAX_SLEEP;
+        assert!(
+            starts_by(&mut scheduler, soon).await,
+            "waited for the monotonic clock"
+        );
     }
 
     #[tokio::test]
@@ -434,7 +571,7 @@ mod tests {
         let entry = &scheduler.entries["a"];
         assert!(!entry.running, "free to be renewed again");
         let retry = entry.plan.as_ref().unwrap().at;
-        assert!(retry > OffsetDateTime::now_utc(), "retried after a backoff");
+        assert!(retry > scheduler.clock.now(), "retried after a backoff");
         let state = scheduler.state.lock().await;
         let a = &state.certificates["a"];
         assert_eq!(a.failures, 1);
@@ -466,7 +603,7 @@ mod tests {
         let (name, done) = scheduler.verifies.join_next().await.unwrap();
         scheduler.verify_died(&name, &done.unwrap_err());
 
-        let now = OffsetDateTime::now_utc();
+        let now = scheduler.clock.now();
         let entry = &scheduler.entries["a"];
         assert!(!entry.polling && !entry.verifying);
         assert_eq!(entry.ari_failures, 1);

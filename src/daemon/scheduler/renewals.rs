@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use rand::Rng;
 use time::OffsetDateTime;
 use tokio::task::JoinError;
 use tracing::{error, info, warn};
@@ -68,8 +69,9 @@ impl Scheduler {
         let permits = Arc::clone(&self.permits);
         let max = self.config().daemon.max_concurrent;
         let reason = reason.to_owned();
+        let clock = self.clock.clone();
         self.renewals.spawn(name, async move {
-            let started = OffsetDateTime::now_utc();
+            let started = clock.now();
             // Closed when the daemon stops: no new order after SIGTERM.
             let Ok(slot) = Arc::clone(&permits).acquire_owned().await else {
                 return (started, Outcome::Stopped);
@@ -93,7 +95,7 @@ impl Scheduler {
         let (started, outcome) = done.unwrap_or_else(|e| {
             error!(cert_name = %name, "renewal task failed: {e}");
             (
-                OffsetDateTime::now_utc(),
+                self.clock.now(),
                 Outcome::Failed(Failure::new(
                     FailureKind::Internal,
                     format!("internal error: {e}"),
@@ -123,10 +125,10 @@ impl Scheduler {
             .and_then(|cert| self.renewer.retry_after(cert, started));
         let attempt = Attempt {
             started,
-            now: OffsetDateTime::now_utc(),
+            now: self.clock.now(),
             check_interval: self.config().daemon.check_interval.0,
             told,
-            random: rand::random(),
+            random: self.rng.random(),
         };
         outcome.record(self.state.lock().await.entry(name), &attempt);
     }

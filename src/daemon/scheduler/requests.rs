@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use time::OffsetDateTime;
 use tokio::sync::{Semaphore, oneshot};
 use tracing::{error, info, warn};
 
@@ -67,7 +66,7 @@ impl Scheduler {
         if force {
             self.force(&names).await;
         }
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let mut pending = Vec::with_capacity(names.len());
         for name in names {
             let (tx, rx) = oneshot::channel();

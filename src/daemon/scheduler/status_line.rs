@@ -2,7 +2,6 @@
 //! F failing]`, sent at most once a second (a mass renewal finishes hundreds of
 //! certificates a second, and each line costs a pass over all of them).
 
-use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::{STATUS_INTERVAL, Scheduler};
@@ -23,7 +22,7 @@ impl Scheduler {
 
     /// `N certificates, next: NAME in 21d 3h[, K renewing][, F failing]`.
     pub(super) async fn status_line(&self) -> String {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let next = self
             .entries
             .iter()
