@@ -256,6 +256,12 @@ impl Renewer {
             .map_err(|e| acme::Error::Key(e.to_string()))?
     }
 
+    /// Removes challenge responses (TXT records, webroot files) that renewals
+    /// abandoned when the daemon stopped left in place.
+    pub async fn cleanup_abandoned(&self) {
+        self.solvers.cleanup_abandoned().await;
+    }
+
     /// The CA that issued the live certificate (`issued_by`, from the state),
     /// else the first configured one.
     #[must_use]

@@ -84,11 +84,31 @@ fn respond(req: &Request<Incoming>, tokens: &Tokens) -> Response<Full<Bytes>> {
 #[derive(Debug)]
 pub(super) struct Webroot {
     root: PathBuf,
+    /// Tokens whose files are in place.
+    presented: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Webroot {
     pub(super) fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self {
+            root,
+            presented: std::sync::Mutex::default(),
+        }
+    }
+
+    fn presented(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.presented
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Removes every file still in place: those of orders abandoned when the
+    /// daemon stopped.
+    pub(super) async fn cleanup_all(&self, solver: &str) {
+        let tokens: Vec<String> = self.presented().drain().collect();
+        for token in tokens {
+            self.cleanup(solver, &token).await;
+        }
     }
 
     fn path(&self, token: &str) -> PathBuf {
@@ -117,6 +137,7 @@ impl Webroot {
                     Err(e) => return Err(e),
                 }
             }
+            self.presented().insert(token.to_owned());
             tokio::fs::write(&path, key_auth).await?;
             tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).await
         };
@@ -128,6 +149,7 @@ impl Webroot {
     }
 
     pub(super) async fn cleanup(&self, solver: &str, token: &str) {
+        self.presented().remove(token);
         let path = self.path(token);
         if let Err(e) = tokio::fs::remove_file(&path).await {
             tracing::warn!(solver, path = %path.display(), "cannot remove challenge file: {e}");

@@ -176,6 +176,19 @@ impl Solver {
     }
 }
 
+impl Solver {
+    /// Removes what is still presented for orders that were abandoned (the
+    /// daemon stopping): TXT records and webroot files. Listeners of renewd's
+    /// own go with the process.
+    pub async fn cleanup_abandoned(&self) {
+        match &self.kind {
+            Kind::Http01Webroot(w) => w.cleanup_all(&self.name).await,
+            Kind::Dns01(d) => d.cleanup_all(&self.name).await,
+            Kind::Http01Standalone(_) | Kind::TlsAlpn01(_) => {}
+        }
+    }
+}
+
 /// All configured solvers by name.
 #[derive(Debug, Clone, Default)]
 pub struct Solvers(IndexMap<String, Arc<Solver>>);
@@ -207,5 +220,12 @@ impl Solvers {
     #[must_use]
     pub fn get(&self, name: &str) -> Option<Arc<Solver>> {
         self.0.get(name).cloned()
+    }
+
+    /// See [`Solver::cleanup_abandoned`].
+    pub async fn cleanup_abandoned(&self) {
+        for solver in self.0.values() {
+            solver.cleanup_abandoned().await;
+        }
     }
 }

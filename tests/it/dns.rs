@@ -303,3 +303,30 @@ fn a_failing_exec_hook_is_reported_with_its_stderr() {
         "{run:?}"
     );
 }
+
+#[test]
+fn records_of_an_order_abandoned_at_stop_are_removed() {
+    let env = Env::new();
+    let calls = env.dir.path().join("hook-calls");
+    let hook = env.dir.path().join("dns-hook");
+    // Publishes nowhere: the record never becomes visible, so the renewal
+    // waits (20 s) for it, longer than a stop lets renewals finish (5 s).
+    write_script(
+        &hook,
+        &format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
+    );
+    env.write_config(&exec_config(&env, &hook));
+    let mut daemon = crate::fixture::Daemon::start(&env);
+    crate::fixture::wait_until(std::time::Duration::from_secs(60), "a record set", || {
+        std::fs::read_to_string(&calls).is_ok_and(|c| c.starts_with("set "))
+    });
+    assert_eq!(daemon.stop(), Some(0), "graceful stop");
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let lines: Vec<&str> = calls.lines().collect();
+    assert_eq!(lines.len(), 2, "{calls}");
+    assert_eq!(
+        lines[1],
+        lines[0].replacen("set ", "unset ", 1),
+        "the record removed before exit"
+    );
+}

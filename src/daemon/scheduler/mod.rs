@@ -422,6 +422,8 @@ impl Scheduler {
                 "abandoning renewals still in flight"
             );
             self.renewals.abort_all();
+            while self.renewals.join_next().await.is_some() {}
+            self.renewer.cleanup_abandoned().await;
         }
         self.polls.abort_all();
         self.verifies.abort_all();

@@ -226,6 +226,15 @@ impl Dns01 {
         }
     }
 
+    /// Removes every record still published: those of orders abandoned when
+    /// the daemon stopped.
+    pub(super) async fn cleanup_all(&self, solver: &str) {
+        let records: Vec<Record> = self.presented().drain().map(|(_, r)| r).collect();
+        for record in records {
+            self.remove_logged(solver, &record).await;
+        }
+    }
+
     fn presented(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Record>> {
         self.presented
             .lock()
