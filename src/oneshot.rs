@@ -13,7 +13,7 @@ use tracing::warn;
 use crate::config::{CertificateConfig, Config};
 use crate::deploy;
 use crate::metrics::Metrics;
-use crate::renew::{Attempt, Outcome, Renewer};
+use crate::renew::{Outcome, Renewer};
 use crate::schedule;
 use crate::state::State;
 use crate::store::Store;
@@ -22,18 +22,15 @@ use crate::store::Store;
 pub struct OneShot {
     renewer: Arc<Renewer>,
     state: State,
-    metrics: Metrics,
 }
 
 impl OneShot {
     /// Prepares a run over `store` with `config`, reading `state.json`.
     #[must_use]
     pub fn new(config: Arc<Config>, store: Store) -> Self {
-        let metrics = Metrics::new();
         Self {
             state: State::load(&store),
-            renewer: Arc::new(Renewer::new(config, store, metrics.clone())),
-            metrics,
+            renewer: Arc::new(Renewer::new(config, store, Metrics::new())),
         }
     }
 
@@ -123,21 +120,10 @@ impl OneShot {
     }
 
     fn record(&mut self, cert: &CertificateConfig, started: OffsetDateTime, outcome: &Outcome) {
-        if matches!(outcome, Outcome::NotDue { .. }) {
-            return;
-        }
-        self.metrics.renewal(&cert.name, outcome.is_ok());
-        if let Outcome::Failed(why) = outcome {
-            warn!(cert_name = %cert.name, renewd_event = "failed", kind = ?why.kind, "renewal failed: {why}");
-        }
-        let attempt = Attempt {
-            started,
-            now: OffsetDateTime::now_utc(),
-            check_interval: self.renewer.config.daemon.check_interval.0,
-            told: self.renewer.retry_after(cert, started),
-            random: rand::random(),
-        };
-        outcome.record(self.state.entry(&cert.name), &attempt);
+        let cs = self.state.entry(&cert.name);
+        let times = (started, OffsetDateTime::now_utc());
+        self.renewer
+            .record(cert, outcome, cs, times, rand::random());
     }
 
     /// Deploys `renewed` as one batch: each distinct reload target once, then

@@ -41,6 +41,7 @@ pub struct Renewer {
     /// The configured CAs.
     pub cas: Cas,
     solvers: Solvers,
+    metrics: Metrics,
 }
 
 impl Renewer {
@@ -62,7 +63,8 @@ impl Renewer {
     ) -> Self {
         Self {
             solvers: Solvers::new(&config.solvers, previous.map(|p| &p.solvers)),
-            cas: Cas::new(config.cas.clone(), store.clone(), metrics),
+            cas: Cas::new(config.cas.clone(), store.clone(), metrics.clone()),
+            metrics,
             config,
             store,
         }
@@ -271,6 +273,35 @@ impl Renewer {
             .or_else(|| cert.ca.first().map(String::as_str))
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// Records how the renewal of `cert` that started at `started` ended, at
+    /// `now`, in its state `cs` ([`Outcome::record`], `random` in `[0, 1)`):
+    /// counted in the metrics, a failure logged. A renewal that never started
+    /// or was not due records nothing.
+    pub fn record(
+        &self,
+        cert: &CertificateConfig,
+        outcome: &Outcome,
+        cs: &mut crate::state::CertState,
+        (started, now): (OffsetDateTime, OffsetDateTime),
+        random: f64,
+    ) {
+        if matches!(outcome, Outcome::NotDue { .. } | Outcome::Stopped) {
+            return;
+        }
+        self.metrics.renewal(&cert.name, outcome.is_ok());
+        if let Outcome::Failed(why) = outcome {
+            warn!(cert_name = %cert.name, renewd_event = "failed", kind = ?why.kind, "renewal failed: {why}");
+        }
+        let attempt = Attempt {
+            started,
+            now,
+            check_interval: self.config.daemon.check_interval.0,
+            told: self.retry_after(cert, started),
+            random,
+        };
+        outcome.record(cs, &attempt);
     }
 
     /// The latest `Retry-After` any CA of `cert` sent since `since`.

@@ -19,10 +19,15 @@ fn all_at(env: &Env, names: &[String], version: u32) -> bool {
     versions(env, names).iter().all(|v| *v >= version)
 }
 
-/// `in_flight=N` values of the daemon's "order started" lines after `from` bytes of log.
+/// `in_flight=N` values of the daemon's "order started" lines in `log`.
 fn in_flight(log: &str) -> Vec<usize> {
+    in_flight_of(log, "order started")
+}
+
+/// `in_flight=N` values of the lines of `log` that contain `what`.
+fn in_flight_of(log: &str, what: &str) -> Vec<usize> {
     log.lines()
-        .filter(|l| l.contains("order started"))
+        .filter(|l| l.contains(what))
         .filter_map(|l| {
             l.split("in_flight=")
                 .nth(1)?
@@ -430,19 +435,7 @@ fn ari_polls_that_come_due_together_are_bounded_in_flight() {
     // Stopped for longer than check_interval: every poll is overdue at start.
     std::thread::sleep(Duration::from_secs(3));
     let daemon = Daemon::start_logging(&env, "renewd=debug");
-    let polls = |log: &str| -> Vec<usize> {
-        log.lines()
-            .filter(|l| l.contains("ARI poll") && !l.contains("failed"))
-            .filter_map(|l| {
-                l.split("in_flight=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .collect()
-    };
+    let polls = |log: &str| in_flight_of(log, "ARI poll");
     wait_until(MINUTE, "every certificate polled", || {
         polls(&daemon.log_text()).len() >= 150
     });

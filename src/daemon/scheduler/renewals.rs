@@ -9,11 +9,11 @@ use std::sync::Arc;
 use rand::Rng;
 use time::OffsetDateTime;
 use tokio::task::JoinError;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::{RenewalResult, Scheduler};
 use crate::control::proto::RenewEvent;
-use crate::renew::{Attempt, Failure, FailureKind, Outcome};
+use crate::renew::{Failure, FailureKind, Outcome};
 
 /// The forced mass renewal in progress: a certificate it has already renewed
 /// (or tried) is not forced again until every one of it has ended.
@@ -107,30 +107,14 @@ impl Scheduler {
     }
 
     pub(super) async fn record(&mut self, name: &str, started: OffsetDateTime, outcome: &Outcome) {
-        if matches!(outcome, Outcome::Stopped) {
+        let Some(cert) = self.renewer.config.certificate(name) else {
             return;
-        }
-        self.metrics.renewal(name, outcome.is_ok());
-        if let Outcome::Failed(why) = outcome {
-            warn!(
-                cert_name = name,
-                renewd_event = "failed",
-                kind = ?why.kind,
-                "renewal failed: {why}"
-            );
-        }
-        let told = self
-            .config()
-            .certificate(name)
-            .and_then(|cert| self.renewer.retry_after(cert, started));
-        let attempt = Attempt {
-            started,
-            now: self.clock.now(),
-            check_interval: self.config().daemon.check_interval.0,
-            told,
-            random: self.rng.random(),
         };
-        outcome.record(self.state.lock().await.entry(name), &attempt);
+        let times = (started, self.clock.now());
+        let random = self.rng.random();
+        let mut state = self.state.lock().await;
+        self.renewer
+            .record(cert, outcome, state.entry(name), times, random);
     }
 
     async fn finished(&mut self, name: String, outcome: Outcome) {
