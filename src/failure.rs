@@ -56,6 +56,26 @@ impl Failure {
     }
 }
 
+impl fmt::Display for Kind {
+    /// As in `renewd status --json` (`rate-limited until 2026-06-03T10:00:00Z`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::RateLimited { until: Some(until) } => {
+                return write!(f, "rate-limited until {}", crate::status::rfc3339(*until));
+            }
+            Self::RateLimited { until: None } => "rate-limited",
+            Self::CaUnreachable => "ca-unreachable",
+            Self::ValidationFailed => "validation-failed",
+            Self::Refused => "refused",
+            Self::Account => "account",
+            Self::Key => "key",
+            Self::BadCertificate => "bad-certificate",
+            Self::Store => "store",
+            Self::Internal => "internal",
+        })
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -79,5 +99,8 @@ mod tests {
             serde_json::to_value(Kind::CaUnreachable).unwrap(),
             serde_json::json!({"kind": "ca-unreachable"})
         );
+        // Logs say it the same way.
+        assert_eq!(kind.to_string(), "rate-limited until 2026-06-03T10:00:00Z");
+        assert_eq!(Kind::CaUnreachable.to_string(), "ca-unreachable");
     }
 }

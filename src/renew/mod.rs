@@ -292,7 +292,7 @@ impl Renewer {
         }
         self.metrics.renewal(&cert.name, outcome.is_ok());
         if let Outcome::Failed(why) = outcome {
-            warn!(cert_name = %cert.name, renewd_event = "failed", kind = ?why.kind, "renewal failed: {why}");
+            warn!(cert_name = %cert.name, renewd_event = "failed", kind = %why.kind, "renewal failed: {why}");
         }
         let attempt = Attempt {
             started,
