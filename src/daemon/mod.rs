@@ -4,8 +4,9 @@
 //! signal handlers, tell systemd we are ready, then hand over to the
 //! `scheduler`, which owns every per-certificate decision. All outside stimuli
 //! — signals, control-socket commands — arrive as [`Event`]s on one channel.
-//! The control socket ([`control`]) and the metrics endpoint ([`scrape`]) read
-//! the running config and state through a [`View`], swapped on config reload.
+//! The control socket (`control.rs`) and the metrics endpoint (`scrape.rs`)
+//! read the running config and state through a `View`, swapped on config
+//! reload.
 
 mod control;
 mod scheduler;
