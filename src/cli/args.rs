@@ -26,6 +26,11 @@ pub struct Cli {
     )]
     pub config: PathBuf,
 
+    /// Drop-in directory: its `*.toml` files add CAs, solvers and certificates
+    /// (default: `renewd.d` beside the config file).
+    #[arg(long, global = true, env = "RENEWD_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

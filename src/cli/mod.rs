@@ -14,7 +14,7 @@ use clap::CommandFactory;
 
 pub use args::{Cli, Command};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Location};
 use crate::control::client::{Client, ConnectError};
 use crate::control::proto::{Request, RevokeReason};
 use crate::oneshot::OneShot;
@@ -52,14 +52,16 @@ impl From<Exit> for ExitCode {
 /// Whatever stops the command as a whole (the binary prints the cause chain);
 /// per-certificate failures are reported in the output and the exit status instead.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let location = Location::new(cli.config, cli.config_dir);
+    let config = &location;
     match cli.command {
-        Command::CheckConfig => Ok(check_config(&cli.config)),
-        Command::Status(args) => status(&cli.config, &args).await,
-        Command::Renew(args) => renew(&cli.config, &args).await,
-        Command::ImportCertbot { dir } => import_certbot(&cli.config, &dir),
-        Command::Revoke { name, reason } => revoke(&cli.config, &name, reason).await,
+        Command::CheckConfig => Ok(check_config(config)),
+        Command::Status(args) => status(config, &args).await,
+        Command::Renew(args) => renew(config, &args).await,
+        Command::ImportCertbot { dir } => import_certbot(config, &dir),
+        Command::Revoke { name, reason } => revoke(config, &name, reason).await,
         Command::Run => {
-            crate::daemon::run(&cli.config).await?;
+            crate::daemon::run(config).await?;
             Ok(Exit::Ok)
         }
         Command::Completions { shell } => {
@@ -136,12 +138,12 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
     Exit::Failed
 }
 
-fn check_config(path: &Path) -> Exit {
-    match Config::load(path) {
+fn check_config(location: &Location) -> Exit {
+    match Config::load(location) {
         Ok(config) => {
             println!(
                 "{}: ok ({} CA(s), {} solver(s), {} certificate(s))",
-                path.display(),
+                location.file.display(),
                 config.cas.len(),
                 config.solvers.len(),
                 config.certificates.len()
@@ -155,7 +157,7 @@ fn check_config(path: &Path) -> Exit {
     }
 }
 
-async fn status(path: &Path, args: &args::StatusArgs) -> anyhow::Result<Exit> {
+async fn status(path: &Location, args: &args::StatusArgs) -> anyhow::Result<Exit> {
     let (config, socket) = config_or_daemon(path).await?;
     if let Some(config) = &config {
         unknown_names(config, &args.names)?;
@@ -196,15 +198,15 @@ async fn status(path: &Path, args: &args::StatusArgs) -> anyhow::Result<Exit> {
 /// # Errors
 ///
 /// The config error when the file is invalid and no daemon answers.
-async fn config_or_daemon(path: &Path) -> anyhow::Result<(Option<Config>, PathBuf)> {
-    let error = match Config::load(path) {
+async fn config_or_daemon(location: &Location) -> anyhow::Result<(Option<Config>, PathBuf)> {
+    let error = match Config::load(location) {
         Ok(config) => {
             let socket = config.daemon.control_socket.clone();
             return Ok((Some(config), socket));
         }
         Err(e) => e,
     };
-    let socket = config::control_socket_lenient(path);
+    let socket = config::control_socket_lenient(&location.file);
     if Client::connect(&socket).await.is_ok() {
         eprintln!(
             "renewd: warning: {error}
@@ -227,7 +229,7 @@ fn print_status(statuses: &[status::CertStatus], json: bool) -> anyhow::Result<(
     Ok(())
 }
 
-async fn renew(path: &Path, args: &args::RenewArgs) -> anyhow::Result<Exit> {
+async fn renew(path: &Location, args: &args::RenewArgs) -> anyhow::Result<Exit> {
     let (config, socket) = config_or_daemon(path).await?;
     if let Some(config) = &config {
         unknown_names(config, &args.names)?;
@@ -349,7 +351,7 @@ fn reply_ok(reply: Option<serde_json::Value>) -> anyhow::Result<serde_json::Valu
     Err(anyhow::anyhow!("daemon: {error}"))
 }
 
-fn import_certbot(path: &Path, dir: &Path) -> anyhow::Result<Exit> {
+fn import_certbot(path: &Location, dir: &Path) -> anyhow::Result<Exit> {
     let config = Config::load(path)?;
     let store = open_store(&config)?;
     let _lock = store
@@ -373,14 +375,14 @@ fn import_certbot(path: &Path, dir: &Path) -> anyhow::Result<Exit> {
     }
     eprintln!(
         "Add the entries above to {} (with ca/solvers/reload), then renewd check-config.",
-        path.display()
+        path.file.display()
     );
     Ok(if ok { Exit::Ok } else { Exit::Failed })
 }
 
 /// Revokes `name`'s live certificate and replaces it at once: through the
 /// daemon when one runs (it owns the state), else in-process, with a deployment.
-async fn revoke(path: &Path, name: &str, reason: Option<RevokeReason>) -> anyhow::Result<Exit> {
+async fn revoke(path: &Location, name: &str, reason: Option<RevokeReason>) -> anyhow::Result<Exit> {
     let (config, socket) = config_or_daemon(path).await?;
     if let Some(config) = &config {
         unknown_names(config, &[name.to_owned()])?;

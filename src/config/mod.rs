@@ -7,6 +7,7 @@
 //! domains, secret files readable by others — each with the line it comes from.
 //! This module only reads; it never touches the state directory.
 
+mod dropin;
 mod duration;
 mod validate;
 
@@ -19,6 +20,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use dropin::Location;
 pub use duration::ConfigDuration;
 
 /// Where the daemon and the CLI look for the config when no `--config` is given.
@@ -373,6 +375,8 @@ fn list(problems: &[Problem]) -> String {
 /// One thing wrong with a config, located by line and field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The drop-in file it is in; `None` for the main file.
+    pub file: Option<PathBuf>,
     /// 1-based line in the file, when known.
     pub line: Option<usize>,
     /// Dotted path of the offending field, e.g. `certificate[2].ca`.
@@ -383,6 +387,9 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{} ", file.display())?;
+        }
         match self.line {
             Some(line) => write!(f, "line {line}: {}: {}", self.field, self.message),
             None => write!(f, "{}: {}", self.field, self.message),
@@ -391,18 +398,27 @@ impl fmt::Display for Problem {
 }
 
 impl Config {
-    /// Reads, parses and validates the config at `path`.
+    /// Reads, parses and validates the config at `location`: the main file and
+    /// its drop-ins.
     ///
     /// # Errors
     ///
-    /// [`Error::Read`] if the file cannot be read, [`Error::Parse`] for TOML or schema
-    /// errors (unknown keys, wrong types), [`Error::Invalid`] listing every semantic problem.
-    pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_str(&text, path)
+    /// [`Error::Read`] if a file cannot be read, [`Error::Parse`] for TOML or
+    /// schema errors (unknown keys, wrong types), [`Error::Invalid`] listing
+    /// every semantic problem, each with its file and line.
+    pub fn load(location: &Location) -> Result<Self, Error> {
+        let sources = dropin::read(location)?;
+        let (text, spans) = dropin::join(&sources)?;
+        Self::from_str(&text, &location.file).map_err(|e| match e {
+            Error::Invalid { path, problems } => Error::Invalid {
+                path,
+                problems: problems
+                    .into_iter()
+                    .map(|p| dropin::locate(&spans, p))
+                    .collect(),
+            },
+            other => other,
+        })
     }
 
     /// Parses and validates config `text` that came from `path`.

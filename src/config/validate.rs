@@ -33,6 +33,7 @@ impl Checker<'_> {
     fn push(&mut self, line: usize, field: impl Into<String>, message: impl Into<String>) {
         let field = field.into();
         self.problems.push(Problem {
+            file: None,
             line: Some(self.key_line(line, &field)),
             field,
             message: message.into(),

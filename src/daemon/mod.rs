@@ -13,14 +13,13 @@ mod scheduler;
 mod scrape;
 mod signals;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Location};
 use crate::control::proto::RenewEvent;
 use crate::metrics::Metrics;
 use crate::renew::Renewer;
@@ -98,8 +97,8 @@ impl Error {
 ///
 /// [`Error`] when startup fails; after startup, failures are per certificate
 /// and logged, never fatal.
-pub async fn run(config_path: &Path) -> Result<(), Error> {
-    let config = Arc::new(Config::load(config_path)?);
+pub async fn run(location: &Location) -> Result<(), Error> {
+    let config = Arc::new(Config::load(location)?);
     let store = Store::open(&config.daemon.state_dir)?;
     // Held for the daemon's lifetime: no one-shot `renew` may write meanwhile.
     let _lock = store.lock()?;
@@ -128,8 +127,7 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
         .name("prime-rng".to_owned())
         .spawn(crate::acme::prime_key_generator);
 
-    let scheduler =
-        scheduler::Scheduler::new(config_path.to_owned(), renewer, state, metrics, view_tx);
+    let scheduler = scheduler::Scheduler::new(location.clone(), renewer, state, metrics, view_tx);
     scheduler.run(events_rx).await;
 
     cancel.cancel();

@@ -42,7 +42,9 @@ fn in_flight_of(log: &str, what: &str) -> Vec<usize> {
 /// Asks Pebble for a new order replacing `old` and returns its error type, if any:
 /// Pebble answers `alreadyReplaced` once another order replacing it was finalized.
 fn replacement_error(env: &Env, old: &CertInfo) -> Option<String> {
-    let config = renewd::config::Config::load(&env.config_path()).unwrap();
+    let config =
+        renewd::config::Config::load(&renewd::config::Location::new(env.config_path(), None))
+            .unwrap();
     let store = env.store();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -68,7 +70,9 @@ fn replacement_error(env: &Env, old: &CertInfo) -> Option<String> {
 /// Revokes `name`'s live certificate with renewd's account through the library,
 /// as the CA (or another client) would, without telling the daemon.
 fn revoke_behind_renewds_back(env: &Env, name: &str) {
-    let config = renewd::config::Config::load(&env.config_path()).unwrap();
+    let config =
+        renewd::config::Config::load(&renewd::config::Location::new(env.config_path(), None))
+            .unwrap();
     let store = env.store();
     let der = store.lineage(name).unwrap().unwrap().cert.der;
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -445,6 +449,46 @@ fn ari_polls_that_come_due_together_are_bounded_in_flight() {
         "more than 3 in flight: {flights:?}"
     );
     assert!(flights.contains(&3), "polls ran in parallel: {flights:?}");
+}
+
+#[test]
+fn a_certificate_dropped_into_renewd_d_is_issued_after_sighup() {
+    let env = Env::new();
+    env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
+    let daemon = Daemon::start(&env);
+    wait_until(MINUTE, "a issued", || all_at(&env, &["a".to_owned()], 1));
+
+    let drop_ins = env.dir.path().join("renewd.d");
+    std::fs::create_dir(&drop_ins).unwrap();
+    std::fs::write(
+        drop_ins.join("50-b.toml"),
+        "[[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\"]\n",
+    )
+    .unwrap();
+    let check = env.renewd(&["check-config"]);
+    assert!(check.stdout.contains("2 certificate(s)"), "{check:?}");
+    daemon.signal(Signal::SIGHUP);
+    wait_until(MINUTE, "b issued", || all_at(&env, &["b".to_owned()], 1));
+    let status = daemon.control(r#"{"cmd":"status"}"#);
+    assert_eq!(
+        status[0]["certificates"].as_array().unwrap().len(),
+        2,
+        "{status:?}"
+    );
+
+    // The same name in a second drop-in: the reload is refused naming both.
+    std::fs::write(
+        drop_ins.join("60-b-again.toml"),
+        "[[certificate]]\nname = \"b\"\ndomains = [\"c.example.com\"]\n",
+    )
+    .unwrap();
+    let reply = daemon.control(r#"{"cmd":"reload-config"}"#);
+    let error = reply[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("60-b-again.toml line 1: certificate \"b\": already defined in")
+            && error.contains("50-b.toml line 1"),
+        "{reply:?}"
+    );
 }
 
 #[test]

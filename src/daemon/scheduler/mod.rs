@@ -7,7 +7,6 @@
 //! never started twice, which is what makes repeated SIGUSR1 harmless.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -33,7 +32,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::acme::{self, RenewalInfo};
 use crate::clock::Clock;
-use crate::config::{Config, ReloadTarget};
+use crate::config::{Config, Location, ReloadTarget};
 use crate::control::proto::RenewEvent;
 use crate::deploy::Check;
 use crate::metrics::Metrics;
@@ -110,7 +109,7 @@ impl Entry {
 }
 
 pub(super) struct Scheduler {
-    config_path: PathBuf,
+    config_path: Location,
     /// Where "now" comes from.
     clock: Clock,
     /// Every random choice (renewal times, jitter), seeded once.
@@ -157,7 +156,7 @@ pub(super) struct Scheduler {
 
 impl Scheduler {
     pub(super) fn new(
-        config_path: PathBuf,
+        config_path: Location,
         renewer: Arc<Renewer>,
         state: Arc<Mutex<State>>,
         metrics: Metrics,
@@ -173,7 +172,7 @@ impl Scheduler {
 
     /// A scheduler that reads `clock` and draws from `rng` (tests drive both).
     fn with_clock(
-        config_path: PathBuf,
+        config_path: Location,
         (renewer, state, metrics, view): (
             Arc<Renewer>,
             Arc<Mutex<State>>,
@@ -461,7 +460,12 @@ mod tests {
         let (view, _) = watch::channel(View::new(&renewer, &state));
         let clock = Clock::following_tokio(time::macros::datetime!(2026-06-01 00:00 UTC));
         let parts = (renewer, state, Metrics::new(), view);
-        Scheduler::with_clock(path, parts, clock, StdRng::seed_from_u64(7))
+        Scheduler::with_clock(
+            Location::new(path, None),
+            parts,
+            clock,
+            StdRng::seed_from_u64(7),
+        )
     }
 
     /// Ends `a`'s renewal (started now) with a failure of `kind`.
