@@ -63,6 +63,12 @@ impl Cas {
         Ok(account)
     }
 
+    /// The settings of CA `ca`, if it is one of these.
+    #[must_use]
+    pub fn config(&self, ca: &str) -> Option<&CaConfig> {
+        self.cas.get(ca)
+    }
+
     /// Drops the cached account of a CA that could not be reached, so the next
     /// attempt rebuilds its HTTP client (re-reading `trust` and the directory).
     pub async fn forget_if_unreachable(&self, ca: &str, e: &Error) {

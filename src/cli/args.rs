@@ -97,6 +97,10 @@ pub struct RenewArgs {
     /// Queue the renewals and return at once (daemon only).
     #[arg(long)]
     pub no_wait: bool,
+    /// Issue from each CA's staging directory with a throw-away key and store
+    /// nothing: no live/, archive/ or state change, no reload (default: all).
+    #[arg(long, conflicts_with_all = ["force", "no_wait", "affected"])]
+    pub dry_run: bool,
     /// Force-renew only certificates whose serial is listed in FILE (hex, one per
     /// line, as CAs publish after a mass revocation).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["names", "all"])]

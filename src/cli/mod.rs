@@ -230,6 +230,9 @@ fn print_status(statuses: &[status::CertStatus], json: bool) -> anyhow::Result<(
 }
 
 async fn renew(path: &Location, args: &args::RenewArgs) -> anyhow::Result<Exit> {
+    if args.dry_run {
+        return dry_run(path, &args.names).await;
+    }
     let (config, socket) = config_or_daemon(path).await?;
     if let Some(config) = &config {
         unknown_names(config, &args.names)?;
@@ -316,6 +319,32 @@ async fn renew_in_process(config: Config, names: &[String], force: bool) -> anyh
     } else {
         Exit::Failed
     })
+}
+
+/// `renew --dry-run`: each certificate (all without names) issued from its
+/// CAs' staging directories, nothing stored; one line each.
+async fn dry_run(location: &Location, names: &[String]) -> anyhow::Result<Exit> {
+    let config = Config::load(location)?;
+    unknown_names(&config, names)?;
+    let store = open_store(&config)?;
+    let certs: Vec<config::CertificateConfig> = config
+        .certificates
+        .iter()
+        .filter(|c| names.is_empty() || names.contains(&c.name))
+        .cloned()
+        .collect();
+    let renewer = renew::Renewer::new(Arc::new(config), store, crate::metrics::Metrics::new());
+    let mut ok = true;
+    for cert in &certs {
+        match renewer.dry_run(cert).await {
+            Ok(line) => println!("{}: {line}", cert.name),
+            Err(failure) => {
+                println!("{}: dry run failed: {failure}", cert.name);
+                ok = false;
+            }
+        }
+    }
+    Ok(if ok { Exit::Ok } else { Exit::Failed })
 }
 
 /// Sends `request` to the running daemon; `None` when no daemon is running.

@@ -88,6 +88,8 @@ impl Default for DaemonConfig {
 pub struct CaConfig {
     /// ACME directory URL.
     pub directory: String,
+    /// The CA's staging directory URL, for `renewd renew --dry-run`.
+    pub staging: Option<String>,
     /// Account contact URIs (`mailto:`).
     #[serde(default)]
     pub contact: Vec<String>,

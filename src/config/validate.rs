@@ -193,6 +193,13 @@ fn check_ca(ck: &mut Checker<'_>, line: usize, name: &str, ca: &CaConfig) {
             ),
         );
     }
+    if let Some(staging) = ca.staging.as_ref().filter(|s| !s.starts_with("https://")) {
+        ck.push(
+            line,
+            field("staging"),
+            format!("{staging:?} is not an https:// URL (ACME requires HTTPS)"),
+        );
+    }
     for contact in &ca.contact {
         if !contact.contains(':') {
             ck.push(
@@ -840,5 +847,12 @@ solvers = [\"web\"]
     fn the_shipped_example_parses() {
         let example = include_str!("../../packaging/renewd.toml");
         load(example).unwrap();
+    }
+
+    #[test]
+    fn the_reference_example_parses() {
+        let example = include_str!("../../docs/reference/renewd.example.toml");
+        let config = load(example).unwrap();
+        assert!(config.cas["letsencrypt"].staging.is_some());
     }
 }

@@ -19,7 +19,7 @@ pub use crate::failure::{Failure, Kind as FailureKind};
 pub use outcome::{Attempt, Outcome};
 
 use crate::acme::{self, Cas};
-use crate::config::{CertificateConfig, Config};
+use crate::config::{CaConfig, CertificateConfig, Config};
 use crate::metrics::Metrics;
 use crate::schedule;
 use crate::solver::Solvers;
@@ -105,13 +105,15 @@ impl Renewer {
             Err(e) => return Outcome::Failed(failure::failure(&[e])),
         };
         let mut errors = Vec::new();
+        let replaces = lineage.and_then(|l| l.cert.ari_id.as_deref());
         let mut cas = cert.ca.iter().peekable();
         while let Some(ca) = cas.next() {
-            if let Some(outcome) = self
-                .issue_from(cert, ca, lineage, &key_pem, &mut errors, slot)
-                .await
-            {
-                return outcome;
+            let delivered = self
+                .obtain(&self.cas, ca, cert, replaces, &key_pem, &mut errors)
+                .await;
+            if let Some((fullchain, solver)) = delivered {
+                slot.take();
+                return self.publish(cert, ca, solver, fullchain, &key_pem).await;
             }
             if let Some(next) = cas.peek() {
                 warn!(ca, next, "CA failed, trying the next one");
@@ -120,49 +122,46 @@ impl Renewer {
         Outcome::Failed(failure::failure(&errors))
     }
 
-    /// Tries every solver with CA `ca`; `None` when all failed (errors appended).
-    async fn issue_from(
-        &self,
-        cert: &CertificateConfig,
+    /// Orders `cert` from CA `ca` (its account in `cas`), trying every solver;
+    /// the chain and the solver that validated it, or `None` when all failed
+    /// (errors appended).
+    async fn obtain<'a>(
+        &'a self,
+        cas: &Cas,
         ca: &str,
-        lineage: Option<&Lineage>,
+        cert: &'a CertificateConfig,
+        replaces: Option<&str>,
         key_pem: &str,
         errors: &mut Vec<acme::Error>,
-        slot: &mut Slot,
-    ) -> Option<Outcome> {
-        let account = match self.cas.account(ca).await {
+    ) -> Option<(String, &'a str)> {
+        let account = match cas.account(ca).await {
             Ok(account) => account,
             Err(e) => {
                 errors.push(e);
                 return None;
             }
         };
-
-        let ca_config = &self.config.cas[ca];
+        let ca_config = cas.config(ca)?;
         let order = acme::Order {
             ca,
             domains: &cert.domains,
             profile: cert.profile.as_deref().or(ca_config.profile.as_deref()),
-            replaces: lineage.and_then(|l| l.cert.ari_id.as_deref()),
+            replaces,
             key_pem,
         };
-        let replaces = order.replaces.unwrap_or("-");
         for solver_name in &cert.solvers {
             let Some(solver) = self.solvers.get(solver_name) else {
                 continue;
             };
             match acme::issue(&account, &order, &solver).await {
                 Ok(fullchain) => {
+                    let replaces = replaces.unwrap_or("-");
                     info!(ca, solver = solver_name, replaces, "certificate issued");
-                    slot.take();
-                    return Some(
-                        self.publish(cert, ca, solver_name, fullchain, key_pem)
-                            .await,
-                    );
+                    return Some((fullchain, solver_name));
                 }
                 Err(e) => {
                     warn!(ca, solver = solver_name, "issuance failed: {e}");
-                    self.cas.forget_if_unreachable(ca, &e).await;
+                    cas.forget_if_unreachable(ca, &e).await;
                     let next_solver_may_help = e.is_challenge_failure();
                     errors.push(e);
                     if !next_solver_may_help {
@@ -182,29 +181,9 @@ impl Renewer {
         fullchain: String,
         key_pem: &str,
     ) -> Outcome {
-        let issued = match Issued::from_fullchain(fullchain, key_pem.to_owned()) {
-            Ok(issued) => issued,
-            Err(e) => {
-                return Outcome::Failed(Failure::new(
-                    FailureKind::BadCertificate,
-                    format!("CA {ca} returned an unusable chain: {e}"),
-                ));
-            }
-        };
-        let info = match crate::store::CertInfo::from_pem(issued.cert_pem.as_bytes()) {
-            Ok(info) if info.matches_key(key_pem) => info,
-            Ok(_) => {
-                return Outcome::Failed(Failure::new(
-                    FailureKind::BadCertificate,
-                    format!("CA {ca} returned a certificate for another key"),
-                ));
-            }
-            Err(e) => {
-                return Outcome::Failed(Failure::new(
-                    FailureKind::BadCertificate,
-                    format!("CA {ca} returned an unreadable certificate: {e}"),
-                ));
-            }
+        let (issued, info) = match delivered(ca, fullchain, key_pem) {
+            Ok(delivered) => delivered,
+            Err(failure) => return Outcome::Failed(failure),
         };
         let name = cert.name.clone();
         let published = self
@@ -234,6 +213,78 @@ impl Renewer {
                 format!("cannot store the new certificate: {e}"),
             )),
         }
+    }
+
+    /// Issues `cert` from the staging directory of each of its CAs in turn
+    /// (`[ca.NAME] staging`), with a throw-away key, and checks what comes
+    /// back — without touching `live/`, `archive/` or the state, and without
+    /// reloading anything: what `renewd renew --dry-run` does after a config
+    /// change. Returns what was issued, or why not.
+    ///
+    /// # Errors
+    ///
+    /// A [`Failure`] when no CA has a staging directory or every one failed.
+    pub async fn dry_run(&self, cert: &CertificateConfig) -> Result<String, Failure> {
+        let staging = self.staging_cas();
+        let mut errors = Vec::new();
+        let mut tried = false;
+        for ca in cert
+            .ca
+            .iter()
+            .filter(|ca| staging.config(&staging_name(ca)).is_some())
+        {
+            tried = true;
+            let key_type = cert.key;
+            let key_pem = tokio::task::spawn_blocking(move || acme::generate_key(key_type))
+                .await
+                .map_err(|e| acme::Error::Key(e.to_string()))
+                .and_then(|key| key)
+                .map_err(|e| failure::failure(&[e]))?;
+            let name = staging_name(ca);
+            let delivered_by = self
+                .obtain(&staging, &name, cert, None, &key_pem, &mut errors)
+                .await;
+            if let Some((fullchain, solver)) = delivered_by {
+                let (_, info) = delivered(&name, fullchain, &key_pem)?;
+                return Ok(format!(
+                    "dry run ok: serial {}, valid until {} (CA {ca} staging, solver {solver}); nothing stored",
+                    info.serial,
+                    crate::status::rfc3339(info.not_after)
+                ));
+            }
+        }
+        if !tried {
+            return Err(Failure::new(
+                FailureKind::Refused,
+                format!(
+                    "no CA of this certificate has a staging directory ([ca.NAME] staging = \"URL\"; \
+                     Let's Encrypt's is {LETS_ENCRYPT_STAGING})"
+                ),
+            ));
+        }
+        Err(failure::failure(&errors))
+    }
+
+    /// The CAs' staging directories as CAs of their own (`NAME.staging`), with
+    /// accounts of their own.
+    fn staging_cas(&self) -> Cas {
+        let staging = self
+            .config
+            .cas
+            .iter()
+            .filter_map(|(name, ca)| {
+                let directory = ca.staging.clone()?;
+                Some((
+                    staging_name(name),
+                    CaConfig {
+                        directory,
+                        staging: None,
+                        ..ca.clone()
+                    },
+                ))
+            })
+            .collect();
+        Cas::new(staging, self.store.clone(), self.metrics.clone())
     }
 
     /// The key for the new certificate: the live one when `reuse_key` allows
@@ -337,5 +388,35 @@ impl Renewer {
         self.cas.revoke(ca, &lineage.cert.der, reason).await?;
         warn!(cert_name = %cert.name, renewd_event = "revoked", serial = %lineage.cert.serial, "certificate revoked");
         Ok(lineage.cert.serial)
+    }
+}
+
+/// Let's Encrypt's staging directory, for the docs and messages.
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// The name of CA `ca`'s staging directory as a CA of its own (its account is
+/// kept apart from the real one's).
+fn staging_name(ca: &str) -> String {
+    format!("{ca}.staging")
+}
+
+/// What the CA `ca` delivered, checked: a usable chain whose certificate is for
+/// `key_pem`.
+fn delivered(
+    ca: &str,
+    fullchain: String,
+    key_pem: &str,
+) -> Result<(Issued, crate::store::CertInfo), Failure> {
+    let bad = |message: String| Failure::new(FailureKind::BadCertificate, message);
+    let issued = Issued::from_fullchain(fullchain, key_pem.to_owned())
+        .map_err(|e| bad(format!("CA {ca} returned an unusable chain: {e}")))?;
+    match crate::store::CertInfo::from_pem(issued.cert_pem.as_bytes()) {
+        Ok(info) if info.matches_key(key_pem) => Ok((issued, info)),
+        Ok(_) => Err(bad(format!(
+            "CA {ca} returned a certificate for another key"
+        ))),
+        Err(e) => Err(bad(format!(
+            "CA {ca} returned an unreadable certificate: {e}"
+        ))),
     }
 }

@@ -270,3 +270,75 @@ fn one_shot_renew_decides_like_the_daemon_from_the_state() {
     let run = env.renewd(&["renew"]);
     assert!(run.stdout.contains("a: not due"), "{run:?}");
 }
+
+#[test]
+fn a_dry_run_issues_from_staging_and_changes_nothing() {
+    let env = Env::new();
+    // A second Pebble plays the CA's staging directory; its validator dials the
+    // same http-01 port.
+    let http01 = env.pebble.http01_port.to_string();
+    let staging = crate::fixture::Pebble::start_with(
+        &env.dir.path().join("staging"),
+        &[
+            ("PEBBLE_PROFILES", "default"),
+            ("PEBBLE_HTTP01_PORT", &http01),
+        ],
+    );
+    let trust = env.dir.path().join("listener-cas.pem");
+    let both = [&env.pebble.listener_ca, &staging.listener_ca]
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .concat();
+    std::fs::write(&trust, both).unwrap();
+    let marks = env.dir.path().join("reloads");
+    env.write_config_raw(&format!(
+        "[ca.pebble]\ndirectory = \"{}\"\nstaging = \"{}\"\ntrust = \"{}\"\n\n\
+         [ca.other]\ndirectory = \"{}\"\ntrust = \"{}\"\n\n{}\n\
+         [[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nca = [\"pebble\"]\n\
+         reload = [{{ exec = [\"sh\", \"-c\", \"echo reload >> {}\"] }}]\n\n\
+         [[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\"]\nca = [\"other\"]\n",
+        env.pebble.dir_url,
+        staging.dir_url,
+        trust.display(),
+        env.pebble.dir_url,
+        trust.display(),
+        env.pebble.http01_solver_toml("web"),
+        marks.display()
+    ));
+    assert_eq!(env.renewd(&["renew"]).code, 0);
+    let snapshot = || {
+        let store = env.store();
+        let live: Vec<String> = ["a", "b"]
+            .iter()
+            .map(|n| store.lineage(n).unwrap().unwrap().cert.serial)
+            .collect();
+        let state = std::fs::read(env.state_dir().join("state.json")).unwrap();
+        let reloads = std::fs::read_to_string(&marks).unwrap_or_default();
+        (live, state, reloads)
+    };
+    let before = snapshot();
+
+    let run = env.renewd(&["renew", "--dry-run", "a"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
+    assert!(
+        run.stdout.starts_with("a: dry run ok: serial ")
+            && run
+                .stdout
+                .contains("(CA pebble staging, solver web); nothing stored"),
+        "{run:?}"
+    );
+    // Without names, every certificate; b's CA has no staging directory.
+    let run = env.renewd(&["renew", "--dry-run"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("a: dry run ok: "), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("b: dry run failed: no CA of this certificate has a staging directory"),
+        "{run:?}"
+    );
+    assert_eq!(
+        snapshot(),
+        before,
+        "live/, state.json and reloads untouched"
+    );
+}
