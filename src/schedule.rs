@@ -103,9 +103,14 @@ pub fn backoff(failures: u32, cap: std::time::Duration, jitter: f64) -> Duration
     Duration::seconds_f64(capped * jitter.clamp(0.5, 1.0))
 }
 
+/// The longest wait a CA can ask for: a `Retry-After` or rate-limit time
+/// further out (a broken or hostile CA saying "years") is cut to this.
+pub const MAX_CA_WAIT: Duration = Duration::days(7);
+
 /// When the CA asked to be tried again after a failure of `kind`, if it did: a
 /// rate limit's stated time, else the `Retry-After` header of its refusal
-/// (`told`), else, for a rate limit, `cap` (the longest backoff).
+/// (`told`), else, for a rate limit, `cap` (the longest backoff) — never later
+/// than [`MAX_CA_WAIT`] from `now`.
 #[must_use]
 pub fn ca_retry_time(
     kind: FailureKind,
@@ -113,14 +118,15 @@ pub fn ca_retry_time(
     now: OffsetDateTime,
     cap: std::time::Duration,
 ) -> Option<OffsetDateTime> {
-    let FailureKind::RateLimited { until } = kind else {
-        return told;
+    let asked = match kind {
+        FailureKind::RateLimited { until } => Some(
+            until
+                .or(told)
+                .unwrap_or_else(|| now + Duration::try_from(cap).unwrap_or(Duration::HOUR)),
+        ),
+        _ => told,
     };
-    Some(
-        until
-            .or(told)
-            .unwrap_or_else(|| now + Duration::try_from(cap).unwrap_or(Duration::HOUR)),
-    )
+    asked.map(|at| at.min(now + MAX_CA_WAIT))
 }
 
 /// When a certificate is to be renewed, and why.
@@ -337,6 +343,12 @@ mod tests {
         assert_eq!(ca_retry_time(bare, told, now, cap), told);
         assert_eq!(ca_retry_time(FailureKind::Refused, told, now, cap), told);
         assert!(ca_retry_time(le, told, now, cap) > told);
+        // A CA asking for years gets a week.
+        let years = Some(now + Duration::days(3650));
+        let week = Some(now + Duration::days(7));
+        assert_eq!(ca_retry_time(FailureKind::Refused, years, now, cap), week);
+        let forever = FailureKind::RateLimited { until: years };
+        assert_eq!(ca_retry_time(forever, None, now, cap), week);
     }
 
     #[test]

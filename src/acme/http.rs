@@ -11,6 +11,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -31,7 +32,13 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 /// the server's own (nginx closes idle connections after 75 s by default).
 const QUIET: Duration = Duration::from_secs(30);
 
-/// How long one request may wait for the CA's response (connecting included).
+/// Largest response body accepted from a CA. An ACME answer is a few KiB (a
+/// chain, an order); this only stops a broken or hostile server from filling
+/// memory.
+const MAX_RESPONSE: usize = 1 << 20;
+
+/// How long one request may wait for the CA's whole response (connecting and
+/// reading the body included).
 /// hyper has no limit of its own: a CA that accepts connections and never answers
 /// would otherwise hold a renewal forever.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -202,7 +209,7 @@ impl HttpClient for CountingClient {
         let notes = Arc::clone(&self.notes);
         Box::pin(async move {
             let alone = first.wait().await;
-            let response = tokio::time::timeout(RESPONSE_TIMEOUT, HttpClient::request(&inner, req))
+            let response = tokio::time::timeout(RESPONSE_TIMEOUT, fetch(&inner, req))
                 .await
                 .unwrap_or_else(|_| {
                     Err(instant_acme::Error::Other(Box::new(std::io::Error::new(
@@ -227,6 +234,27 @@ impl HttpClient for CountingClient {
             response
         })
     }
+}
+
+/// Sends `req` and reads the whole response, at most [`MAX_RESPONSE`] bytes of
+/// body, so the caller's timeout covers the body too (an endless or slow body
+/// cannot hold a renewal).
+async fn fetch(
+    client: &Hyper,
+    req: http::Request<BodyWrapper<Bytes>>,
+) -> Result<BytesResponse, instant_acme::Error> {
+    let other = |e: Box<dyn std::error::Error + Send + Sync>| instant_acme::Error::Other(e);
+    let response = client.request(req).await.map_err(|e| other(Box::new(e)))?;
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| other(format!("response body: {e} (at most {MAX_RESPONSE} bytes)").into()))?
+        .to_bytes();
+    Ok(BytesResponse::from(http::Response::from_parts(
+        parts,
+        Full::new(body),
+    )))
 }
 
 /// `Retry-After` of each CA's latest refusal (429 or 503): when it was received and
@@ -285,6 +313,78 @@ fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<OffsetDateTime>
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    /// A TLS server on loopback that answers every connection with a 200 whose
+    /// body is `size` bytes long; the CA file that trusts it.
+    async fn server_sending(size: usize) -> (String, tempfile::TempDir) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cert.cert.pem()).unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}/dir",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut request = [0u8; 4096];
+                    let _ = tls.read(&mut request).await;
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
+                    let _ = tls.write_all(head.as_bytes()).await;
+                    let _ = tls.write_all(&vec![b'x'; size]).await;
+                });
+            }
+        });
+        (url, dir)
+    }
+
+    #[tokio::test]
+    async fn a_response_body_larger_than_the_limit_is_cut_off_and_named() {
+        let (url, dir) = server_sending(MAX_RESPONSE + 1).await;
+        let client = CountingClient::new(
+            "huge",
+            Some(&dir.path().join("ca.pem")),
+            Metrics::new(),
+            Arc::default(),
+        )
+        .unwrap();
+        let request = |url: &str| {
+            http::Request::get(url)
+                .body(BodyWrapper::from(Vec::new()))
+                .unwrap()
+        };
+        let Err(err) = client.request(request(&url)).await else {
+            panic!("a body past the limit was accepted");
+        };
+        assert!(err.to_string().contains("at most 1048576 bytes"), "{err}");
+        // Just under the limit is fine.
+        let (url, dir) = server_sending(MAX_RESPONSE).await;
+        let client = CountingClient::new(
+            "big",
+            Some(&dir.path().join("ca.pem")),
+            Metrics::new(),
+            Arc::default(),
+        )
+        .unwrap();
+        let response = client.request(request(&url)).await.unwrap();
+        assert!(response.parts.status.is_success());
+    }
 
     #[test]
     fn a_trust_file_without_roots_is_named() {

@@ -70,6 +70,27 @@ pub enum Error {
         /// What went wrong.
         source: TlsAlpnError,
     },
+    /// The CA sent a token that is not base64url (RFC 8555 §8.3): it names a
+    /// file under the webroot and a path on the listener, so `/` or `..` in
+    /// it could reach elsewhere. Refused before anything is written.
+    #[error(
+        "solver {solver}: the CA sent the challenge token {token:?}, which is not base64url; refused"
+    )]
+    BadToken {
+        /// Solver name.
+        solver: String,
+        /// The token (at most 64 characters of it).
+        token: String,
+    },
+}
+
+/// Whether `token` is what RFC 8555 §8.3 allows: base64url characters only
+/// (no padding, no `/`, `.` or anything else a path could use), not empty.
+fn is_base64url(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// What the CA expects for one authorization, in every form a solver may need.
@@ -148,6 +169,12 @@ impl Solver {
     /// [`Error`] naming the solver and what could not be done.
     pub async fn present(&self, response: &Response) -> Result<(), Error> {
         let name = &self.name;
+        if !is_base64url(&response.token) {
+            return Err(Error::BadToken {
+                solver: name.clone(),
+                token: response.token.chars().take(64).collect(),
+            });
+        }
         match &self.kind {
             Kind::Http01Standalone(s) => {
                 s.present(name, &response.token, &response.key_authorization)
@@ -227,5 +254,43 @@ impl Solvers {
         for solver in self.0.values() {
             solver.cleanup_abandoned().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(token: &str) -> Response {
+        Response {
+            domain: "a.example".to_owned(),
+            token: token.to_owned(),
+            key_authorization: format!("{token}.thumbprint"),
+            digest: [0; 32],
+            dns_value: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_that_could_leave_the_webroot_are_refused_before_writing() {
+        let root = tempfile::tempdir().unwrap();
+        let webroot = root.path().join("www");
+        std::fs::create_dir(&webroot).unwrap();
+        let solver = Solver::new("files", &SolverConfig::Http01Webroot(webroot.clone()));
+        for token in ["../../escape", "a/b", "..", "a.b", "", "tok\u{e9}n", "x y"] {
+            let err = solver.present(&response(token)).await.unwrap_err();
+            assert!(matches!(err, Error::BadToken { .. }), "{token:?}: {err}");
+        }
+        assert!(!webroot.join(".well-known").exists(), "nothing written");
+        assert!(!root.path().join("escape").exists());
+        solver
+            .present(&response("LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"))
+            .await
+            .unwrap();
+        assert!(
+            webroot
+                .join(".well-known/acme-challenge/LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0")
+                .exists()
+        );
     }
 }
