@@ -79,6 +79,15 @@ fn respond(req: &Request<Incoming>, tokens: &Tokens) -> Response<Full<Bytes>> {
     response
 }
 
+/// The error for a symbolic link (or other non-directory) where renewd writes.
+fn not_followed(path: &std::path::Path) -> std::io::Error {
+    std::io::Error::other(format!(
+        "{} is a symbolic link or not a directory; refusing to follow it (whoever can \
+         write the webroot could point it anywhere): remove it",
+        path.display()
+    ))
+}
+
 /// Writes challenge files under `<webroot>/.well-known/acme-challenge/` for an
 /// existing web server to serve.
 #[derive(Debug)]
@@ -133,13 +142,37 @@ impl Webroot {
                         tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
                             .await?;
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        // Whoever may write the webroot could have planted a
+                        // link to anywhere root can write: never follow one.
+                        if !tokio::fs::symlink_metadata(&dir).await?.is_dir() {
+                            return Err(not_followed(&dir));
+                        }
+                    }
                     Err(e) => return Err(e),
                 }
             }
             self.presented().insert(token.to_owned());
-            tokio::fs::write(&path, key_auth).await?;
-            tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).await
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                .open(&path)
+                .await
+                .map_err(|e| {
+                    if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
+                        not_followed(&path)
+                    } else {
+                        e
+                    }
+                })?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))
+                .await?;
+            tokio::io::AsyncWriteExt::write_all(&mut file, key_auth.as_bytes()).await?;
+            // tokio's File writes in the background: done only once flushed.
+            tokio::io::AsyncWriteExt::flush(&mut file).await
         };
         write.await.map_err(|source| Error::Write {
             solver: solver.to_owned(),
@@ -210,5 +243,59 @@ mod tests {
         );
         w.cleanup("web", "tok").await;
         assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn links_planted_in_the_webroot_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let www = dir.path().join("www");
+        let webroot = Webroot::new(www.clone());
+
+        // .well-known as a link to another directory.
+        std::fs::create_dir(&www).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, www.join(".well-known")).unwrap();
+        let err = webroot
+            .present("files", "tok1", "tok1.t")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("refusing to follow it"), "{err}");
+        std::fs::remove_file(www.join(".well-known")).unwrap();
+
+        // acme-challenge as a link.
+        std::fs::create_dir(www.join(".well-known")).unwrap();
+        let challenges = www.join(".well-known/acme-challenge");
+        std::os::unix::fs::symlink(&elsewhere, &challenges).unwrap();
+        let err = webroot
+            .present("files", "tok2", "tok2.t")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("refusing to follow it"), "{err}");
+        std::fs::remove_file(&challenges).unwrap();
+
+        // The token's file as a link to a file root could write.
+        std::fs::create_dir(&challenges).unwrap();
+        let target = elsewhere.join("passwd");
+        std::fs::write(&target, "root:x:0:0").unwrap();
+        std::os::unix::fs::symlink(&target, challenges.join("tok3")).unwrap();
+        let err = webroot
+            .present("files", "tok3", "tok3.t")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("refusing to follow it"), "{err}");
+
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "root:x:0:0");
+        assert_eq!(
+            std::fs::read_dir(&elsewhere).unwrap().count(),
+            1,
+            "nothing written there"
+        );
+        // A plain token still works, readable by the web server.
+        webroot.present("files", "tok4", "tok4.t").await.unwrap();
+        let written = challenges.join("tok4");
+        assert_eq!(std::fs::read_to_string(&written).unwrap(), "tok4.t");
+        let mode = std::fs::metadata(&written).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
     }
 }

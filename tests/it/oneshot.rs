@@ -342,3 +342,39 @@ fn a_dry_run_issues_from_staging_and_changes_nothing() {
         "live/, state.json and reloads untouched"
     );
 }
+
+#[test]
+fn keys_and_state_are_private_even_under_umask_000() {
+    let env = Env::new();
+    env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "umask 000; exec \"$@\"",
+            "sh",
+            env!("CARGO_BIN_EXE_renewd"),
+        ])
+        .arg("--config")
+        .arg(env.config_path())
+        .arg("renew")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let state = env.state_dir();
+    let live = env.store().live_dir("a");
+    assert_eq!(mode(&state), 0o700, "state directory");
+    assert_eq!(mode(&live.join("privkey.pem")), 0o600, "private key");
+    assert_eq!(mode(&state.join("state.json")) & 0o077, 0, "state.json");
+    assert_eq!(
+        mode(&state.join("accounts/pebble/account.json")),
+        0o600,
+        "account key"
+    );
+    for file in ["cert.pem", "chain.pem", "fullchain.pem"] {
+        assert_eq!(
+            mode(&live.join(file)) & 0o022,
+            0,
+            "{file} writable by others"
+        );
+    }
+}
