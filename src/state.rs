@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
+use crate::store::cert::normalize_serial;
 use crate::store::{self, Store};
 use crate::verify::Served;
 
@@ -103,7 +104,11 @@ impl CertState {
     /// Whether the per-certificate fields describe the live certificate `serial`.
     #[must_use]
     pub fn is_for(&self, serial: &str) -> bool {
-        self.serial.as_deref() == Some(serial)
+        // Compared as numbers: older versions wrote serials without their
+        // leading zeros.
+        self.serial
+            .as_deref()
+            .is_some_and(|s| normalize_serial(s) == normalize_serial(serial))
     }
 }
 

@@ -236,6 +236,14 @@ async fn renew(path: &Location, args: &args::RenewArgs) -> anyhow::Result<Exit> 
     let (config, socket) = config_or_daemon(path).await?;
     if let Some(config) = &config {
         unknown_names(config, &args.names)?;
+        if config.certificates.is_empty() {
+            println!(
+                "nothing to renew: no certificate is configured in {} or {}",
+                path.file.display(),
+                path.drop_ins.join("*.toml").display()
+            );
+            return Ok(Exit::Ok);
+        }
     }
     let (names, force) = match (&args.affected, &config) {
         (Some(file), Some(config)) => (affected(config, &open_store(config)?, file)?, true),
@@ -483,7 +491,7 @@ fn affected(config: &Config, store: &Store, file: &Path) -> anyhow::Result<Vec<S
                 .lineage(&c.name)
                 .ok()
                 .flatten()
-                .is_some_and(|l| serials.contains(&l.cert.serial))
+                .is_some_and(|l| serials.contains(&store::cert::normalize_serial(&l.cert.serial)))
         })
         .map(|c| c.name.clone())
         .collect())

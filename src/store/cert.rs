@@ -138,9 +138,15 @@ pub fn normalize_serial(serial: &str) -> String {
     }
 }
 
+/// A serial as openssl and CAs print it: every byte of the number in hex,
+/// leading zero bytes kept (`0583…`), without the sign byte DER adds before a
+/// high bit.
 fn serial_hex(raw: &[u8]) -> String {
-    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    normalize_serial(&hex)
+    let magnitude = match raw {
+        [0, next, ..] if next & 0x80 != 0 => &raw[1..],
+        _ => raw,
+    };
+    magnitude.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn key_type(cert: &X509Certificate<'_>) -> Option<KeyType> {
@@ -163,6 +169,13 @@ fn key_type(cert: &X509Certificate<'_>) -> Option<KeyType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serials_read_as_openssl_prints_them() {
+        assert_eq!(serial_hex(&[0x05, 0x83, 0x1f]), "05831f");
+        assert_eq!(serial_hex(&[0x00, 0x83, 0x1f]), "831f");
+        assert_eq!(serial_hex(&[0x00, 0x03]), "0003");
+    }
 
     #[test]
     fn serials_compare_however_they_are_written() {

@@ -378,3 +378,36 @@ fn keys_and_state_are_private_even_under_umask_000() {
         );
     }
 }
+
+#[test]
+fn serials_read_as_openssl_prints_them_and_an_empty_config_says_so() {
+    let env = Env::new();
+    env.write_config("");
+    let run = env.renewd(&["renew", "--all", "--force"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("nothing to renew: no certificate is configured"),
+        "{run:?}"
+    );
+
+    env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
+    assert_eq!(env.renewd(&["renew"]).code, 0);
+    let cert = env.store().live_dir("a").join("cert.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let openssl = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+    let status = env.renewd(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(
+        json["certificates"][0]["serial"],
+        openssl.as_str(),
+        "{json}"
+    );
+}
