@@ -3,9 +3,9 @@
 //!
 //! A renewal reads the config, the store and the CAs, and writes only a new
 //! archive version (through the store). It neither decides whether a
-//! certificate is due (the caller does, with [`crate::schedule`]), nor records
-//! anything in the state ([`Outcome::record`] is the caller's step), nor
-//! reloads or verifies ([`crate::deploy`]).
+//! certificate is due (the caller does, with [`crate::schedule`]), nor writes
+//! the state ([`Renewer::record`] turns an outcome into the certificate's next
+//! state, which the caller keeps), nor reloads or verifies ([`crate::deploy`]).
 
 mod failure;
 mod outcome;
