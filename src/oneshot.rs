@@ -83,8 +83,8 @@ impl OneShot {
     }
 
     /// Why `cert` is to be renewed now, or when it will be: the daemon's plan
-    /// (ARI time, revocation, pending forced renewal, backoff, fallback), whose
-    /// newly drawn time is remembered as the daemon would.
+    /// (ARI time, revocation, pending forced renewal, fallback), whose newly
+    /// drawn time is remembered as the daemon would.
     fn decide(
         &mut self,
         cert: &CertificateConfig,

@@ -1,6 +1,7 @@
-//! What reaches the scheduler from outside: SIGUSR1 and SIGHUP, and the control
-//! socket's `renew` and `reload-config`. A config reload swaps in a new
-//! [`Renewer`]; an invalid config is reported and the old one kept.
+//! What reaches the scheduler from outside: SIGUSR1 and SIGHUP, the control
+//! socket's `renew` and `reload-config`, and a revocation the socket made. A
+//! config reload swaps in a new [`Renewer`]; an invalid config is reported and
+//! the old one kept.
 
 use std::sync::Arc;
 
