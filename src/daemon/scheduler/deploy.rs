@@ -11,13 +11,24 @@
 //! gets one more reload; then the certificate stays unhealthy (no loop).
 
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 
 use tracing::{error, info, warn};
 
 use super::{ReloadResult, Scheduler};
 use crate::config::{CertificateConfig, ReloadTarget};
-use crate::deploy::{self, Check, VERIFY_PATIENCE};
+use crate::deploy::{self, Check, REVERIFY_PATIENCE, VERIFY_PATIENCE};
+
+/// Why a served-certificate check runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verify {
+    /// After a deployment's reloads: it decides whether to reload once more.
+    EndsDeployment,
+    /// Every `check_interval`.
+    Periodic,
+}
+
+/// Why a check ran, and what it found.
+pub(super) type VerifyResult = (Verify, Option<Check>);
 
 impl Scheduler {
     /// Deploys every certificate whose deployment a previous run left
@@ -155,7 +166,7 @@ impl Scheduler {
             .certificate(name)
             .is_some_and(|c| !c.verify.is_empty());
         if verifies {
-            self.start_verify(name, VERIFY_PATIENCE);
+            self.start_verify(name, Verify::EndsDeployment);
         } else {
             self.deploy_done(name).await;
         }
@@ -171,7 +182,7 @@ impl Scheduler {
     }
 
     /// Checks that every `verify` target of `name` serves its live certificate.
-    pub(super) fn start_verify(&mut self, name: &str, patience: StdDuration) {
+    pub(super) fn start_verify(&mut self, name: &str, kind: Verify) {
         let Some(cert) = self.config().certificate(name).cloned() else {
             return;
         };
@@ -189,12 +200,16 @@ impl Scheduler {
         }
         entry.verifying = true;
         let renewer = Arc::clone(&self.renewer);
+        let patience = match kind {
+            Verify::EndsDeployment => VERIFY_PATIENCE,
+            Verify::Periodic => REVERIFY_PATIENCE,
+        };
         self.verifies.spawn(name, async move {
-            deploy::check(&cert, &renewer.store, patience).await
+            (kind, deploy::check(&cert, &renewer.store, patience).await)
         });
     }
 
-    pub(super) async fn verified(&mut self, name: String, check: Option<Check>) {
+    pub(super) async fn verified(&mut self, name: String, (kind, check): VerifyResult) {
         self.verify_done(&name);
         let served = check
             .as_ref()
@@ -203,7 +218,13 @@ impl Scheduler {
             let now = self.clock.now();
             deploy::record_check(&mut *self.state.lock().await, &name, check, now);
         }
-        let deploying = self.entries.get(&name).map_or(0, |e| e.deploying);
+        // Only the check after the reloads decides about the deployment: a
+        // periodic one may have started before them, or for the certificate
+        // before.
+        let deploying = match kind {
+            Verify::EndsDeployment => self.entries.get(&name).map_or(0, |e| e.deploying),
+            Verify::Periodic => 0,
+        };
         let reloads = self
             .config()
             .certificate(&name)

@@ -5,11 +5,21 @@
 //! a renewal or poll finishes. There is no fixed polling period. Renewals run as
 //! tasks bounded by `daemon.max_concurrent`; a certificate already renewing is
 //! never started twice, which is what makes repeated SIGUSR1 harmless.
+//!
+//! This file holds the loop, the per-certificate plan and the horizon; the
+//! rest is by concern: `renewals` (starting them, recording outcomes, the
+//! mass-renewal guard), `requests` (signals, control requests, config reload),
+//! `ari` (polls and revocations seen), `deploy` (reload batches and checks),
+//! `status_line` (systemd's `STATUS=`), `tasks` (tasks joined with their name).
+//! Time is read from a [`Clock`] and every random choice comes from one
+//! seeded generator, so tests drive both.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -27,14 +37,10 @@ use renewals::Batch;
 use tasks::Tasks;
 
 use super::{Event, View};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
 use crate::acme::{self, RenewalInfo};
 use crate::clock::Clock;
 use crate::config::{Config, Location, ReloadTarget};
 use crate::control::proto::RenewEvent;
-use crate::deploy::Check;
 use crate::metrics::Metrics;
 use crate::reload;
 use crate::renew::{Outcome, Renewer};
@@ -130,7 +136,7 @@ pub(super) struct Scheduler {
     reloads: JoinSet<Vec<ReloadResult>>,
     /// Targets of the reload chains in flight.
     reloading: Vec<ReloadTarget>,
-    verifies: Tasks<Option<Check>>,
+    verifies: Tasks<deploy::VerifyResult>,
     /// Reload targets waiting for the renewals of their batch to finish, with
     /// the certificates they are for.
     pending_reloads: Vec<(ReloadTarget, Vec<String>)>,
@@ -298,7 +304,7 @@ impl Scheduler {
             self.start_poll(&name);
         }
         for name in verify {
-            self.start_verify(&name, crate::deploy::REVERIFY_PATIENCE);
+            self.start_verify(&name, deploy::Verify::Periodic);
         }
         self.horizon = self.entries.values().filter_map(Entry::earliest).min();
     }
