@@ -92,12 +92,14 @@ pub enum Error {
         challenge: String,
     },
     /// The CA tried the challenge and it failed.
-    #[error("{domain}: validation with solver {solver} failed: {detail}")]
+    #[error("{domain}: {challenge} validation with solver {solver} failed: {detail}")]
     Validation {
         /// The identifier.
         domain: String,
         /// Solver name.
         solver: String,
+        /// The challenge type (`http-01`, ...).
+        challenge: String,
         /// The CA's explanation.
         detail: String,
     },

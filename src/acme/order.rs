@@ -29,15 +29,22 @@ pub struct Order<'a> {
     pub key_pem: &'a str,
 }
 
-/// How long to wait for the CA to validate, and then to issue. The first look
-/// is early — a CA that validates and signs on the spot (an internal one, or
+/// How to wait for the CA to issue after finalizing (validation is waited for
+/// by `wait_ready`, with the same first look and doubling). The first look is
+/// early — a CA that validates and signs on the spot (an internal one, or
 /// Pebble) is done within milliseconds, and an order waits for two such looks —
 /// and the delay doubles, so a CA that takes seconds costs a few more cheap
 /// requests; a CA's Retry-After is honoured by instant-acme.
 const POLL: RetryPolicy = RetryPolicy::new()
-    .initial_delay(Duration::from_millis(10))
+    .initial_delay(POLL_FIRST)
     .backoff(2.0)
-    .timeout(Duration::from_secs(120));
+    .timeout(POLL_TIMEOUT);
+/// The first look at an order (see [`POLL`]).
+const POLL_FIRST: Duration = Duration::from_millis(10);
+/// The longest pause between looks while waiting for validation.
+const POLL_LONGEST: Duration = Duration::from_secs(10);
+/// How long to wait for validation, and then for issuance.
+const POLL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Places `order` with `account`, answers its challenges with `solver`, finalizes
 /// and returns the PEM chain (leaf first). Challenge responses are cleaned up
@@ -58,26 +65,7 @@ pub async fn issue(account: &Account, order: &Order<'_>, solver: &Solver) -> Res
     let mut presented = Vec::new();
     let result = async {
         authorize(&mut acme_order, order.ca, solver, &mut presented).await?;
-        // An order that fails validation ends `invalid`, or with its error as a
-        // problem document; either way the failed authorization says why.
-        match retry_bad_nonce!(acme_order.poll_ready(&POLL).await) {
-            Ok(OrderStatus::Ready) => {}
-            Ok(_) => {
-                return Err(validation_error(&mut acme_order, solver).await.unwrap_or(
-                    Error::Validation {
-                        domain: "order".to_owned(),
-                        solver: solver.name().to_owned(),
-                        detail: format!("CA {} marked the order invalid", order.ca),
-                    },
-                ));
-            }
-            Err(e @ instant_acme::Error::Api(_)) => {
-                return Err(validation_error(&mut acme_order, solver)
-                    .await
-                    .unwrap_or_else(|| acme(e)));
-            }
-            Err(e) => return Err(acme(e)),
-        }
+        wait_ready(&mut acme_order, order.ca, solver).await?;
         let csr = csr(order.domains, order.key_pem)?;
         retry_bad_nonce!(acme_order.finalize_csr(&csr).await).map_err(acme)?;
         retry_bad_nonce!(acme_order.poll_certificate(&POLL).await).map_err(acme)
@@ -131,6 +119,67 @@ pub(super) fn certificate_identifier(id: &str) -> Option<CertificateIdentifier<'
         authority_key_identifier: Cow::Owned(aki.to_owned()),
         serial: Cow::Owned(serial.to_owned()),
     })
+}
+
+/// Waits until the order is ready to finalize. The authorizations are looked
+/// at too: a CA may mark an authorization (and its challenge) invalid but leave
+/// the order "pending", and the attempt must then end at once, saying which
+/// domain failed and why, not after the timeout. An order that fails ends
+/// `invalid`, or with its error as a problem document; either way the failed
+/// authorization says why.
+async fn wait_ready(
+    acme_order: &mut instant_acme::Order,
+    ca: &str,
+    solver: &Solver,
+) -> Result<(), Error> {
+    let acme = |source| Error::Acme {
+        ca: ca.to_owned(),
+        source,
+    };
+    let deadline = tokio::time::Instant::now() + POLL_TIMEOUT;
+    let mut delay = POLL_FIRST;
+    loop {
+        tokio::time::sleep(delay).await;
+        let seen = retry_bad_nonce!(
+            acme_order
+                .refresh()
+                .await
+                .map(|state| (state.status, state.error.clone()))
+        );
+        let failed = match seen {
+            Ok((OrderStatus::Ready, None)) => return Ok(()),
+            Ok((OrderStatus::Invalid, None)) => Some(Error::Validation {
+                domain: "order".to_owned(),
+                solver: solver.name().to_owned(),
+                challenge: challenge_name(solver),
+                detail: format!("CA {ca} marked the order invalid"),
+            }),
+            Ok((_, Some(problem))) => Some(acme(instant_acme::Error::Api(problem))),
+            Ok(_) => None,
+            Err(e @ instant_acme::Error::Api(_)) => Some(acme(e)),
+            Err(e) => return Err(acme(e)),
+        };
+        if let Some(invalid) = validation_error(acme_order, solver).await {
+            return Err(invalid);
+        }
+        if let Some(failed) = failed {
+            return Err(failed);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(acme(instant_acme::Error::Timeout(None)));
+        }
+        delay = (delay * 2).min(POLL_LONGEST);
+    }
+}
+
+/// The challenge type `solver` answers, as ACME names it.
+fn challenge_name(solver: &Solver) -> String {
+    match solver.challenge_type() {
+        instant_acme::ChallengeType::Http01 => "http-01".to_owned(),
+        instant_acme::ChallengeType::TlsAlpn01 => "tls-alpn-01".to_owned(),
+        instant_acme::ChallengeType::Dns01 => "dns-01".to_owned(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Presents a response for every pending authorization and tells the CA to validate.
@@ -211,10 +260,11 @@ async fn validation_error(acme_order: &mut instant_acme::Order, solver: &Solver)
             .challenges
             .iter()
             .find_map(|c| c.error.as_ref())
-            .map_or_else(|| "authorization invalid".to_owned(), ToString::to_string);
+            .map_or_else(|| "the CA gave no reason".to_owned(), ToString::to_string);
         return Some(Error::Validation {
             domain: authz.identifier().to_string(),
             solver: solver.name().to_owned(),
+            challenge: challenge_name(solver),
             detail,
         });
     }

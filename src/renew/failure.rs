@@ -106,6 +106,7 @@ mod tests {
         let validation = acme::Error::Validation {
             domain: "a.example".to_owned(),
             solver: "web".to_owned(),
+            challenge: "http-01".to_owned(),
             detail: "404".to_owned(),
         };
         assert_eq!(kind_of(&validation), Kind::ValidationFailed);

@@ -13,4 +13,5 @@ mod daemon;
 mod dns;
 mod fallback;
 mod oneshot;
+mod quirks;
 mod served;

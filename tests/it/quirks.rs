@@ -1,0 +1,50 @@
+//! Other CAs' quirks, reproduced with a rewriting proxy in front of Pebble.
+
+use crate::fixture::{Env, RewritingProxy};
+
+/// A config whose CA `quirky` is `proxy` in front of `env`'s Pebble, plus `rest`.
+fn through(env: &Env, proxy: &RewritingProxy, rest: &str) {
+    env.write_config_raw(&format!(
+        "[ca.quirky]\ndirectory = \"{}\"\ntrust = \"{}\"\n\n{}\n{rest}",
+        proxy.dir_url(),
+        proxy.trust.display(),
+        env.pebble.http01_solver_toml("web")
+    ));
+}
+
+#[test]
+fn an_authorization_the_ca_marks_invalid_ends_the_attempt_at_once() {
+    let env = Env::new();
+    // The CA leaves the order "pending" though its authorization is invalid.
+    let proxy = RewritingProxy::start(&env.pebble, env.dir.path(), |_, _, json| {
+        if json.get("finalize").is_some() && json["status"] == "invalid" {
+            json["status"] = "pending".into();
+            if let Some(order) = json.as_object_mut() {
+                order.remove("error");
+            }
+        }
+    });
+    // A solver on a port Pebble's validator does not dial: validation fails.
+    let elsewhere = crate::fixture::free_port();
+    through(
+        &env,
+        &proxy,
+        &format!(
+            "[solver.nowhere]\ntype = \"http-01\"\nlisten = \"127.0.0.1:{elsewhere}\"\n\n\
+             [[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nsolvers = [\"nowhere\"]\n"
+        ),
+    );
+    let started = std::time::Instant::now();
+    let run = env.renewd(&["renew"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "waited for the order: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        run.stdout
+            .contains("a.example.com: http-01 validation with solver nowhere failed"),
+        "{run:?}"
+    );
+}
