@@ -10,7 +10,7 @@ use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use serde::{Deserialize, Serialize};
 
 use super::Error;
-use super::http::{CountingClient, RetryAfterNotes};
+use super::http::{CountingClient, CreatedOrders, RetryAfterNotes};
 use crate::config::CaConfig;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -39,7 +39,7 @@ pub(super) async fn load_or_create(
     name: &str,
     ca: &CaConfig,
     metrics: &Metrics,
-    notes: &Arc<RetryAfterNotes>,
+    (notes, created): (&Arc<RetryAfterNotes>, &Arc<CreatedOrders>),
 ) -> Result<Account, Error> {
     let acme = |source| Error::Acme {
         ca: name.to_owned(),
@@ -54,7 +54,7 @@ pub(super) async fn load_or_create(
             name,
             ca.trust.as_deref(),
             metrics.clone(),
-            Arc::clone(notes),
+            (Arc::clone(notes), Arc::clone(created)),
         )
         .map(|client| Account::builder_with_http(Box::new(client)))
         .map_err(|e| account_err(e.into()))

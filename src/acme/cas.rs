@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use tracing::warn;
 
-use super::http::RetryAfterNotes;
+use super::http::{CreatedOrders, RetryAfterNotes};
 use super::{Error, RenewalInfo, account, ari};
 use crate::config::CaConfig;
 use crate::metrics::Metrics;
@@ -25,6 +25,9 @@ pub struct Cas {
     metrics: Metrics,
     accounts: Mutex<HashMap<String, Account>>,
     notes: Arc<RetryAfterNotes>,
+    created: Arc<CreatedOrders>,
+    /// CAs whose quirk was logged already.
+    quirky: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Cas {
@@ -38,6 +41,8 @@ impl Cas {
             metrics,
             accounts: Mutex::new(HashMap::new()),
             notes: Arc::default(),
+            created: Arc::default(),
+            quirky: std::sync::Mutex::default(),
         }
     }
 
@@ -57,8 +62,14 @@ impl Cas {
             ca: ca.to_owned(),
             source: "not in the config".into(),
         })?;
-        let account =
-            account::load_or_create(&self.store, ca, config, &self.metrics, &self.notes).await?;
+        let account = account::load_or_create(
+            &self.store,
+            ca,
+            config,
+            &self.metrics,
+            (&self.notes, &self.created),
+        )
+        .await?;
         accounts.insert(ca.to_owned(), account.clone());
         Ok(account)
     }
@@ -121,6 +132,27 @@ impl Cas {
                 None
             }
         }
+    }
+
+    /// The URL of an order CA `ca` created since `since` for exactly
+    /// `domains`, though the ACME library refused the answer (see
+    /// `http::CreatedOrders`).
+    #[must_use]
+    pub fn created_order(
+        &self,
+        ca: &str,
+        since: OffsetDateTime,
+        domains: &[String],
+    ) -> Option<String> {
+        self.created.take(ca, since, domains)
+    }
+
+    /// Whether this is the first quirk seen of CA `ca` (to log it once).
+    pub(super) fn first_quirk(&self, ca: &str) -> bool {
+        self.quirky
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(ca.to_owned())
     }
 
     /// The time CA `ca` named in a `Retry-After` (with a 429 or 503) received

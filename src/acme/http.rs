@@ -86,6 +86,7 @@ pub(super) struct CountingClient {
     first: Arc<FirstRequest>,
     metrics: Metrics,
     notes: Arc<RetryAfterNotes>,
+    created: Arc<CreatedOrders>,
 }
 
 /// Lets one request go first when the pool is likely empty.
@@ -135,7 +136,7 @@ impl CountingClient {
         ca: &str,
         trust: Option<&Path>,
         metrics: Metrics,
-        notes: Arc<RetryAfterNotes>,
+        (notes, created): (Arc<RetryAfterNotes>, Arc<CreatedOrders>),
     ) -> Result<Self, Error> {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match trust {
@@ -171,6 +172,7 @@ impl CountingClient {
             first: Arc::default(),
             metrics,
             notes,
+            created,
         })
     }
 }
@@ -207,16 +209,18 @@ impl HttpClient for CountingClient {
         let first = Arc::clone(&self.first);
         let metrics = self.metrics.clone();
         let notes = Arc::clone(&self.notes);
+        let created = Arc::clone(&self.created);
         Box::pin(async move {
             let alone = first.wait().await;
-            let response = tokio::time::timeout(RESPONSE_TIMEOUT, fetch(&inner, req))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(instant_acme::Error::Other(Box::new(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no response within {} s", RESPONSE_TIMEOUT.as_secs()),
-                    ))))
-                });
+            let response =
+                tokio::time::timeout(RESPONSE_TIMEOUT, fetch(&inner, req, &ca, &created))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(instant_acme::Error::Other(Box::new(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no response within {} s", RESPONSE_TIMEOUT.as_secs()),
+                        ))))
+                    });
             first.done();
             drop(alone);
             let result = match &response {
@@ -242,6 +246,8 @@ impl HttpClient for CountingClient {
 async fn fetch(
     client: &Hyper,
     req: http::Request<BodyWrapper<Bytes>>,
+    ca: &str,
+    created: &CreatedOrders,
 ) -> Result<BytesResponse, instant_acme::Error> {
     let other = |e: Box<dyn std::error::Error + Send + Sync>| instant_acme::Error::Other(e);
     let response = client.request(req).await.map_err(|e| other(Box::new(e)))?;
@@ -251,10 +257,84 @@ async fn fetch(
         .await
         .map_err(|e| other(format!("response body: {e} (at most {MAX_RESPONSE} bytes)").into()))?
         .to_bytes();
+    created.note(ca, &parts, &body);
     Ok(BytesResponse::from(http::Response::from_parts(
         parts,
         Full::new(body),
     )))
+}
+
+/// Orders the CAs created: a `201 Created` with a `Location` and an order in
+/// the body. When the ACME library refuses an answer to `newOrder` that did
+/// create an order (a CA's quirk, such as not echoing `replaces`), the order is
+/// found here and used instead of being abandoned at the CA.
+#[derive(Debug, Default)]
+pub(super) struct CreatedOrders(std::sync::Mutex<Vec<Created>>);
+
+#[derive(Debug)]
+struct Created {
+    ca: String,
+    at: OffsetDateTime,
+    url: String,
+    identifiers: Vec<String>,
+}
+
+impl CreatedOrders {
+    /// How long a note is kept: long past any `newOrder` in flight.
+    const KEPT: time::Duration = time::Duration::minutes(10);
+
+    fn note(&self, ca: &str, parts: &http::response::Parts, body: &[u8]) {
+        if parts.status != http::StatusCode::CREATED {
+            return;
+        }
+        let Some(url) = parts
+            .headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return;
+        };
+        let Ok(order) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return;
+        };
+        if order.get("finalize").is_none() {
+            return; // an account, not an order
+        }
+        let identifiers = order["identifiers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["value"].as_str().map(str::to_owned))
+            .collect();
+        let now = OffsetDateTime::now_utc();
+        let mut created = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        created.retain(|c| now - c.at < Self::KEPT);
+        created.push(Created {
+            ca: ca.to_owned(),
+            at: now,
+            url: url.to_owned(),
+            identifiers,
+        });
+    }
+
+    /// The URL of an order CA `ca` created since `since` for exactly
+    /// `domains`, taken out of the notes.
+    pub(super) fn take(
+        &self,
+        ca: &str,
+        since: OffsetDateTime,
+        domains: &[String],
+    ) -> Option<String> {
+        let mut created = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut wanted: Vec<&str> = domains.iter().map(String::as_str).collect();
+        wanted.sort_unstable();
+        let found = created.iter().position(|c| {
+            let mut got: Vec<&str> = c.identifiers.iter().map(String::as_str).collect();
+            got.sort_unstable();
+            c.ca == ca && c.at >= since && got == wanted
+        })?;
+        Some(created.remove(found).url)
+    }
 }
 
 /// `Retry-After` of each CA's latest refusal (429 or 503): when it was received and
@@ -361,7 +441,7 @@ mod tests {
             "huge",
             Some(&dir.path().join("ca.pem")),
             Metrics::new(),
-            Arc::default(),
+            (Arc::default(), Arc::default()),
         )
         .unwrap();
         let request = |url: &str| {
@@ -379,7 +459,7 @@ mod tests {
             "big",
             Some(&dir.path().join("ca.pem")),
             Metrics::new(),
-            Arc::default(),
+            (Arc::default(), Arc::default()),
         )
         .unwrap();
         let response = client.request(request(&url)).await.unwrap();

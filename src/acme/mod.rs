@@ -35,7 +35,7 @@ mod order;
 
 pub use ari::RenewalInfo;
 pub use cas::Cas;
-pub use order::{Order, generate_key, issue, prime_key_generator};
+pub use order::{Delivered, Order, generate_key, issue, prime_key_generator};
 
 /// An error followed by its causes: transport errors say "client error
 /// (Connect)" at the top and what actually happened (DNS, refused, TLS) below.

@@ -10,7 +10,7 @@ use instant_acme::{
     RetryPolicy,
 };
 
-use super::Error;
+use super::{Cas, Error};
 use crate::config::KeyType;
 use crate::solver::{Response, Solver};
 
@@ -55,13 +55,23 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(120);
 /// [`Error::Acme`] for CA errors, [`Error::Validation`] when the CA could not
 /// validate a domain (see [`Error::is_challenge_failure`]), [`Error::Solver`] when
 /// the response could not be presented.
-pub async fn issue(account: &Account, order: &Order<'_>, solver: &Solver) -> Result<String, Error> {
+pub async fn issue(
+    cas: &Cas,
+    account: &Account,
+    order: &Order<'_>,
+    solver: &Solver,
+) -> Result<Delivered, Error> {
     let acme = |source| Error::Acme {
         ca: order.ca.to_owned(),
         source,
     };
     let identifiers: Vec<Identifier> = order.domains.iter().cloned().map(Identifier::Dns).collect();
-    let mut acme_order = new_order(account, order, &identifiers).await?;
+    let mut acme_order = new_order(cas, account, order, &identifiers).await?;
+    let replaces = acme_order
+        .state()
+        .replaces
+        .as_ref()
+        .map(ToString::to_string);
     let mut presented = Vec::new();
     let result = async {
         authorize(&mut acme_order, order.ca, solver, &mut presented).await?;
@@ -74,17 +84,35 @@ pub async fn issue(account: &Account, order: &Order<'_>, solver: &Solver) -> Res
     for response in &presented {
         solver.cleanup(response).await;
     }
-    result
+    result.map(|fullchain| Delivered {
+        fullchain,
+        replaces,
+    })
+}
+
+/// What an order delivered.
+#[derive(Debug)]
+pub struct Delivered {
+    /// The PEM chain, leaf first.
+    pub fullchain: String,
+    /// The certificate the order replaced, as the CA's order object said
+    /// (RFC 9773 identifier), if any.
+    pub replaces: Option<String>,
 }
 
 /// `newOrder`, retried once without `replaces` if the CA refuses it for that
 /// (e.g. the replaced certificate was already replaced), as
 /// `docs/reference/daemon.md` ("One renewal") says.
 async fn new_order(
+    cas: &Cas,
     account: &Account,
     order: &Order<'_>,
     identifiers: &[Identifier],
 ) -> Result<instant_acme::Order, Error> {
+    let acme = |source| Error::Acme {
+        ca: order.ca.to_owned(),
+        source,
+    };
     let request = || {
         let request = NewOrder::new(identifiers);
         match order.profile {
@@ -93,6 +121,7 @@ async fn new_order(
         }
     };
     if let Some(replaces) = order.replaces.and_then(certificate_identifier) {
+        let started = time::OffsetDateTime::now_utc();
         match retry_bad_nonce!(
             account
                 .new_order(&request().replaces(replaces.clone()))
@@ -100,6 +129,19 @@ async fn new_order(
         ) {
             Ok(o) => return Ok(o),
             Err(e) => {
+                // The CA may have created the order all the same and only
+                // answered in a way the library refuses (not echoing
+                // `replaces`, say): use that order, placing no second one.
+                if let Some(url) = cas.created_order(order.ca, started, order.domains) {
+                    if cas.first_quirk(order.ca) {
+                        tracing::warn!(
+                            ca = order.ca,
+                            "the CA created the order but its answer was refused ({e}); \
+                             using the order it created (logged once per CA)"
+                        );
+                    }
+                    return retry_bad_nonce!(account.order(url.clone()).await).map_err(acme);
+                }
                 tracing::warn!(
                     ca = order.ca,
                     "order with replaces refused, retrying without: {e}"

@@ -153,11 +153,12 @@ impl Renewer {
             let Some(solver) = self.solvers.get(solver_name) else {
                 continue;
             };
-            match acme::issue(&account, &order, &solver).await {
-                Ok(fullchain) => {
-                    let replaces = replaces.unwrap_or("-");
+            match acme::issue(cas, &account, &order, &solver).await {
+                Ok(delivered) => {
+                    // What the order really carried, which may not be what was asked.
+                    let replaces = delivered.replaces.as_deref().unwrap_or("-");
                     info!(ca, solver = solver_name, replaces, "certificate issued");
-                    return Some((fullchain, solver_name));
+                    return Some((delivered.fullchain, solver_name));
                 }
                 Err(e) => {
                     warn!(ca, solver = solver_name, "issuance failed: {e}");

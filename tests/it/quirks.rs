@@ -48,3 +48,37 @@ fn an_authorization_the_ca_marks_invalid_ends_the_attempt_at_once() {
         "{run:?}"
     );
 }
+
+#[test]
+fn an_order_whose_answer_omits_replaces_is_used_not_abandoned() {
+    let env = Env::new();
+    // The CA accepts `replaces` but does not echo it in the order object.
+    let proxy = RewritingProxy::start(&env.pebble, env.dir.path(), |_, _, json| {
+        if json.get("finalize").is_some() {
+            if let Some(order) = json.as_object_mut() {
+                order.remove("replaces");
+            }
+        }
+    });
+    through(
+        &env,
+        &proxy,
+        "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n",
+    );
+    assert_eq!(env.renewd(&["renew"]).code, 0, "first issuance");
+    let run = env.renewd(&["renew", "--force"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("a: renewed: version 2"), "{run:?}");
+    let orders: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r == "POST /order-plz")
+        .collect();
+    assert_eq!(orders.len(), 2, "one order per renewal, none orphaned");
+    assert!(
+        run.stderr
+            .contains("the CA created the order but its answer was refused"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("retrying without"), "{run:?}");
+}
