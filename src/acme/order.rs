@@ -134,10 +134,14 @@ async fn new_order(
                 // `replaces`, say): use that order, placing no second one.
                 if let Some(url) = cas.created_order(order.ca, started, order.domains) {
                     if cas.first_quirk(order.ca) {
+                        // The library's message would print Rust structures;
+                        // it is kept for debugging only.
+                        tracing::debug!(ca = order.ca, "newOrder answer refused: {e}");
                         tracing::warn!(
                             ca = order.ca,
-                            "the CA created the order but its answer was refused ({e}); \
-                             using the order it created (logged once per CA)"
+                            "the CA created the order but its answer was refused (it does not \
+                             echo replaces, for one); using the order it created (logged once \
+                             per CA)"
                         );
                     }
                     return retry_bad_nonce!(account.order(url.clone()).await).map_err(acme);
@@ -252,7 +256,7 @@ async fn authorize(
             return Err(Error::NoChallenge {
                 ca: ca.to_owned(),
                 domain,
-                challenge: format!("{:?}", solver.challenge_type()),
+                challenge: challenge_name(solver),
             });
         };
         let key_authorization = challenge.key_authorization();
