@@ -4,8 +4,13 @@ use crate::fixture::{Env, RewritingProxy};
 
 /// A config whose CA `quirky` is `proxy` in front of `env`'s Pebble, plus `rest`.
 fn through(env: &Env, proxy: &RewritingProxy, rest: &str) {
+    through_with(env, proxy, "", rest);
+}
+
+/// As [`through`], with extra `[daemon]` lines.
+fn through_with(env: &Env, proxy: &RewritingProxy, daemon: &str, rest: &str) {
     env.write_config_raw(&format!(
-        "[ca.quirky]\ndirectory = \"{}\"\ntrust = \"{}\"\n\n{}\n{rest}",
+        "{daemon}\n[ca.quirky]\ndirectory = \"{}\"\ntrust = \"{}\"\n\n{}\n{rest}",
         proxy.dir_url(),
         proxy.trust.display(),
         env.pebble.http01_solver_toml("web")
@@ -81,4 +86,36 @@ fn an_order_whose_answer_omits_replaces_is_used_not_abandoned() {
         "{run:?}"
     );
     assert!(!run.stderr.contains("retrying without"), "{run:?}");
+}
+
+#[test]
+fn a_revocation_through_renewd_replaces_even_when_ari_never_shows_it() {
+    let env = Env::new();
+    // The CA's ARI window never moves, revoked or not.
+    let proxy = RewritingProxy::start(&env.pebble, env.dir.path(), |_, path, json| {
+        if path.contains("renewalInfo") {
+            json["suggestedWindow"] = serde_json::json!({
+                "start": "2099-01-01T00:00:00Z",
+                "end": "2099-01-02T00:00:00Z"
+            });
+        }
+    });
+    through_with(
+        &env,
+        &proxy,
+        "check_interval = \"2s\"\n",
+        "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n",
+    );
+    let daemon = crate::fixture::Daemon::start(&env);
+    let minute = std::time::Duration::from_secs(60);
+    let version = |env: &Env| crate::fixture::versions(env, &["a".to_owned()])[0];
+    crate::fixture::wait_until(minute, "a issued", || version(&env) == 1);
+    let run = env.renewd(&["revoke", "a"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    crate::fixture::wait_until(minute, "a replaced", || version(&env) == 2);
+    assert!(
+        !daemon.log_text().contains("revoked-detected"),
+        "ARI never showed it: {}",
+        daemon.log_text()
+    );
 }
