@@ -117,6 +117,22 @@ else
   fail "rpm -qp --scripts: preset on install, disable --now on erase, try-restart on upgrade"
 fi
 
+# --- the ecosystems' checkers (docs/packaging.md) ------------------------------------
+lintian_out=$(lintian "$deb" 2>&1 | grep -v 'running with root privileges' || true)
+if [ -z "$lintian_out" ]; then
+  pass "lintian: no errors, no warnings"
+else
+  fail "lintian: no errors, no warnings" "$lintian_out"
+fi
+# Every rpmlint finding must be one docs/packaging.md explains.
+explained='no-signature|no-packager-tag|no-group-tag|no-changelogname-tag|no-buildhost-tag|only-non-binary-in-usr-lib|no-manual-page-for-binary|manpage-not-compressed|invalid-license'
+unexplained=$(rpmlint "$rpm" 2>&1 | grep -E '^renewd[.]' | grep -Ev ": [EW]: ($explained)( |$)" || true)
+if [ -z "$unexplained" ]; then
+  pass "rpmlint: every finding explained in docs/packaging.md"
+else
+  fail "rpmlint: every finding explained in docs/packaging.md" "$unexplained"
+fi
+
 # --- CA and container --------------------------------------------------------------
 log "Pebble on 127.0.0.1:$PEBBLE_PORT"
 "$pebble" down --purge >/dev/null 2>&1 || true
