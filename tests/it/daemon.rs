@@ -134,8 +134,7 @@ fn revoked_certificates_are_found_through_ari_and_only_they_are_renewed() {
     // replacement for revoked too, its order would have started by then.
     wait_until(MINUTE, "the replacements polled", || {
         let store = env.store();
-        let text = std::fs::read_to_string(env.state_dir().join("state.json")).unwrap_or_default();
-        let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let state = state_json(&env).unwrap_or_default();
         revoked.iter().all(|n| {
             let live = store.lineage(n).ok().flatten().map(|l| l.cert.serial);
             let cs = &state["certificates"][n];
@@ -281,8 +280,7 @@ fn a_second_trigger_during_a_mass_renewal_renews_nothing_twice() {
 /// lies in the ARI window it was drawn in (0 = start, 1 = end), and the next
 /// ARI poll; `None` until every one has a time drawn in a window.
 fn ari_times(env: &Env, names: &[String]) -> Option<Vec<(String, f64, OffsetDateTime)>> {
-    let text = std::fs::read_to_string(env.state_dir().join("state.json")).ok()?;
-    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let state = state_json(env)?;
     let time = |v: &serde_json::Value| OffsetDateTime::parse(v.as_str()?, &Rfc3339).ok();
     names
         .iter()
@@ -670,9 +668,14 @@ fn an_unreachable_ca_is_retried_with_backoff_and_renewal_resumes_when_it_returns
 
 /// A time field of certificate `name` in state.json.
 fn state_time(env: &Env, name: &str, field: &str) -> Option<OffsetDateTime> {
-    let text = std::fs::read_to_string(env.state_dir().join("state.json")).ok()?;
-    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let state = state_json(env)?;
     OffsetDateTime::parse(state["certificates"][name][field].as_str()?, &Rfc3339).ok()
+}
+
+/// state.json as it is on disk now, if it is there.
+fn state_json(env: &Env) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(env.state_dir().join("state.json")).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// A plain HTTP/1.0 GET on loopback; the response body.
