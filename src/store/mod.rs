@@ -26,7 +26,7 @@ mod key;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub use cert::CertInfo;
@@ -56,6 +56,15 @@ pub enum Error {
         /// The state directory.
         path: PathBuf,
     },
+    /// A directory of the store could let someone else redirect or read what
+    /// is written there.
+    #[error("{}: {why}; refusing to use it", path.display())]
+    Unsafe {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        why: String,
+    },
     /// A stored file has content that cannot be right.
     #[error("{}: {message}", path.display())]
     Corrupt {
@@ -64,6 +73,36 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+}
+
+/// `dir` must be a directory owned by this user; a symbolic link is refused
+/// too when `no_link` (the state directory itself may be a link an
+/// administrator made).
+fn check_owned(dir: &Path, no_link: bool) -> Result<(), Error> {
+    let unsafe_dir = |why: String| Error::Unsafe {
+        path: dir.to_owned(),
+        why,
+    };
+    let link = fs::symlink_metadata(dir).map_err(io_err(dir))?;
+    if no_link && link.file_type().is_symlink() {
+        return Err(unsafe_dir(
+            "is a symbolic link (whoever planted it could redirect the store): remove it"
+                .to_owned(),
+        ));
+    }
+    let meta = fs::metadata(dir).map_err(io_err(dir))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() {
+        return Err(unsafe_dir("is not a directory".to_owned()));
+    }
+    if meta.uid() != me {
+        return Err(unsafe_dir(format!(
+            "is owned by uid {}, not by uid {me} that renewd runs as (chown -R {me} {})",
+            meta.uid(),
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
@@ -141,13 +180,20 @@ impl Store {
     ///
     /// [`Error::Io`] naming the directory that could not be created.
     pub fn open(root: &Path) -> Result<Self, Error> {
-        for dir in [
+        let dirs = [
             root.to_owned(),
             root.join("accounts"),
             root.join("archive"),
             root.join("live"),
-        ] {
-            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        ];
+        for dir in &dirs {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        // A directory someone else owns or planted as a link (a state directory
+        // created before the first start, say) could redirect renewd's writes or
+        // expose the keys: refuse it rather than write through it.
+        for (i, dir) in dirs.iter().enumerate() {
+            check_owned(dir, i > 0)?;
         }
         fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_err(root))?;
         Ok(Self {
@@ -436,6 +482,31 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_directory_planted_as_a_link_or_owned_by_another_user_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("state");
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("archive")).unwrap();
+        let err = Store::open(&root).unwrap_err().to_string();
+        assert!(err.contains("archive: is a symbolic link"), "{err}");
+        std::fs::remove_file(root.join("archive")).unwrap();
+
+        // Another owner (checked as root, which can hand the directory away).
+        if nix::unistd::geteuid().is_root() {
+            nix::unistd::chown(&root, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let err = Store::open(&root).unwrap_err().to_string();
+            assert!(err.contains("is owned by uid 65534, not by uid 0"), "{err}");
+            nix::unistd::chown(&root, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        }
+        // The state directory itself may be a link an administrator made.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&root, &link).unwrap();
+        Store::open(&link).unwrap();
+    }
 
     fn issued(domains: &[&str]) -> Issued {
         let key = rcgen::KeyPair::generate().unwrap();
