@@ -469,6 +469,45 @@ else
   fail "apt-get purge renewd leaves no files behind" "left: $(tr '\n' ' ' <<<"$left")"
 fi
 
+# --- the .rpm, installed for real once the .deb is purged ---------------------------------
+# Debian's rpm installs it into the container (--nodeps: its requirements are
+# Debian packages here); the scriptlets run under the same systemd.
+"$sandbox" copy-in "$SBX_DIR" "$rpm" /var/tmp/renewd.rpm
+rpm_cmd='rpm --nodeps --force-debian'
+if in_ct 'command -v rpm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rpm >/dev/null 2>&1' &&
+   in_ct "$rpm_cmd -i /var/tmp/renewd.rpm >/dev/null 2>&1" &&
+   in_ct 'test -x /usr/bin/renewd && test -f /usr/lib/systemd/system/renewd.service &&
+          systemctl cat renewd.service >/dev/null && renewd check-config >/dev/null &&
+          ! systemctl is-active --quiet renewd'; then
+  pass "rpm -i: binary, unit known to systemd (daemon-reload by %post), shipped config valid, not started"
+else
+  fail "rpm -i installs renewd and systemd knows its unit"
+fi
+# The purge took /etc/renewd with it: the Pebble CA again, then a config.
+"$sandbox" copy-in "$SBX_DIR" "$PEBBLE_CA" /etc/renewd/pebble-ca.pem
+write_config "$cert_a"
+if in_ct 'systemctl enable --now renewd' && eventually 30 "$(at_version 1 a.example.com)" &&
+   in_ct 'renewd status >/dev/null'; then
+  pass "rpm: systemctl enable --now renewd issues the certificate, renewd status healthy"
+else
+  fail "rpm: the installed daemon runs and issues"
+fi
+pid=$(in_ct 'systemctl show -P MainPID renewd')
+if in_ct "$rpm_cmd -U --replacepkgs /var/tmp/renewd.rpm >/dev/null 2>&1 &&
+          systemctl is-active --quiet renewd && test \"\$(systemctl show -P MainPID renewd)\" != $pid &&
+          grep -q a.example.com /etc/renewd/renewd.toml"; then
+  pass "rpm -U: running daemon restarted (%postun try-restart), edited config kept (%config(noreplace))"
+else
+  fail "rpm -U restarts the daemon and keeps the edited config"
+fi
+if in_ct "$rpm_cmd -e renewd >/dev/null 2>&1 && ! systemctl is-active --quiet renewd &&
+          ! systemctl is-enabled --quiet renewd 2>/dev/null && ! test -e /usr/bin/renewd &&
+          test -f /var/lib/renewd/live/a.example.com/privkey.pem"; then
+  pass "rpm -e: daemon stopped and disabled (%preun), binary gone, certificates kept"
+else
+  fail "rpm -e stops and disables the daemon and keeps the certificates"
+fi
+
 if [ "$failed" -gt 0 ]; then
   echo "--- journal of renewd.service (last 40 lines)"
   in_ct 'journalctl -u renewd --no-pager -n 40' 2>/dev/null || true
