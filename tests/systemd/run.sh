@@ -142,7 +142,7 @@ log "Pebble on 127.0.0.1:$PEBBLE_PORT"
 . "$PEBBLE_STATE_DIR/env.sh"
 
 log "container ($SBX_DIR, instance $SBX_INSTANCE)"
-SBX_PACKAGES=nginx-light,openssl "$sandbox" create "$SBX_DIR" >&2 || abort "base image (systemd-sandbox create)"
+SBX_PACKAGES=nginx-light,openssl,rpm "$sandbox" create "$SBX_DIR" >&2 || abort "base image (systemd-sandbox create)"
 "$sandbox" stop "$SBX_DIR" >/dev/null 2>&1 || true
 "$sandbox" start "$SBX_DIR" >&2 || abort "container boots systemd (systemd-sandbox start)"
 # The cached image may come from a bare `create`: add what the checks use.
