@@ -737,6 +737,36 @@ fn idle_control_clients_neither_block_status_nor_stay_forever() {
 }
 
 #[test]
+fn a_user_who_is_not_root_nor_in_control_group_is_refused_with_exit_4() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run a command as nobody");
+        return;
+    }
+    let env = Env::new();
+    env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
+    let _daemon = Daemon::start(&env);
+    // nobody may read the config (so the refusal is the socket's), not more.
+    use std::os::unix::fs::PermissionsExt;
+    let open = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    open(env.dir.path(), 0o755);
+    open(&env.config_path(), 0o644);
+    let run = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_renewd"))
+        .arg("--config")
+        .arg(env.config_path())
+        .arg("status")
+        .env_remove("RENEWD_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+}
+
+#[test]
 fn the_control_socket_survives_malformed_and_oversized_requests() {
     let env = Env::new();
     env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
