@@ -157,6 +157,18 @@ fn one(
     status
 }
 
+/// The line `renewd status` prints first, about every certificate:
+/// `12 certificates: 11 healthy, 1 unhealthy`.
+#[must_use]
+pub fn summary(statuses: &[CertStatus]) -> String {
+    let healthy = statuses.iter().filter(|s| s.healthy).count();
+    let (n, s) = (statuses.len(), if statuses.len() == 1 { "" } else { "s" });
+    format!(
+        "{n} certificate{s}: {healthy} healthy, {} unhealthy",
+        n - healthy
+    )
+}
+
 /// Renders statuses as the table `renewd status` prints; `colour` marks health
 /// and short remaining lifetimes with ANSI colours (only for a terminal).
 #[must_use]

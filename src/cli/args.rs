@@ -80,6 +80,10 @@ pub struct StatusArgs {
     /// Print JSON (`{"certificates":[...]}`) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Show only the certificates that are not healthy (the exit status still
+    /// covers all).
+    #[arg(long)]
+    pub problems: bool,
 }
 
 /// `renewd renew`.

@@ -183,12 +183,14 @@ async fn status(path: &Location, args: &args::StatusArgs) -> anyhow::Result<Exit
             statuses
         }
     };
-    print_status(&statuses, args.json)?;
-    Ok(if statuses.iter().all(|s| s.healthy) {
-        Exit::Ok
-    } else {
-        Exit::Failed
-    })
+    let healthy = statuses.iter().all(|s| s.healthy);
+    let summary = status::summary(&statuses);
+    let shown: Vec<status::CertStatus> = statuses
+        .into_iter()
+        .filter(|s| !args.problems || !s.healthy)
+        .collect();
+    print_status(&shown, &summary, args.json)?;
+    Ok(if healthy { Exit::Ok } else { Exit::Failed })
 }
 
 /// Loads the config and finds the control socket. When the file on disk is
@@ -217,13 +219,15 @@ renewd: asking the running daemon, which keeps its last valid config"
     Err(error.into())
 }
 
-fn print_status(statuses: &[status::CertStatus], json: bool) -> anyhow::Result<()> {
+/// The table (after `summary`, a line about all certificates) or the JSON.
+fn print_status(statuses: &[status::CertStatus], summary: &str, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "certificates": statuses }))?;
         writeln!(out)?;
     } else {
         let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        writeln!(out, "{summary}")?;
         write!(out, "{}", status::table(statuses, colour))?;
     }
     Ok(())

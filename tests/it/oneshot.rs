@@ -141,7 +141,11 @@ fn status_reports_json_fields_and_unhealthy_exit_code() {
 
     let run = env.renewd(&["status", "a"]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.starts_with("NAME"), "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("1 certificate: 1 healthy, 0 unhealthy\nNAME"),
+        "{run:?}"
+    );
     assert!(run.stdout.contains("a "), "{run:?}");
 }
 
@@ -410,4 +414,36 @@ fn serials_read_as_openssl_prints_them_and_an_empty_config_says_so() {
         openssl.as_str(),
         "{json}"
     );
+}
+
+#[test]
+fn status_opens_with_a_summary_and_problems_shows_only_the_unhealthy() {
+    let env = Env::new();
+    env.write_config(
+        "[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n\n\
+         [[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\"]\n",
+    );
+    assert_eq!(env.renewd(&["renew", "a"]).code, 0);
+    let all = env.renewd(&["status"]);
+    assert_eq!(all.code, 1, "b has no certificate: {all:?}");
+    assert_eq!(
+        all.stdout.lines().next(),
+        Some("2 certificates: 1 healthy, 1 unhealthy"),
+        "{all:?}"
+    );
+    let problems = env.renewd(&["status", "--problems"]);
+    assert_eq!(problems.code, 1, "{problems:?}");
+    assert!(
+        problems
+            .stdout
+            .starts_with("2 certificates: 1 healthy, 1 unhealthy\n"),
+        "{problems:?}"
+    );
+    let rows: Vec<&str> = problems.stdout.lines().skip(2).collect();
+    assert_eq!(rows.len(), 1, "{problems:?}");
+    assert!(rows[0].starts_with("b "), "{problems:?}");
+    let json = env.renewd(&["status", "--problems", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["certificates"].as_array().unwrap().len(), 1);
+    assert_eq!(json["certificates"][0]["name"], "b");
 }
