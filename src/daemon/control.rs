@@ -206,7 +206,7 @@ async fn handle(
     {
         return send(
             &mut write,
-            &json!({"ok": false, "error": "no request within 5 s"}),
+            &json!({"ok": false, "error": format!("no request within {} s", REQUEST_TIMEOUT.as_secs())}),
         )
         .await;
     }

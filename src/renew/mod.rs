@@ -229,24 +229,27 @@ impl Renewer {
         let staging = self.staging_cas();
         let mut errors = Vec::new();
         let mut tried = false;
+        let mut key = None;
         for ca in cert
             .ca
             .iter()
             .filter(|ca| staging.config(&staging_name(ca)).is_some())
         {
             tried = true;
-            let key_type = cert.key;
-            let key_pem = tokio::task::spawn_blocking(move || acme::generate_key(key_type))
-                .await
-                .map_err(|e| acme::Error::Key(e.to_string()))
-                .and_then(|key| key)
-                .map_err(|e| failure::failure(&[e]))?;
+            let key_pem = match &key {
+                Some(key) => key,
+                None => key.insert(
+                    fresh_key(cert.key)
+                        .await
+                        .map_err(|e| failure::failure(&[e]))?,
+                ),
+            };
             let name = staging_name(ca);
             let delivered_by = self
-                .obtain(&staging, &name, cert, None, &key_pem, &mut errors)
+                .obtain(&staging, &name, cert, None, key_pem, &mut errors)
                 .await;
             if let Some((fullchain, solver)) = delivered_by {
-                let (_, info) = delivered(&name, fullchain, &key_pem)?;
+                let (_, info) = delivered(&name, fullchain, key_pem)?;
                 return Ok(format!(
                     "dry run ok: serial {}, valid until {} (CA {ca} staging, solver {solver}); nothing stored",
                     info.serial,
@@ -304,10 +307,7 @@ impl Renewer {
                 return Ok(key);
             }
         }
-        let key_type = cert.key;
-        tokio::task::spawn_blocking(move || acme::generate_key(key_type))
-            .await
-            .map_err(|e| acme::Error::Key(e.to_string()))?
+        fresh_key(cert.key).await
     }
 
     /// Removes challenge responses (TXT records, webroot files) that renewals
@@ -390,6 +390,14 @@ impl Renewer {
         warn!(cert_name = %cert.name, renewd_event = "revoked", serial = %lineage.cert.serial, "certificate revoked");
         Ok(lineage.cert.serial)
     }
+}
+
+/// A new private key of `key_type` (PEM), made off the runtime's workers (RSA
+/// takes a while).
+async fn fresh_key(key_type: crate::config::KeyType) -> Result<String, acme::Error> {
+    tokio::task::spawn_blocking(move || acme::generate_key(key_type))
+        .await
+        .map_err(|e| acme::Error::Key(e.to_string()))?
 }
 
 /// Let's Encrypt's staging directory, for the docs and messages.
