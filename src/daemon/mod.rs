@@ -9,7 +9,7 @@
 //! reload.
 
 mod control;
-mod scheduler;
+pub(crate) mod scheduler;
 mod scrape;
 mod signals;
 
@@ -127,7 +127,8 @@ pub async fn run(location: &Location) -> Result<(), Error> {
         .name("prime-rng".to_owned())
         .spawn(crate::acme::prime_key_generator);
 
-    let scheduler = scheduler::Scheduler::new(location.clone(), renewer, state, metrics, view_tx);
+    let world = scheduler::Daemon::new(renewer, location.clone(), metrics, view_tx);
+    let scheduler = scheduler::Scheduler::new(Arc::new(world), state);
     scheduler.run(events_rx).await;
 
     cancel.cancel();

@@ -24,34 +24,22 @@ impl Scheduler {
             return;
         };
         entry.polling = true;
-        let renewer = Arc::clone(&self.renewer);
-        let issued_by = entry.issued_by.clone();
+        let world = Arc::clone(&self.world);
+        let ca = world.issuer(&cert, entry.issued_by.as_deref());
         let permits = Arc::clone(&self.poll_permits);
         let max = self.config().daemon.max_concurrent;
         self.polls.spawn(name, async move {
             let _slot = Arc::clone(&permits).acquire_owned().await;
             let in_flight = max.saturating_sub(permits.available_permits());
-            let ca = renewer.issuer(&cert, issued_by.as_deref());
             debug!(cert_name = %cert.name, ca, in_flight, "ARI poll");
-            let result = renewer.cas.renewal_info(&ca, &ari_id).await;
-            // One read of the live certificate serves the CRL look and the
-            // revocation heuristic below.
-            let lineage = renewer.store.lineage(&cert.name).ok().flatten();
-            let (on_crl, mid) = match &lineage {
-                Some(l) => (
-                    renewer.cas.crl_revoked(&cert.name, l).await,
-                    Some(l.cert.not_before + l.cert.lifetime() / 2),
-                ),
-                None => (None, None),
-            };
-            (serial, result, on_crl, mid)
+            (serial, world.poll(cert, ca, ari_id).await)
         });
     }
 
     pub(super) async fn polled(
         &mut self,
         name: String,
-        (serial, result, on_crl, lineage_mid): PollResult,
+        (serial, (result, on_crl, lineage_mid)): PollResult,
     ) {
         let now = self.clock.now();
         let random = self.rng.random();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tracing::{error, info, warn};
 
 use super::{ReloadResult, Scheduler};
-use crate::config::{CertificateConfig, ReloadTarget};
+use crate::config::ReloadTarget;
 use crate::deploy::{self, Check, REVERIFY_PATIENCE, VERIFY_PATIENCE};
 
 /// Why a served-certificate check runs.
@@ -97,7 +97,7 @@ impl Scheduler {
     /// targets run in the order given. The state (with the deployments pending)
     /// is written first.
     pub(super) async fn dispatch_reloads(&mut self) {
-        let config = Arc::clone(&self.renewer.config);
+        let config = Arc::clone(self.world.config());
         let mut blocked: Vec<ReloadTarget> = self.reloading.clone();
         let mut ready = Vec::new();
         for (target, names) in std::mem::take(&mut self.pending_reloads) {
@@ -119,15 +119,11 @@ impl Scheduler {
         }
         self.save_state().await;
         self.reloading.extend(ready.iter().map(|(t, _)| t.clone()));
-        let renewer = Arc::clone(&self.renewer);
+        let world = Arc::clone(&self.world);
         self.reloads.spawn(async move {
             let mut results = Vec::with_capacity(ready.len());
             for (target, names) in ready {
-                let certs: Vec<&CertificateConfig> = names
-                    .iter()
-                    .filter_map(|n| renewer.config.certificate(n))
-                    .collect();
-                let result = deploy::reload(&target, &renewer.store, &certs).await;
+                let result = world.reload(target.clone(), names.clone()).await;
                 results.push((target, names, result));
             }
             results
@@ -199,14 +195,15 @@ impl Scheduler {
             return;
         }
         entry.verifying = true;
-        let renewer = Arc::clone(&self.renewer);
+        let world = Arc::clone(&self.world);
         let patience = match kind {
             Verify::EndsDeployment => VERIFY_PATIENCE,
             Verify::Periodic => REVERIFY_PATIENCE,
         };
-        self.verifies.spawn(name, async move {
-            (kind, deploy::check(&cert, &renewer.store, patience).await)
-        });
+        self.verifies.spawn(
+            name,
+            async move { (kind, world.check(cert, patience).await) },
+        );
     }
 
     pub(super) async fn verified(&mut self, name: String, (kind, check): VerifyResult) {

@@ -6,7 +6,7 @@
 //! tasks bounded by `daemon.max_concurrent`; a certificate already renewing is
 //! never started twice, which is what makes repeated SIGUSR1 harmless.
 //!
-//! This file holds the loop, the per-certificate plan and the horizon; the
+//! This file holds the loop, the per-certificate plan and the due index; the
 //! rest is by concern: `renewals` (starting them, recording outcomes, the
 //! mass-renewal guard), `requests` (signals, control requests, config reload),
 //! `ari` (polls and revocations seen), `deploy` (reload batches and checks),
@@ -14,14 +14,14 @@
 //! Time is read from a [`Clock`] and every random choice comes from one
 //! seeded generator, so tests drive both.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -32,18 +32,18 @@ mod renewals;
 mod requests;
 mod status_line;
 mod tasks;
+mod world;
 
 use renewals::Batch;
 use tasks::Tasks;
+pub(crate) use world::{Daemon, Polled, World};
 
-use super::{Event, View};
-use crate::acme::{self, RenewalInfo};
+use super::Event;
 use crate::clock::Clock;
-use crate::config::{Config, Location, ReloadTarget};
+use crate::config::{Config, ReloadTarget};
 use crate::control::proto::RenewEvent;
-use crate::metrics::Metrics;
 use crate::reload;
-use crate::renew::{Outcome, Renewer};
+use crate::renew::Outcome;
 use crate::schedule::{self, Plan};
 use crate::state::State;
 use crate::systemd::notify;
@@ -64,14 +64,8 @@ const MAX_SLEEP: StdDuration = StdDuration::from_secs(300);
 /// whatever Retry-After says.
 const MIN_ARI_INTERVAL: StdDuration = StdDuration::from_secs(60);
 
-/// Serial polled for, the ARI answer, whether the CRL lists the serial, and the
-/// middle of the live certificate's lifetime.
-type PollResult = (
-    String,
-    Result<RenewalInfo, acme::Error>,
-    Option<bool>,
-    Option<OffsetDateTime>,
-);
+/// Serial polled for, and what the poll found.
+type PollResult = (String, Polled);
 type ReloadResult = (ReloadTarget, Vec<String>, Result<(), reload::Error>);
 /// When a renewal started, and how it ended.
 type RenewalResult = (OffsetDateTime, Outcome);
@@ -98,6 +92,8 @@ struct Entry {
     deploying: u8,
     /// The CA that issued the live certificate, as the state remembers it.
     issued_by: Option<String>,
+    /// Its key in the scheduler's due index, if it is there.
+    indexed: Option<OffsetDateTime>,
 }
 
 impl Entry {
@@ -114,18 +110,18 @@ impl Entry {
     }
 }
 
-pub(super) struct Scheduler {
-    config_path: Location,
+pub(crate) struct Scheduler {
     /// Where "now" comes from.
     clock: Clock,
     /// Every random choice (renewal times, jitter), seeded once.
     rng: StdRng,
-    renewer: Arc<Renewer>,
+    /// Orders, polls, reloads, checks, the store and the config.
+    world: Arc<dyn World>,
     /// Written only here; shared for `status` and metrics to read.
     state: Arc<Mutex<State>>,
-    metrics: Metrics,
-    view: watch::Sender<View>,
-    entries: HashMap<String, Entry>,
+    /// Ordered by name, so that what is due at one instant starts in the same
+    /// order every run (the simulator replays a seed event for event).
+    entries: BTreeMap<String, Entry>,
     permits: Arc<Semaphore>,
     /// Places for ARI polls (each with its CRL look) in flight: as many as for
     /// orders, so polls that come due together (after a restart, a resume, a
@@ -149,56 +145,40 @@ pub(super) struct Scheduler {
     /// The forced mass renewal in progress, if any.
     batch: Option<Batch>,
     save_at: Option<Instant>,
-    /// Nothing is planned before this (`None`: nothing at all), so until then
-    /// there is nothing to start and no need to look at every certificate. A
-    /// lower bound: lowered whenever an entry's times change, made exact by each
-    /// look. Without it each of a mass renewal's completions cost a pass over
-    /// all certificates.
-    horizon: Option<OffsetDateTime>,
+    /// Every certificate with something planned, by the earliest time it is
+    /// planned for ([`Entry::earliest`] when it was indexed, kept in
+    /// `Entry::indexed`), so a wake-up looks only at what is due instead of
+    /// at every certificate. An entry whose times moved later without being
+    /// re-indexed is looked at early and re-indexed then; every change that
+    /// may make one earlier goes through [`Scheduler::touched`].
+    due: BTreeSet<(OffsetDateTime, String)>,
     /// When the next `STATUS=` is due, if anything changed.
     status_at: Option<Instant>,
     status_sent: Instant,
 }
 
 impl Scheduler {
-    pub(super) fn new(
-        config_path: Location,
-        renewer: Arc<Renewer>,
-        state: Arc<Mutex<State>>,
-        metrics: Metrics,
-        view: watch::Sender<View>,
-    ) -> Self {
-        Self::with_clock(
-            config_path,
-            (renewer, state, metrics, view),
-            Clock::system(),
-            StdRng::from_os_rng(),
-        )
+    pub(crate) fn new(world: Arc<dyn World>, state: Arc<Mutex<State>>) -> Self {
+        Self::with_clock(world, state, Clock::system(), StdRng::from_os_rng())
     }
 
-    /// A scheduler that reads `clock` and draws from `rng` (tests drive both).
-    fn with_clock(
-        config_path: Location,
-        (renewer, state, metrics, view): (
-            Arc<Renewer>,
-            Arc<Mutex<State>>,
-            Metrics,
-            watch::Sender<View>,
-        ),
+    /// A scheduler that reads `clock` and draws from `rng` (tests and the
+    /// simulator drive both).
+    pub(crate) fn with_clock(
+        world: Arc<dyn World>,
+        state: Arc<Mutex<State>>,
         clock: Clock,
         rng: StdRng,
     ) -> Self {
+        let max_concurrent = world.config().daemon.max_concurrent;
         Self {
-            config_path,
             clock,
             rng,
-            permits: Arc::new(Semaphore::new(renewer.config.daemon.max_concurrent)),
-            poll_permits: Arc::new(Semaphore::new(renewer.config.daemon.max_concurrent)),
-            renewer,
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            poll_permits: Arc::new(Semaphore::new(max_concurrent)),
+            world,
             state,
-            metrics,
-            view,
-            entries: HashMap::new(),
+            entries: BTreeMap::new(),
             renewals: Tasks::new(),
             polls: Tasks::new(),
             reloads: JoinSet::new(),
@@ -210,17 +190,17 @@ impl Scheduler {
             waiters: HashMap::new(),
             batch: None,
             save_at: None,
-            horizon: Some(OffsetDateTime::UNIX_EPOCH),
+            due: BTreeSet::new(),
             status_at: None,
             status_sent: Instant::now(),
         }
     }
 
     fn config(&self) -> &Config {
-        &self.renewer.config
+        self.world.config()
     }
 
-    pub(super) async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+    pub(crate) async fn run(mut self, mut events: mpsc::Receiver<Event>) {
         self.replan_all().await;
         self.resume_deploys().await;
         self.save_state().await;
@@ -234,7 +214,10 @@ impl Scheduler {
         loop {
             self.start_due();
             let wake = self.next_wake();
+            // Biased: the branches are polled in this order, not at random, so
+            // that a seed replays the same run.
             tokio::select! {
+                biased;
                 event = events.recv() => match event {
                     None | Some(Event::Shutdown) => break,
                     Some(event) => self.handle(event).await,
@@ -273,47 +256,62 @@ impl Scheduler {
         }
     }
 
-    /// Starts every renewal and ARI poll whose time has come.
+    /// Starts every renewal, ARI poll and check whose time has come.
     fn start_due(&mut self) {
         let now = self.clock.now();
-        if self.horizon.is_none_or(|at| now < at) {
-            return;
-        }
-        let mut renew = Vec::new();
-        let mut poll = Vec::new();
-        let mut verify = Vec::new();
-        for (name, entry) in &self.entries {
-            if entry.running {
-                continue;
+        while let Some((at, name)) = self.due.first().cloned() {
+            if at > now {
+                break;
             }
-            if let Some(plan) = entry.plan.as_ref().filter(|p| p.at <= now) {
-                renew.push((name.clone(), plan.reason.clone()));
-                continue;
-            }
-            if !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now) {
-                poll.push(name.clone());
-            }
-            if !entry.verifying && entry.verify_at.is_some_and(|at| at <= now) {
-                verify.push(name.clone());
+            self.due.pop_first();
+            if let Some(entry) = self.entries.get_mut(&name) {
+                if entry.indexed == Some(at) {
+                    entry.indexed = None;
+                }
+                self.start_what_is_due(&name, now);
+                self.touched(&name);
             }
         }
-        for (name, reason) in renew {
-            self.start_renewal(&name, &reason);
-        }
-        for name in poll {
-            self.start_poll(&name);
-        }
-        for name in verify {
-            self.start_verify(&name, deploy::Verify::Periodic);
-        }
-        self.horizon = self.entries.values().filter_map(Entry::earliest).min();
     }
 
-    /// Lowers the horizon to `name`'s planned times, after they changed or it
-    /// stopped renewing, polling or verifying.
+    fn start_what_is_due(&mut self, name: &str, now: OffsetDateTime) {
+        let Some(entry) = self.entries.get(name) else {
+            return;
+        };
+        if entry.running {
+            return;
+        }
+        if let Some(plan) = entry.plan.as_ref().filter(|p| p.at <= now) {
+            let reason = plan.reason.clone();
+            self.start_renewal(name, &reason);
+            return;
+        }
+        let poll = !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now);
+        let verify = !entry.verifying && entry.verify_at.is_some_and(|at| at <= now);
+        if poll {
+            self.start_poll(name);
+        }
+        if verify {
+            self.start_verify(name, deploy::Verify::Periodic);
+        }
+    }
+
+    /// Re-indexes `name` by its earliest planned time, after its times
+    /// changed or it stopped renewing, polling or verifying.
     fn touched(&mut self, name: &str) {
-        if let Some(at) = self.entries.get(name).and_then(Entry::earliest) {
-            self.horizon = Some(self.horizon.map_or(at, |h| h.min(at)));
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        let at = entry.earliest();
+        if entry.indexed == at {
+            return;
+        }
+        if let Some(old) = entry.indexed.take() {
+            self.due.remove(&(old, name.to_owned()));
+        }
+        if let Some(at) = at {
+            entry.indexed = Some(at);
+            self.due.insert((at, name.to_owned()));
         }
     }
 
@@ -322,8 +320,8 @@ impl Scheduler {
         let now = self.clock.now();
         let cap = self.config().daemon.check_interval.0;
         let cap = cap.min(MAX_SLEEP);
-        let until = self.horizon.map_or(cap, |at| {
-            StdDuration::try_from(at - now)
+        let until = self.due.first().map_or(cap, |(at, _)| {
+            StdDuration::try_from(*at - now)
                 .unwrap_or(StdDuration::ZERO)
                 .min(cap)
         });
@@ -344,18 +342,19 @@ impl Scheduler {
 
     /// Re-reads `live/<name>` and decides anew when to renew and poll it.
     async fn replan(&mut self, name: &str) {
-        let Some(cert) = self.renewer.config.certificate(name) else {
+        let world = Arc::clone(&self.world);
+        let Some(cert) = world.config().certificate(name) else {
             return;
         };
         let now = self.clock.now();
-        let lineage = self.renewer.store.lineage(name).map_err(|e| e.to_string());
+        let lineage = world.lineage(name);
         let live = lineage.as_ref().ok().and_then(Option::as_ref);
         let serial = live.map(|l| l.cert.serial.clone());
         let ari_id = live.and_then(|l| l.cert.ari_id.clone());
         let state = Arc::clone(&self.state);
         let mut state = state.lock().await;
         let cs = state.entry(name);
-        let daemon = &self.renewer.config.daemon;
+        let daemon = &world.config().daemon;
         let (plan, changed) = schedule::plan_and_remember(
             cert,
             &lineage,
@@ -394,7 +393,8 @@ impl Scheduler {
 
     async fn save_state(&mut self) {
         self.save_at = None;
-        if let Err(e) = State::save(&self.state, &self.renewer.store).await {
+        let snapshot = self.state.lock().await.snapshot();
+        if let Err(e) = self.world.save(snapshot).await {
             warn!("cannot save state: {e}");
         }
     }
@@ -428,7 +428,7 @@ impl Scheduler {
             );
             self.renewals.abort_all();
             while self.renewals.join_next().await.is_some() {}
-            self.renewer.cleanup_abandoned().await;
+            self.world.cleanup_abandoned().await;
         }
         self.polls.abort_all();
         self.verifies.abort_all();
@@ -447,7 +447,13 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::watch;
+
     use super::*;
+    use crate::config::Location;
+    use crate::daemon::View;
+    use crate::metrics::Metrics;
+    use crate::renew::Renewer;
 
     /// A scheduler for one certificate, `a`, over a fresh state directory.
     fn scheduler(dir: &std::path::Path) -> Scheduler {
@@ -464,14 +470,10 @@ mod tests {
         let state = Arc::new(Mutex::new(State::load(&store)));
         let renewer = Arc::new(Renewer::new(config, store, Metrics::new()));
         let (view, _) = watch::channel(View::new(&renewer, &state));
+        let location = Location::new(path, None);
+        let world = Arc::new(Daemon::new(renewer, location, Metrics::new(), view));
         let clock = Clock::following_tokio(time::macros::datetime!(2026-06-01 00:00 UTC));
-        let parts = (renewer, state, Metrics::new(), view);
-        Scheduler::with_clock(
-            Location::new(path, None),
-            parts,
-            clock,
-            StdRng::seed_from_u64(7),
-        )
+        Scheduler::with_clock(world, state, clock, StdRng::seed_from_u64(7))
     }
 
     /// Ends `a`'s renewal (started now) with a failure of `kind`.

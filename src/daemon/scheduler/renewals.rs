@@ -64,7 +64,7 @@ impl Scheduler {
         for target in &entry.holds {
             *self.held.entry(target.clone()).or_default() += 1;
         }
-        let renewer = Arc::clone(&self.renewer);
+        let world = Arc::clone(&self.world);
         let fresh_key = entry.revoked;
         let permits = Arc::clone(&self.permits);
         let max = self.config().daemon.max_concurrent;
@@ -80,7 +80,7 @@ impl Scheduler {
             info!(cert_name = %cert.name, in_flight, reason, "order started");
             (
                 started,
-                renewer.renew(&cert, &reason, fresh_key, Some(slot)).await,
+                world.renew(cert, reason, fresh_key, Some(slot)).await,
             )
         });
     }
@@ -107,14 +107,14 @@ impl Scheduler {
     }
 
     pub(super) async fn record(&mut self, name: &str, started: OffsetDateTime, outcome: &Outcome) {
-        let Some(cert) = self.renewer.config.certificate(name) else {
+        let world = Arc::clone(&self.world);
+        let Some(cert) = world.config().certificate(name) else {
             return;
         };
         let times = (started, self.clock.now());
         let random = self.rng.random();
         let mut state = self.state.lock().await;
-        self.renewer
-            .record(cert, outcome, state.entry(name), times, random);
+        world.record(cert, outcome, state.entry(name), times, random);
     }
 
     async fn finished(&mut self, name: String, outcome: Outcome) {

@@ -9,10 +9,9 @@ use tokio::sync::{Semaphore, oneshot};
 use tracing::{error, info, warn};
 
 use super::Scheduler;
-use crate::config::Config;
 use crate::control::proto::RenewEvent;
-use crate::daemon::{Event, Pending, View};
-use crate::renew::{Outcome, Renewer};
+use crate::daemon::{Event, Pending};
+use crate::renew::Outcome;
 use crate::systemd::notify;
 
 impl Scheduler {
@@ -115,8 +114,9 @@ impl Scheduler {
     }
 
     async fn try_reload(&mut self) -> Result<(), String> {
-        let config = Arc::new(Config::load(&self.config_path).map_err(|e| e.to_string())?);
-        let old = &self.renewer.config.daemon;
+        let world = self.world.reconfigure(&self.state)?;
+        let config = Arc::clone(world.config());
+        let old = &self.config().daemon;
         if config.daemon.control_socket != old.control_socket
             || config.daemon.control_group != old.control_group
         {
@@ -125,12 +125,6 @@ impl Scheduler {
         if config.daemon.state_dir != old.state_dir {
             warn!("daemon.state_dir changes take effect at the next restart");
         }
-        let renewer = Renewer::after(
-            Some(&self.renewer),
-            Arc::clone(&config),
-            self.renewer.store.clone(),
-            self.metrics.clone(),
-        );
         if config.daemon.max_concurrent != old.max_concurrent {
             self.permits = Arc::new(Semaphore::new(config.daemon.max_concurrent));
             self.poll_permits = Arc::new(Semaphore::new(config.daemon.max_concurrent));
@@ -152,8 +146,7 @@ impl Scheduler {
             .iter()
             .filter(|c| !self.entries.contains_key(&c.name))
             .count();
-        self.renewer = Arc::new(renewer);
-        let _ = self.view.send(View::new(&self.renewer, &self.state));
+        self.world = world;
         self.replan_all().await;
         self.save_state().await;
         info!(

@@ -1,0 +1,207 @@
+//! Everything the scheduler does outside its own memory: orders, ARI polls,
+//! reloads, served-certificate checks, reading the store, writing the state and
+//! re-reading the config. The daemon's [`Daemon`] does it for real; the
+//! simulator ([`crate::sim`]) does it against a simulated CA, disk and host, so
+//! the scheduler's decisions run there unchanged.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, watch};
+
+use crate::acme::{self, RenewalInfo};
+use crate::config::{CertificateConfig, Config, Location, ReloadTarget};
+use crate::daemon::View;
+use crate::deploy::{self, Check};
+use crate::metrics::Metrics;
+use crate::reload;
+use crate::renew::{Outcome, Renewer, Slot};
+use crate::state::{CertState, Snapshot, State};
+use crate::store::{self, Lineage};
+
+/// Work done outside the scheduler, as a task of its own.
+pub(crate) type Work<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What an ARI poll found: the CA's answer, whether the CA's CRL lists the
+/// serial (`None`: not known), and the middle of the live certificate's
+/// lifetime.
+pub(crate) type Polled = (
+    Result<RenewalInfo, acme::Error>,
+    Option<bool>,
+    Option<OffsetDateTime>,
+);
+
+/// The scheduler's outside world.
+pub(crate) trait World: Send + Sync + 'static {
+    /// The config the scheduler runs.
+    fn config(&self) -> &Arc<Config>;
+
+    /// What `live/<name>` holds.
+    fn lineage(&self, name: &str) -> Result<Option<Lineage>, String>;
+
+    /// Renews `cert` (order, publish), holding `slot` while the order is in
+    /// flight; `fresh_key` forbids reusing the live key.
+    fn renew(
+        &self,
+        cert: CertificateConfig,
+        reason: String,
+        fresh_key: bool,
+        slot: Slot,
+    ) -> Work<Outcome>;
+
+    /// Records `outcome` of the renewal of `cert` started and ended at `times`
+    /// in its state ([`Outcome::record`]).
+    fn record(
+        &self,
+        cert: &CertificateConfig,
+        outcome: &Outcome,
+        cs: &mut CertState,
+        times: (OffsetDateTime, OffsetDateTime),
+        random: f64,
+    );
+
+    /// Asks CA `ca` for the renewal window of `ari_id`, and looks at its CRL.
+    fn poll(&self, cert: CertificateConfig, ca: String, ari_id: String) -> Work<Polled>;
+
+    /// The CA that issued `cert`'s live certificate (`issued_by`), else its first.
+    fn issuer(&self, cert: &CertificateConfig, issued_by: Option<&str>) -> String;
+
+    /// Runs reload `target` once for the certificates `names`.
+    fn reload(&self, target: ReloadTarget, names: Vec<String>) -> Work<Result<(), reload::Error>>;
+
+    /// Checks that `cert`'s `verify` targets serve its live certificate.
+    fn check(&self, cert: CertificateConfig, patience: Duration) -> Work<Option<Check>>;
+
+    /// Writes `state.json`.
+    fn save(&self, snapshot: Snapshot) -> Work<Result<(), store::Error>>;
+
+    /// Re-reads the config: the world that runs the new one, or why not.
+    fn reconfigure(&self, state: &Arc<Mutex<State>>) -> Result<Arc<dyn World>, String>;
+
+    /// Removes challenge responses that renewals abandoned at shutdown left.
+    fn cleanup_abandoned(&self) -> Work<()>;
+}
+
+/// The real world: a [`Renewer`] over the real store and CAs, the config file,
+/// and the [`View`] the control socket and `/metrics` read.
+pub(crate) struct Daemon {
+    renewer: Arc<Renewer>,
+    location: Location,
+    metrics: Metrics,
+    view: watch::Sender<View>,
+}
+
+impl Daemon {
+    pub(crate) fn new(
+        renewer: Arc<Renewer>,
+        location: Location,
+        metrics: Metrics,
+        view: watch::Sender<View>,
+    ) -> Self {
+        Self {
+            renewer,
+            location,
+            metrics,
+            view,
+        }
+    }
+}
+
+impl World for Daemon {
+    fn config(&self) -> &Arc<Config> {
+        &self.renewer.config
+    }
+
+    fn lineage(&self, name: &str) -> Result<Option<Lineage>, String> {
+        self.renewer.store.lineage(name).map_err(|e| e.to_string())
+    }
+
+    fn renew(
+        &self,
+        cert: CertificateConfig,
+        reason: String,
+        fresh_key: bool,
+        slot: Slot,
+    ) -> Work<Outcome> {
+        let renewer = Arc::clone(&self.renewer);
+        Box::pin(async move { renewer.renew(&cert, &reason, fresh_key, slot).await })
+    }
+
+    fn record(
+        &self,
+        cert: &CertificateConfig,
+        outcome: &Outcome,
+        cs: &mut CertState,
+        times: (OffsetDateTime, OffsetDateTime),
+        random: f64,
+    ) {
+        self.renewer.record(cert, outcome, cs, times, random);
+    }
+
+    fn poll(&self, cert: CertificateConfig, ca: String, ari_id: String) -> Work<Polled> {
+        let renewer = Arc::clone(&self.renewer);
+        Box::pin(async move {
+            let result = renewer.cas.renewal_info(&ca, &ari_id).await;
+            // One read of the live certificate serves the CRL look and the
+            // revocation heuristic.
+            let lineage = renewer.store.lineage(&cert.name).ok().flatten();
+            match &lineage {
+                Some(l) => (
+                    result,
+                    renewer.cas.crl_revoked(&cert.name, l).await,
+                    Some(l.cert.not_before + l.cert.lifetime() / 2),
+                ),
+                None => (result, None, None),
+            }
+        })
+    }
+
+    fn issuer(&self, cert: &CertificateConfig, issued_by: Option<&str>) -> String {
+        self.renewer.issuer(cert, issued_by)
+    }
+
+    fn reload(&self, target: ReloadTarget, names: Vec<String>) -> Work<Result<(), reload::Error>> {
+        let renewer = Arc::clone(&self.renewer);
+        Box::pin(async move {
+            let certs: Vec<&CertificateConfig> = names
+                .iter()
+                .filter_map(|n| renewer.config.certificate(n))
+                .collect();
+            deploy::reload(&target, &renewer.store, &certs).await
+        })
+    }
+
+    fn check(&self, cert: CertificateConfig, patience: Duration) -> Work<Option<Check>> {
+        let renewer = Arc::clone(&self.renewer);
+        Box::pin(async move { deploy::check(&cert, &renewer.store, patience).await })
+    }
+
+    fn save(&self, snapshot: Snapshot) -> Work<Result<(), store::Error>> {
+        let store = self.renewer.store.clone();
+        Box::pin(async move { snapshot.write(&store).await })
+    }
+
+    fn reconfigure(&self, state: &Arc<Mutex<State>>) -> Result<Arc<dyn World>, String> {
+        let config = Arc::new(Config::load(&self.location).map_err(|e| e.to_string())?);
+        let renewer = Arc::new(Renewer::after(
+            Some(&self.renewer),
+            config,
+            self.renewer.store.clone(),
+            self.metrics.clone(),
+        ));
+        let _ = self.view.send(View::new(&renewer, state));
+        Ok(Arc::new(Self {
+            renewer,
+            location: self.location.clone(),
+            metrics: self.metrics.clone(),
+            view: self.view.clone(),
+        }))
+    }
+
+    fn cleanup_abandoned(&self) -> Work<()> {
+        let renewer = Arc::clone(&self.renewer);
+        Box::pin(async move { renewer.cleanup_abandoned().await })
+    }
+}
