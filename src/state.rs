@@ -1,8 +1,10 @@
-//! `state.json`: what renewd remembers between runs about each certificate —
-//! last attempt and its result, which CA and solver issued it. Losing the file is
-//! harmless; it only makes `status` less informative until the next renewal.
+//! `state.json` (and `state.journal`): what renewd remembers between runs
+//! about each certificate — last attempt and its result, which CA and solver
+//! issued it, its ARI window and chosen renewal time, failures and backoff,
+//! deployments pending. Losing it is harmless for correctness; renewals are
+//! then planned afresh.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
 
@@ -15,6 +17,7 @@ use crate::store::{self, Store};
 use crate::verify::Served;
 
 const FILE: &str = "state.json";
+const JOURNAL: &str = "state.journal";
 
 /// An RFC 9773 suggested renewal window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,50 +115,201 @@ impl CertState {
     }
 }
 
-/// The whole file.
+/// Everything renewd remembers, per certificate.
+///
+/// On disk it is `state.json`, a full copy, plus `state.journal`, the
+/// certificates changed since, one JSON line each: a change writes its own
+/// line, not the whole state (a poll of one certificate among 100,000 wrote
+/// tens of MB). Every copy of a certificate carries the number of the
+/// snapshot it was taken in, and the newest wins, so writes that land out of
+/// order lose nothing. Once the journal outgrows the full copy, the next
+/// snapshot is a full one, which empties it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct State {
     /// Per certificate name.
     pub certificates: BTreeMap<String, CertState>,
+    /// The snapshot `state.json` was written as: journal lines up to it are
+    /// in it already.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    snapshot: u64,
     #[serde(skip)]
     saves: Saves,
 }
 
-/// Orders the writes of one state: snapshots are numbered under the state's lock
-/// and written without it, and an older snapshot never overwrites a newer one.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One line of `state.journal`.
+#[derive(Serialize, Deserialize)]
+struct Line {
+    /// The snapshot it was written by.
+    n: u64,
+    name: String,
+    state: CertState,
+}
+
+/// The journal is compacted into `state.json` once it is larger than this and
+/// than `state.json` itself.
+const JOURNAL_MIN: u64 = 1 << 20;
+
+/// Orders the writes of one state: snapshots are numbered under the state's
+/// lock and written without it.
 #[derive(Debug, Clone, Default)]
 struct Saves {
     /// Number of the latest snapshot taken.
     taken: u64,
-    /// Number of the snapshot on disk; held while writing.
-    written: Arc<std::sync::Mutex<u64>>,
+    /// Certificates changed since the last snapshot.
+    dirty: BTreeSet<String>,
+    /// Bytes in the journal (as this state wrote it), and in the last full copy.
+    journal_bytes: u64,
+    full_bytes: u64,
+    /// What is on disk: held while writing.
+    written: Arc<std::sync::Mutex<Written>>,
+}
+
+/// The newest full copy written, and the newest journal line.
+#[derive(Debug, Default)]
+struct Written {
+    full: u64,
+    journal: u64,
+}
+
+/// Where a [`Snapshot`] goes: the state directory, or a simulated one.
+pub trait Files {
+    /// Replaces `state.json` atomically.
+    ///
+    /// # Errors
+    ///
+    /// [`store::Error`] when it cannot be written.
+    fn replace_full(&mut self, bytes: &[u8]) -> Result<(), store::Error>;
+    /// Appends to `state.journal`, durably.
+    ///
+    /// # Errors
+    ///
+    /// [`store::Error`] when it cannot be written.
+    fn append_journal(&mut self, bytes: &[u8]) -> Result<(), store::Error>;
+    /// Empties `state.journal`.
+    ///
+    /// # Errors
+    ///
+    /// [`store::Error`] when it cannot be written.
+    fn clear_journal(&mut self) -> Result<(), store::Error>;
+}
+
+impl Files for &Store {
+    fn replace_full(&mut self, bytes: &[u8]) -> Result<(), store::Error> {
+        self.write_file(Path::new(FILE), bytes)
+    }
+
+    fn append_journal(&mut self, bytes: &[u8]) -> Result<(), store::Error> {
+        self.append_file(Path::new(JOURNAL), bytes)
+    }
+
+    fn clear_journal(&mut self) -> Result<(), store::Error> {
+        self.write_file(Path::new(JOURNAL), b"")
+    }
+}
+
+/// `state.json` and `state.journal` in memory (the simulator's disk).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryFiles {
+    /// `state.json`, if written.
+    pub full: Option<Vec<u8>>,
+    /// `state.journal`.
+    pub journal: Vec<u8>,
+}
+
+impl MemoryFiles {
+    /// The state they hold, as [`State::load`] reads it.
+    ///
+    /// # Errors
+    ///
+    /// [`serde_json::Error`] when `state.json` does not parse.
+    pub fn load(&self) -> Result<State, serde_json::Error> {
+        State::from_files(self.full.as_deref(), Some(&self.journal))
+    }
+}
+
+impl Files for MemoryFiles {
+    fn replace_full(&mut self, bytes: &[u8]) -> Result<(), store::Error> {
+        self.full = Some(bytes.to_vec());
+        Ok(())
+    }
+
+    fn append_journal(&mut self, bytes: &[u8]) -> Result<(), store::Error> {
+        self.journal.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn clear_journal(&mut self) -> Result<(), store::Error> {
+        self.journal.clear();
+        Ok(())
+    }
 }
 
 impl State {
-    /// Reads `state.json`; a missing or unreadable file gives an empty state (and a
-    /// warning for the latter), because the daemon must be correct without it.
+    /// Reads `state.json` and `state.journal`; a missing or unreadable state
+    /// gives an empty one (and a warning for the latter), because the daemon
+    /// must be correct without it.
     #[must_use]
     pub fn load(store: &Store) -> Self {
-        match store.read_file(Path::new(FILE)) {
-            Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(
-                    "{}: ignoring unreadable state: {e}",
-                    store.root().join(FILE).display()
-                );
-                Self::default()
-            }),
-            Ok(None) => Self::default(),
+        let read = |file: &str| match store.read_file(Path::new(file)) {
+            Ok(bytes) => bytes,
             Err(e) => {
                 tracing::warn!("ignoring unreadable state: {e}");
-                Self::default()
+                None
             }
-        }
+        };
+        let (full, journal) = (read(FILE), read(JOURNAL));
+        Self::from_files(full.as_deref(), journal.as_deref()).unwrap_or_else(|e| {
+            tracing::warn!(
+                "{}: ignoring unreadable state: {e}",
+                store.root().join(FILE).display()
+            );
+            Self::default()
+        })
     }
 
-    /// Writes `state.json` atomically, off the runtime's worker threads and without
-    /// holding the lock during the fsyncs, so renewals in flight do not wait for
-    /// them.
+    /// The state that `state.json` (`full`) and `state.journal` hold. A
+    /// journal line that does not parse ends the journal: it was being
+    /// written when the host went down.
+    ///
+    /// # Errors
+    ///
+    /// [`serde_json::Error`] when `state.json` does not parse.
+    pub fn from_files(
+        full: Option<&[u8]>,
+        journal: Option<&[u8]>,
+    ) -> Result<Self, serde_json::Error> {
+        let mut state: Self = match full {
+            Some(bytes) => serde_json::from_slice(bytes)?,
+            None => Self::default(),
+        };
+        let journal = journal.unwrap_or_default();
+        let mut newest: BTreeMap<String, (u64, CertState)> = BTreeMap::new();
+        for line in journal.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(Line { n, name, state: cs }) = serde_json::from_slice::<Line>(line) else {
+                break;
+            };
+            if n > state.snapshot && newest.get(&name).is_none_or(|(m, _)| n >= *m) {
+                newest.insert(name, (n, cs));
+            }
+        }
+        let taken = newest.values().map(|(n, _)| *n).max().unwrap_or(0);
+        for (name, (_, cs)) in newest {
+            state.certificates.insert(name, cs);
+        }
+        state.saves.taken = taken.max(state.snapshot);
+        state.saves.journal_bytes = journal.len() as u64;
+        state.saves.full_bytes = full.map_or(0, |f| f.len() as u64);
+        Ok(state)
+    }
+
+    /// Writes what changed atomically, off the runtime's worker threads and
+    /// without holding the lock during the fsyncs, so renewals in flight do not
+    /// wait for them.
     ///
     /// # Errors
     ///
@@ -165,53 +319,106 @@ impl State {
         snapshot.write(store).await
     }
 
-    /// The state as it is now, numbered, to be written without holding it.
+    /// What changed since the last snapshot (or everything, when the journal
+    /// has grown past the full copy), numbered, to be written without holding
+    /// the state.
     pub fn snapshot(&mut self) -> Snapshot {
         self.saves.taken += 1;
+        let number = self.saves.taken;
+        let dirty = std::mem::take(&mut self.saves.dirty);
+        let compact = self.saves.journal_bytes > JOURNAL_MIN.max(self.saves.full_bytes);
+        let (bytes, full) = if compact {
+            self.snapshot = number;
+            let json = serde_json::to_vec_pretty(&*self).unwrap_or_default();
+            self.saves.full_bytes = json.len() as u64;
+            self.saves.journal_bytes = 0;
+            (json, true)
+        } else {
+            let mut lines = Vec::new();
+            for name in dirty {
+                if let Some(cs) = self.certificates.get(&name) {
+                    let line = Line {
+                        n: number,
+                        name,
+                        state: cs.clone(),
+                    };
+                    serde_json::to_writer(&mut lines, &line).unwrap_or_default();
+                    lines.push(b'\n');
+                }
+            }
+            self.saves.journal_bytes += lines.len() as u64;
+            (lines, false)
+        };
         Snapshot {
-            json: serde_json::to_vec_pretty(&*self).unwrap_or_default(),
-            number: self.saves.taken,
+            bytes,
+            full,
+            number,
             written: Arc::clone(&self.saves.written),
         }
     }
 
-    /// The entry for `name`, created empty if needed.
+    /// The entry for `name`, created empty if needed, and marked changed.
     pub fn entry(&mut self, name: &str) -> &mut CertState {
+        if !self.saves.dirty.contains(name) {
+            self.saves.dirty.insert(name.to_owned());
+        }
         self.certificates.entry(name.to_owned()).or_default()
     }
 }
 
-/// One state to write, taken by [`State::snapshot`].
+/// What one snapshot writes, taken by [`State::snapshot`].
 #[derive(Debug)]
 pub struct Snapshot {
-    json: Vec<u8>,
+    /// A whole `state.json`, or journal lines.
+    bytes: Vec<u8>,
+    full: bool,
     number: u64,
-    written: Arc<std::sync::Mutex<u64>>,
+    written: Arc<std::sync::Mutex<Written>>,
 }
 
 impl Snapshot {
-    /// Writes it to `state.json` (atomically, off the runtime), unless a newer
-    /// snapshot of the same state was written meanwhile.
+    /// Writes it to the state directory, off the runtime.
     ///
     /// # Errors
     ///
     /// [`store::Error`] when it cannot be written.
     pub async fn write(self, store: &Store) -> Result<(), store::Error> {
-        let Self {
-            json,
-            number,
-            written,
-        } = self;
         store
-            .off_runtime(move |store| {
-                let mut written = written.lock().unwrap_or_else(PoisonError::into_inner);
-                if *written < number {
-                    store.write_file(Path::new(FILE), &json)?;
-                    *written = number;
-                }
-                Ok(())
-            })
+            .off_runtime(move |mut store| self.write_to(&mut store))
             .await
+    }
+
+    /// Writes it to `files`: journal lines are appended; a full copy replaces
+    /// `state.json` unless a newer one is there, and empties the journal
+    /// unless it holds lines newer than itself.
+    ///
+    /// # Errors
+    ///
+    /// [`store::Error`] when it cannot be written.
+    pub fn write_to(&self, files: &mut impl Files) -> Result<(), store::Error> {
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.full {
+            if !self.bytes.is_empty() {
+                files.append_journal(&self.bytes)?;
+                written.journal = written.journal.max(self.number);
+            }
+            return Ok(());
+        }
+        if written.full > self.number {
+            return Ok(());
+        }
+        files.replace_full(&self.bytes)?;
+        written.full = self.number;
+        if written.journal <= self.number {
+            files.clear_journal()?;
+        }
+        Ok(())
+    }
+
+    /// Whether there is nothing to write.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 }
 
@@ -235,5 +442,57 @@ mod tests {
         saves.join_all().await;
         // Every change precedes its own snapshot, so the last snapshot has all 32.
         assert_eq!(State::load(&store).certificates.len(), 32);
+    }
+
+    #[test]
+    fn a_change_writes_its_certificate_alone_and_the_journal_is_compacted_later() {
+        let mut files = MemoryFiles::default();
+        let mut state = State::default();
+        for i in 0..1000 {
+            state.entry(&format!("c{i}")).failures = 1;
+        }
+        state.snapshot().write_to(&mut files).unwrap();
+        let all = files.journal.len();
+        state.entry("c7").failures = 2;
+        state.snapshot().write_to(&mut files).unwrap();
+        let one = files.journal.len() - all;
+        assert!(one < 1024, "one certificate's change wrote {one} bytes");
+        assert!(
+            state.snapshot().is_empty(),
+            "nothing changed, nothing to write"
+        );
+        assert_eq!(files.load().unwrap().certificates["c7"].failures, 2);
+
+        // Past its limit the journal is folded into state.json.
+        while files.full.is_none() {
+            state.entry("c7").failures += 1;
+            state.snapshot().write_to(&mut files).unwrap();
+        }
+        assert!(files.journal.is_empty());
+        let loaded = files.load().unwrap();
+        assert_eq!(loaded.certificates.len(), 1000);
+        assert_eq!(
+            loaded.certificates["c7"].failures,
+            state.certificates["c7"].failures
+        );
+    }
+
+    #[test]
+    fn out_of_order_writes_and_a_torn_last_line_lose_nothing_written_before() {
+        let mut files = MemoryFiles::default();
+        let mut state = State::default();
+        state.entry("a").failures = 1;
+        let older = state.snapshot();
+        state.entry("a").failures = 2;
+        state.entry("b").failures = 5;
+        let newer = state.snapshot();
+        newer.write_to(&mut files).unwrap();
+        older.write_to(&mut files).unwrap();
+        files
+            .journal
+            .extend_from_slice(b"{\"n\":99,\"name\":\"a\",\"sta");
+        let loaded = files.load().unwrap();
+        assert_eq!(loaded.certificates["a"].failures, 2, "the newer copy wins");
+        assert_eq!(loaded.certificates["b"].failures, 5);
     }
 }

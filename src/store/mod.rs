@@ -436,6 +436,30 @@ impl Store {
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(parent)
     }
+
+    /// Appends `bytes` to a file under the state directory (created with mode
+    /// 0600), and waits until they are on disk.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the path that failed.
+    pub fn append_file(&self, relative: &Path, bytes: &[u8]) -> Result<(), Error> {
+        let path = self.root.join(relative);
+        let created = !path.exists();
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.write_all(bytes).map_err(io_err(&path))?;
+        file.sync_data().map_err(io_err(&path))?;
+        if created {
+            sync_dir(path.parent().unwrap_or(&self.root))?;
+        }
+        Ok(())
+    }
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, Error> {

@@ -685,10 +685,9 @@ fn state_time(env: &Env, name: &str, field: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(state["certificates"][name][field].as_str()?, &Rfc3339).ok()
 }
 
-/// state.json as it is on disk now, if it is there.
+/// The state as it is on disk now, if it is there.
 fn state_json(env: &Env) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(env.state_dir().join("state.json")).ok()?;
-    serde_json::from_str(&text).ok()
+    env.state()
 }
 
 /// A plain HTTP/1.0 GET on loopback; the response body.

@@ -224,13 +224,9 @@ fn affected_serials_renew_only_those_certificates() {
     assert_eq!(env.store().lineage("a").unwrap().unwrap().version, 1);
 }
 
-/// Rewrites `name`'s entry in state.json with `edit`.
+/// Rewrites `name`'s entry in the state with `edit`.
 fn edit_state(env: &Env, name: &str, edit: impl FnOnce(&mut serde_json::Value)) {
-    let path = env.state_dir().join("state.json");
-    let mut state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit(&mut state["certificates"][name]);
-    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+    env.edit_state(name, edit);
 }
 
 #[test]
@@ -315,7 +311,7 @@ fn a_dry_run_issues_from_staging_and_changes_nothing() {
             .iter()
             .map(|n| store.lineage(n).unwrap().unwrap().cert.serial)
             .collect();
-        let state = std::fs::read(env.state_dir().join("state.json")).unwrap();
+        let state = env.state();
         let reloads = std::fs::read_to_string(&marks).unwrap_or_default();
         (live, state, reloads)
     };
@@ -368,7 +364,15 @@ fn keys_and_state_are_private_even_under_umask_000() {
     let live = env.store().live_dir("a");
     assert_eq!(mode(&state), 0o700, "state directory");
     assert_eq!(mode(&live.join("privkey.pem")), 0o600, "private key");
-    assert_eq!(mode(&state.join("state.json")) & 0o077, 0, "state.json");
+    let files: Vec<_> = ["state.json", "state.journal"]
+        .iter()
+        .map(|f| state.join(f))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(!files.is_empty(), "no state written");
+    for file in files {
+        assert_eq!(mode(&file) & 0o077, 0, "{}", file.display());
+    }
     assert_eq!(
         mode(&state.join("accounts/pebble/account.json")),
         0o600,
