@@ -36,7 +36,8 @@ mod world;
 
 use renewals::Batch;
 use tasks::Tasks;
-pub(crate) use world::{Daemon, Polled, World};
+#[cfg_attr(not(feature = "sim"), allow(unused_imports))]
+pub(crate) use world::{Daemon, Polled, Work, World};
 
 use super::Event;
 use crate::clock::Clock;
@@ -94,6 +95,9 @@ struct Entry {
     issued_by: Option<String>,
     /// Its key in the scheduler's due index, if it is there.
     indexed: Option<OffsetDateTime>,
+    /// Forced while an order that started before was in flight: renewed
+    /// once more when that one ends.
+    reforce: bool,
 }
 
 impl Entry {
@@ -215,13 +219,10 @@ impl Scheduler {
             self.start_due();
             let wake = self.next_wake();
             // Biased: the branches are polled in this order, not at random, so
-            // that a seed replays the same run.
+            // that a seed replays the same run; what has ended is taken in
+            // before anything new is asked.
             tokio::select! {
                 biased;
-                event = events.recv() => match event {
-                    None | Some(Event::Shutdown) => break,
-                    Some(event) => self.handle(event).await,
-                },
                 Some((name, done)) = self.renewals.join_next() => {
                     self.renewal_ended(name, done).await;
                 }
@@ -236,6 +237,10 @@ impl Scheduler {
                 Some((name, done)) = self.verifies.join_next() => match done {
                     Ok(result) => self.verified(name, result).await,
                     Err(e) => self.verify_died(&name, &e),
+                },
+                event = events.recv() => match event {
+                    None | Some(Event::Shutdown) => break,
+                    Some(event) => self.handle(event).await,
                 },
                 () = tokio::time::sleep_until(wake) => {}
                 () = tick(&mut watchdog) => notify::watchdog(),

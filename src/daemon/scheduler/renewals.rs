@@ -131,6 +131,14 @@ impl Scheduler {
         }
         if let Some(entry) = self.entries.get_mut(&name) {
             entry.running = false;
+            if std::mem::take(&mut entry.reforce) {
+                // The order that just ended started before the force: the
+                // force asks for one that starts after it.
+                self.state.lock().await.entry(&name).force_pending = true;
+            }
+            let Some(entry) = self.entries.get_mut(&name) else {
+                return;
+            };
             let holds = std::mem::take(&mut entry.holds);
             self.release(&holds);
             if matches!(outcome, Outcome::Renewed { .. }) {
@@ -157,8 +165,10 @@ impl Scheduler {
             }
         }
         for name in &names {
-            if self.entries.get(name).is_some_and(|e| !e.running) {
-                self.start_renewal(name, "forced");
+            match self.entries.get_mut(name) {
+                Some(entry) if entry.running => entry.reforce = true,
+                Some(_) => self.start_renewal(name, "forced"),
+                None => {}
             }
         }
         if self.batch.as_ref().is_some_and(|b| b.todo.is_empty()) {
