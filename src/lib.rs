@@ -61,6 +61,8 @@ pub mod oneshot;
 pub mod reload;
 pub mod renew;
 pub mod schedule;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod solver;
 pub mod state;
 pub mod status;
