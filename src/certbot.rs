@@ -195,4 +195,23 @@ mod tests {
             Some("https://acme-v02.api.letsencrypt.org/directory")
         );
     }
+
+    #[test]
+    fn the_suggested_entry_lists_ip_addresses_beside_names() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![
+            "ip.example".to_owned(),
+            "192.0.2.1".to_owned(),
+            "2001:db8::1".to_owned(),
+        ])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+        let info = CertInfo::from_pem(cert.pem().as_bytes()).unwrap();
+        let toml = suggestion("ip", &info, &parse(""));
+        assert!(
+            toml.contains("domains = [\"ip.example\", \"192.0.2.1\", \"2001:db8::1\"]"),
+            "{toml}"
+        );
+    }
 }

@@ -361,7 +361,7 @@ mod tests {
         use time::macros::datetime;
 
         use super::super::*;
-        use crate::config::KeyType;
+        use crate::config::{Identifier, KeyType};
         use crate::state::{CertState, Window};
         use crate::store::CertInfo;
 
@@ -371,7 +371,7 @@ mod tests {
         fn config() -> CertificateConfig {
             CertificateConfig {
                 name: "a".into(),
-                domains: vec!["a.example".into()],
+                domains: vec![Identifier::Dns("a.example".into())],
                 ca: vec!["ca".into()],
                 solvers: vec!["web".into()],
                 key: KeyType::EcdsaP256,

@@ -17,7 +17,7 @@ use crate::verify::Served;
 pub struct CertStatus {
     /// Configured name.
     pub name: String,
-    /// Configured domains.
+    /// Configured domains, IP addresses in canonical form.
     pub domains: Vec<String>,
     /// Serial of the live certificate (hex).
     pub serial: Option<String>,
@@ -97,7 +97,7 @@ fn one(
     }
     let mut status = CertStatus {
         name: cert.name.clone(),
-        domains: cert.domains.clone(),
+        domains: cert.domains.iter().map(ToString::to_string).collect(),
         serial: None,
         not_before: None,
         not_after: None,

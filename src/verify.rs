@@ -1,5 +1,6 @@
 //! Served-certificate checks: connect to each `verify` target with the
-//! certificate's SNI and compare the leaf it presents with the stored one.
+//! certificate's SNI (none for a certificate of IP addresses only) and compare
+//! the leaf it presents with the stored one.
 //!
 //! The TLS handshake is verified cryptographically (the server must hold the key
 //! for the certificate it shows) but the chain is not checked against any trust
@@ -15,6 +16,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::config::Identifier;
 
 /// How long one connection attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,19 +46,25 @@ pub enum Error {
     },
 }
 
-/// The name to send as SNI: the first non-wildcard domain, else the wildcard's
-/// base with a label in front (any name the wildcard covers will do).
+/// What to send as SNI for a certificate's `domains`: its first DNS name, else
+/// a name its first wildcard covers (its base with a label in front), else its
+/// first IP address. For an address no SNI is sent at all — RFC 6066 §3 allows
+/// only host names, and rustls sends none for [`ServerName::IpAddress`] — so
+/// the service answers as it does for clients that connect by address.
 #[must_use]
-pub fn sni_for(domains: &[String]) -> String {
-    domains
-        .iter()
-        .find(|d| !d.starts_with("*."))
-        .cloned()
-        .or_else(|| {
-            domains
-                .first()
-                .map(|d| d.replacen("*.", "renewd-verify.", 1))
+pub fn sni_for(domains: &[Identifier]) -> String {
+    let dns = domains.iter().find_map(|d| match d {
+        Identifier::Dns(name) => Some(name.clone()),
+        _ => None,
+    });
+    let wildcard = || {
+        domains.iter().find_map(|d| match d {
+            Identifier::Wildcard(base) => Some(format!("renewd-verify.{base}")),
+            _ => None,
         })
+    };
+    dns.or_else(wildcard)
+        .or_else(|| domains.first().map(ToString::to_string))
         .unwrap_or_default()
 }
 
@@ -107,7 +116,8 @@ pub async fn check(
     }
 }
 
-/// The leaf certificate `target` presents for `sni`.
+/// The leaf certificate `target` presents for `sni` (a host name, or an IP
+/// address to send no SNI).
 ///
 /// # Errors
 ///
@@ -204,12 +214,23 @@ impl ServerCertVerifier for CompareOnly {
 mod tests {
     use super::*;
 
+    fn ids(domains: &[&str]) -> Vec<Identifier> {
+        domains.iter().map(|d| d.parse().unwrap()).collect()
+    }
+
     #[test]
     fn sni_prefers_a_plain_name() {
-        assert_eq!(
-            sni_for(&["*.a.example".into(), "b.example".into()]),
-            "b.example"
-        );
-        assert_eq!(sni_for(&["*.a.example".into()]), "renewd-verify.a.example");
+        assert_eq!(sni_for(&ids(&["*.a.example", "b.example"])), "b.example");
+        assert_eq!(sni_for(&ids(&["*.a.example"])), "renewd-verify.a.example");
+        assert_eq!(sni_for(&ids(&["192.0.2.1", "b.example"])), "b.example");
+    }
+
+    #[test]
+    fn a_certificate_of_addresses_only_is_checked_without_sni() {
+        for domains in [["192.0.2.1", "2001:db8::1"], ["2001:DB8::1", "192.0.2.1"]] {
+            let sni = sni_for(&ids(&domains));
+            let name = ServerName::try_from(sni.clone()).unwrap();
+            assert!(matches!(name, ServerName::IpAddress(_)), "{sni}");
+        }
     }
 }

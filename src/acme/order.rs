@@ -11,7 +11,7 @@ use instant_acme::{
 };
 
 use super::{Cas, Error};
-use crate::config::KeyType;
+use crate::config::{self, KeyType};
 use crate::solver::{Response, Solver};
 
 /// What to order.
@@ -19,8 +19,8 @@ use crate::solver::{Response, Solver};
 pub struct Order<'a> {
     /// CA name, for messages.
     pub ca: &'a str,
-    /// Identifiers for the certificate.
-    pub domains: &'a [String],
+    /// Identifiers for the certificate: names, wildcards, IP addresses.
+    pub domains: &'a [config::Identifier],
     /// ACME profile to request.
     pub profile: Option<&'a str>,
     /// RFC 9773 identifier of the certificate this one replaces.
@@ -65,7 +65,7 @@ pub async fn issue(
         ca: order.ca.to_owned(),
         source,
     };
-    let identifiers: Vec<Identifier> = order.domains.iter().cloned().map(Identifier::Dns).collect();
+    let identifiers: Vec<Identifier> = order.domains.iter().map(acme_identifier).collect();
     let mut acme_order = new_order(cas, account, order, &identifiers).await?;
     let replaces = acme_order
         .state()
@@ -132,7 +132,8 @@ async fn new_order(
                 // The CA may have created the order all the same and only
                 // answered in a way the library refuses (not echoing
                 // `replaces`, say): use that order, placing no second one.
-                if let Some(url) = cas.created_order(order.ca, started, order.domains) {
+                let domains: Vec<String> = order.domains.iter().map(ToString::to_string).collect();
+                if let Some(url) = cas.created_order(order.ca, started, &domains) {
                     if cas.first_quirk(order.ca) {
                         // The library's message would print Rust structures;
                         // it is kept for debugging only.
@@ -246,11 +247,13 @@ async fn authorize(
         if authz.status != AuthorizationStatus::Pending {
             continue;
         }
-        let identifier = authz.identifier();
-        let domain = identifier.to_string();
-        let bare = match identifier.identifier {
-            Identifier::Dns(name) => name.clone(),
-            other => format!("{other:?}"),
+        let domain = authz.identifier().to_string();
+        let Some(identifier) = config_identifier(&authz.identifier()) else {
+            return Err(Error::NoChallenge {
+                ca: ca.to_owned(),
+                domain,
+                challenge: challenge_name(solver),
+            });
         };
         let Some(mut challenge) = authz.challenge(solver.challenge_type()) else {
             return Err(Error::NoChallenge {
@@ -263,7 +266,7 @@ async fn authorize(
         let mut digest = [0u8; 32];
         digest.copy_from_slice(key_authorization.digest().as_ref());
         let response = Response {
-            domain: bare,
+            identifier,
             token: challenge.token.clone(),
             key_authorization: key_authorization.as_str().to_owned(),
             digest,
@@ -317,11 +320,49 @@ async fn validation_error(acme_order: &mut instant_acme::Order, solver: &Solver)
     None
 }
 
-/// A CSR for `domains` signed with `key_pem`, subject left empty as CAs ignore it.
-fn csr(domains: &[String], key_pem: &str) -> Result<Vec<u8>, Error> {
+/// The ACME identifier for one `domains` entry: an IP address as an `ip`
+/// identifier ([RFC 8738 §3]), a wildcard as a `dns` identifier with its `*.`
+/// ([RFC 8555 §7.1.3]).
+///
+/// [RFC 8738 §3]: https://www.rfc-editor.org/rfc/rfc8738#section-3
+/// [RFC 8555 §7.1.3]: https://www.rfc-editor.org/rfc/rfc8555#section-7.1.3
+fn acme_identifier(id: &config::Identifier) -> Identifier {
+    match id {
+        config::Identifier::Ip(ip) => Identifier::Ip(*ip),
+        dns => Identifier::Dns(dns.to_string()),
+    }
+}
+
+/// What an authorization is for, as the config would say it; `None` for an
+/// identifier type renewd never orders.
+fn config_identifier(
+    authorized: &instant_acme::AuthorizedIdentifier<'_>,
+) -> Option<config::Identifier> {
+    use config::Identifier as Id;
+    match authorized.identifier {
+        Identifier::Dns(name) if authorized.wildcard => Some(Id::Wildcard(name.clone())),
+        Identifier::Dns(name) => Some(Id::Dns(name.clone())),
+        Identifier::Ip(ip) => Some(Id::Ip(*ip)),
+        _ => None,
+    }
+}
+
+/// A CSR for `domains` signed with `key_pem`, subject left empty as CAs ignore
+/// it: DNS names as dNSName, IP addresses as iPAddress subject alternative
+/// names ([RFC 8738 §4]).
+///
+/// [RFC 8738 §4]: https://www.rfc-editor.org/rfc/rfc8738#section-4
+fn csr(domains: &[config::Identifier], key_pem: &str) -> Result<Vec<u8>, Error> {
     let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| Error::Key(e.to_string()))?;
-    let mut params =
-        rcgen::CertificateParams::new(domains.to_vec()).map_err(|e| Error::Key(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = domains
+        .iter()
+        .map(|id| match id {
+            config::Identifier::Ip(ip) => Ok(rcgen::SanType::IpAddress(*ip)),
+            dns => rcgen::string::Ia5String::try_from(dns.to_string()).map(rcgen::SanType::DnsName),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Key(e.to_string()))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params
         .serialize_request(&key)
@@ -358,6 +399,10 @@ pub fn prime_key_generator() {
 
 #[cfg(test)]
 mod tests {
+    use x509_parser::certification_request::X509CertificationRequest;
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::prelude::FromDer;
+
     use super::*;
     use crate::store::CertInfo;
 
@@ -381,5 +426,46 @@ mod tests {
         let id = certificate_identifier("aki.serial").unwrap();
         assert_eq!(id.to_string(), "aki.serial");
         assert!(certificate_identifier("nodot").is_none());
+    }
+
+    #[test]
+    fn ip_addresses_are_ordered_as_ip_identifiers_and_requested_as_ip_sans() {
+        let domains: Vec<config::Identifier> =
+            ["a.example", "*.b.example", "192.0.2.1", "2001:db8::1"]
+                .iter()
+                .map(|d| d.parse().unwrap())
+                .collect();
+        let identifiers: Vec<Identifier> = domains.iter().map(acme_identifier).collect();
+        assert_eq!(
+            identifiers,
+            [
+                Identifier::Dns("a.example".into()),
+                Identifier::Dns("*.b.example".into()),
+                Identifier::Ip("192.0.2.1".parse().unwrap()),
+                Identifier::Ip("2001:db8::1".parse().unwrap()),
+            ]
+        );
+        let key = generate_key(KeyType::EcdsaP256).unwrap();
+        let der = csr(&domains, &key).unwrap();
+        let (_, request) = X509CertificationRequest::from_der(&der).unwrap();
+        let sans: Vec<String> = request
+            .requested_extensions()
+            .into_iter()
+            .flatten()
+            .filter_map(|ext| match ext {
+                ParsedExtension::SubjectAlternativeName(san) => Some(san),
+                _ => None,
+            })
+            .flat_map(|san| san.general_names.iter().map(|n| format!("{n:?}")))
+            .collect();
+        assert_eq!(
+            sans,
+            [
+                "DNSName(\"a.example\")",
+                "DNSName(\"*.b.example\")",
+                "IPAddress([192, 0, 2, 1])",
+                "IPAddress([32, 1, 13, 184, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])",
+            ]
+        );
     }
 }

@@ -9,6 +9,7 @@
 
 mod dropin;
 mod duration;
+mod identifier;
 mod validate;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use toml::Spanned;
 
 pub use dropin::Location;
 pub use duration::ConfigDuration;
+pub use identifier::{Error as IdentifierError, Identifier};
 
 /// Where the daemon and the CLI look for the config when no `--config` is given.
 pub const DEFAULT_PATH: &str = "/etc/renewd/renewd.toml";
@@ -284,8 +286,9 @@ struct RawReload {
 pub struct CertificateConfig {
     /// Unique name; the directory under `live/` and `archive/`.
     pub name: String,
-    /// Subject alternative names; the first non-wildcard one is the SNI for `verify`.
-    pub domains: Vec<String>,
+    /// Subject alternative names: DNS names, wildcards and IP addresses, in
+    /// the order written.
+    pub domains: Vec<Identifier>,
     /// CA names in fallback order.
     pub ca: Vec<String>,
     /// Solver names in fallback order.

@@ -9,7 +9,8 @@ use toml::Spanned;
 
 use super::{
     CaConfig, CertificateConfig, ChallengeKind, Config, Dns01Config, Dns01Provider, DnsProvider,
-    Problem, RawCertificate, RawConfig, RawReload, RawSolver, ReloadTarget, SolverConfig,
+    Identifier, Problem, RawCertificate, RawConfig, RawReload, RawSolver, ReloadTarget,
+    SolverConfig,
 };
 
 /// Collects problems with the line each one comes from.
@@ -388,36 +389,25 @@ fn check_certificate(
     if raw.domains.is_empty() {
         ck.push(line, field("domains"), "must list at least one domain");
     }
-    let mut seen = HashSet::new();
-    for domain in &raw.domains {
-        if let Err(why) = check_domain(domain) {
-            ck.push(line, field("domains"), why);
-        }
-        if !seen.insert(domain.to_ascii_lowercase()) {
-            ck.push(
-                line,
-                field("domains"),
-                format!("{domain:?} is listed twice"),
-            );
-        }
-    }
+    let domains = identifiers(ck, line, &field("domains"), &raw.domains);
     let ca = resolve_names(ck, line, &field("ca"), "CA", raw.ca, cas);
-    let solver_names = resolve_names(ck, line, &field("solvers"), "solver", raw.solvers, solvers);
+    let explicit = raw.solvers.is_some();
+    let mut solver_names =
+        resolve_names(ck, line, &field("solvers"), "solver", raw.solvers, solvers);
     if cas.is_empty() {
         ck.push(line, field("ca"), "no [ca.NAME] is defined");
     }
     if solvers.is_empty() {
         ck.push(line, field("solvers"), "no [solver.NAME] is defined");
-    }
-    let wildcard = raw.domains.iter().any(|d| d.starts_with("*."));
-    let has_dns = solver_names
-        .iter()
-        .any(|s| solvers.get(s) == Some(&ChallengeKind::Dns01));
-    if wildcard && !has_dns && !solver_names.is_empty() {
-        ck.push(
+    } else {
+        fit_solvers(
+            ck,
             line,
-            field("solvers"),
-            "wildcard domains can only be validated with dns-01; add a dns-01 solver",
+            &field,
+            &domains,
+            &mut solver_names,
+            explicit,
+            solvers,
         );
     }
     let reload = raw
@@ -443,7 +433,7 @@ fn check_certificate(
     }
     Some(CertificateConfig {
         name: raw.name,
-        domains: raw.domains,
+        domains,
         ca,
         solvers: solver_names,
         key: raw.key,
@@ -453,6 +443,89 @@ fn check_certificate(
         verify: raw.verify,
         line,
     })
+}
+
+/// The `domains` entries parsed, each problem (a bad entry, one listed twice)
+/// reported; bad entries are left out.
+fn identifiers(
+    ck: &mut Checker<'_>,
+    line: usize,
+    field: &str,
+    domains: &[String],
+) -> Vec<Identifier> {
+    let mut seen = HashSet::new();
+    let mut parsed = Vec::with_capacity(domains.len());
+    for domain in domains {
+        match domain.parse::<Identifier>() {
+            Ok(id) => {
+                // Canonical text, so `2001:DB8::1` and `2001:db8::1` are one entry.
+                if !seen.insert(id.to_string().to_ascii_lowercase()) {
+                    ck.push(line, field, format!("{domain:?} is listed twice"));
+                }
+                parsed.push(id);
+            }
+            Err(why) => ck.push(line, field, why.to_string()),
+        }
+    }
+    parsed
+}
+
+/// Checks that one of the certificate's solvers can answer all its
+/// identifiers — one solver answers a whole order (see [`crate::renew`]):
+/// wildcards only through dns-01, IP addresses never through it (RFC 8738 §7).
+/// With `solvers` left out (`explicit` false) a certificate with an IP address
+/// gets every solver but the dns-01 ones, which could never answer.
+fn fit_solvers(
+    ck: &mut Checker<'_>,
+    line: usize,
+    field: &dyn Fn(&str) -> String,
+    domains: &[Identifier],
+    names: &mut Vec<String>,
+    explicit: bool,
+    kinds: &IndexMap<String, ChallengeKind>,
+) {
+    let wildcard = domains.iter().any(|d| matches!(d, Identifier::Wildcard(_)));
+    let ip = domains.iter().any(Identifier::is_ip);
+    let is_dns = |name: &String| kinds.get(name) == Some(&ChallengeKind::Dns01);
+    if wildcard && ip {
+        ck.push(
+            line,
+            field("domains"),
+            "a wildcard (validated only with dns-01) and an IP address (never with dns-01, \
+             RFC 8738 §7) cannot share a certificate; split them into two certificates",
+        );
+        return;
+    }
+    if ip && !explicit {
+        names.retain(|name| !is_dns(name));
+        if names.is_empty() {
+            ck.push(
+                line,
+                field("solvers"),
+                "IP addresses can only be validated with http-01 or tls-alpn-01 \
+                 (RFC 8738 §7); define such a solver",
+            );
+        }
+    }
+    if wildcard && !names.iter().any(is_dns) && !names.is_empty() {
+        ck.push(
+            line,
+            field("solvers"),
+            "wildcard domains can only be validated with dns-01; add a dns-01 solver",
+        );
+    }
+    if ip {
+        for name in names.iter().filter(|n| is_dns(n)) {
+            ck.push(
+                line,
+                field("solvers"),
+                format!(
+                    "solver {name:?} is dns-01, which cannot validate IP addresses \
+                     (RFC 8738 §7); list only http-01 or tls-alpn-01 solvers"
+                ),
+            );
+        }
+    }
 }
 
 /// Resolves an optional list of names against the defined ones (default: all of them).
@@ -522,29 +595,6 @@ fn check_name(name: &str) -> Result<(), String> {
         Err(format!(
             "{name:?} is not a usable name: use letters, digits, '.', '-', '_', \
              not starting with '.' and without '..'"
-        ))
-    }
-}
-
-fn check_domain(domain: &str) -> Result<(), String> {
-    let host = domain.strip_prefix("*.").unwrap_or(domain);
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return Err(format!(
-            "{domain:?} is an IP address; certificates for IP addresses (RFC 8738) are not supported yet"
-        ));
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
-    if domain.len() <= 253 && host.contains('.') && host.split('.').all(label_ok) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{domain:?} is not a valid DNS name (wildcards only as \"*.\" prefix)"
         ))
     }
 }
@@ -694,16 +744,102 @@ listen = "127.0.0.1:5002"
     }
 
     #[test]
-    fn names_that_make_odd_directories_and_ip_addresses_are_refused() {
-        for (name, domain, want) in [
-            ("*", "a.example", "\"*\" is not a usable name"),
-            ("a..b", "a.example", "\"a..b\" is not a usable name"),
-            ("ip", "192.0.2.1", "\"192.0.2.1\" is an IP address"),
-            ("ip6", "2001:db8::1", "\"2001:db8::1\" is an IP address"),
+    fn names_that_make_odd_directories_are_refused() {
+        for (name, want) in [
+            ("*", "\"*\" is not a usable name"),
+            ("a..b", "\"a..b\" is not a usable name"),
         ] {
             let err = problems(&format!(
-                "{BASE}[[certificate]]\nname = \"{name}\"\ndomains = [\"{domain}\"]\n"
+                "{BASE}[[certificate]]\nname = \"{name}\"\ndomains = [\"a.example\"]\n"
             ));
+            assert!(err.contains(want), "{want:?} not in\n{err}");
+        }
+    }
+
+    const SOLVERS: &str = "
+[solver.alpn]
+type = \"tls-alpn-01\"
+listen = \"[::]:443\"
+
+[solver.dns]
+type = \"dns-01\"
+provider = \"exec\"
+command = [\"/bin/hook\"]
+";
+
+    fn certificate(domains: &str, solvers: Option<&str>) -> String {
+        let solvers = solvers
+            .map(|s| format!("solvers = {s}\n"))
+            .unwrap_or_default();
+        format!("{BASE}{SOLVERS}\n[[certificate]]\nname = \"c\"\ndomains = {domains}\n{solvers}")
+    }
+
+    #[test]
+    fn ip_addresses_are_accepted_in_canonical_form_beside_names() {
+        let text = certificate(
+            r#"["192.0.2.1", "2001:DB8:0::1", "www.example.com"]"#,
+            Some(r#"["web", "alpn"]"#),
+        );
+        let config = load(&text).unwrap();
+        let domains: Vec<String> = config.certificates[0]
+            .domains
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(domains, ["192.0.2.1", "2001:db8::1", "www.example.com"]);
+    }
+
+    #[test]
+    fn ip_addresses_get_the_default_solvers_but_the_dns_01_ones() {
+        let config = load(&certificate(r#"["192.0.2.1"]"#, None)).unwrap();
+        assert_eq!(config.certificates[0].solvers, ["web", "alpn"]);
+        let err = problems(
+            "[ca.le]\ndirectory = \"https://acme.example/dir\"\n\n\
+             [solver.dns]\ntype = \"dns-01\"\nprovider = \"exec\"\ncommand = [\"/bin/hook\"]\n\n\
+             [[certificate]]\nname = \"c\"\ndomains = [\"192.0.2.1\"]\n",
+        );
+        assert!(
+            err.contains(
+                "certificate[0].solvers: IP addresses can only be validated with http-01 or \
+                 tls-alpn-01 (RFC 8738 §7); define such a solver"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ip_addresses_with_dns_01_or_wildcards_are_refused_naming_why() {
+        for (domains, solvers, want) in [
+            (
+                r#"["192.0.2.1"]"#,
+                Some(r#"["web", "dns"]"#),
+                "line 21: certificate[0].solvers: solver \"dns\" is dns-01, which cannot \
+                 validate IP addresses (RFC 8738 §7); list only http-01 or tls-alpn-01 solvers",
+            ),
+            (
+                r#"["*.example.com", "2001:db8::1"]"#,
+                Some(r#"["dns"]"#),
+                "line 20: certificate[0].domains: a wildcard (validated only with dns-01) and an \
+                 IP address (never with dns-01, RFC 8738 §7) cannot share a certificate; \
+                 split them into two certificates",
+            ),
+            (
+                r#"["*.192.0.2.1"]"#,
+                None,
+                "certificate[0].domains: \"*.192.0.2.1\": an IP address cannot be a wildcard",
+            ),
+            (
+                r#"["[2001:db8::1]"]"#,
+                None,
+                "without brackets: \"2001:db8::1\"",
+            ),
+            (
+                r#"["2001:db8::1", "2001:DB8:0::1"]"#,
+                None,
+                "\"2001:DB8:0::1\" is listed twice",
+            ),
+        ] {
+            let err = problems(&certificate(domains, solvers));
             assert!(err.contains(want), "{want:?} not in\n{err}");
         }
     }

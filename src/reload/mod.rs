@@ -84,7 +84,7 @@ impl Renewed {
                 .unwrap_or_default(),
             domains: certs
                 .iter()
-                .flat_map(|c| c.domains.iter().cloned())
+                .flat_map(|c| c.domains.iter().map(ToString::to_string))
                 .collect(),
         }
     }

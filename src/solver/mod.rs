@@ -7,11 +7,14 @@
 //!
 //! Solvers: http-01 standalone and webroot ([RFC 8555 §8.3]), tls-alpn-01
 //! standalone ([RFC 8737]), dns-01 ([RFC 8555 §8.4]) through RFC 2136 dynamic
-//! updates, Cloudflare's API or an exec hook.
+//! updates, Cloudflare's API or an exec hook. IP addresses ([RFC 8738]) are
+//! validated by http-01 (the CA connects to the address itself) and
+//! tls-alpn-01 (it asks for the address's reverse-DNS name), never by dns-01.
 //!
 //! [RFC 8555 §8.3]: https://www.rfc-editor.org/rfc/rfc8555#section-8.3
 //! [RFC 8555 §8.4]: https://www.rfc-editor.org/rfc/rfc8555#section-8.4
 //! [RFC 8737]: https://www.rfc-editor.org/rfc/rfc8737
+//! [RFC 8738]: https://www.rfc-editor.org/rfc/rfc8738
 
 mod dns01;
 mod http01;
@@ -24,7 +27,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use instant_acme::ChallengeType;
 
-use crate::config::SolverConfig;
+use crate::config::{Identifier, SolverConfig};
 
 /// Why a dns-01 record could not be published or did not become visible.
 pub use dns01::Error as DnsError;
@@ -96,8 +99,10 @@ fn is_base64url(token: &str) -> bool {
 /// What the CA expects for one authorization, in every form a solver may need.
 #[derive(Debug, Clone)]
 pub struct Response {
-    /// The identifier without any `*.` prefix (dns-01 and tls-alpn-01 name it so).
-    pub domain: String,
+    /// What the authorization is for: a name (dns-01 and http-01), a
+    /// wildcard (dns-01 only) or an IP address (http-01 and tls-alpn-01,
+    /// RFC 8738 §7).
+    pub identifier: Identifier,
     /// The challenge token (http-01 path).
     pub token: String,
     /// `token.thumbprint` (http-01 body).
@@ -184,8 +189,14 @@ impl Solver {
                 w.present(name, &response.token, &response.key_authorization)
                     .await
             }
-            Kind::TlsAlpn01(t) => t.present(name, &response.domain, &response.digest).await,
-            Kind::Dns01(d) => d.present(name, &response.domain, &response.dns_value).await,
+            Kind::TlsAlpn01(t) => {
+                t.present(name, &response.identifier, &response.digest)
+                    .await
+            }
+            Kind::Dns01(d) => {
+                let domain = response.identifier.base();
+                d.present(name, &domain, &response.dns_value).await
+            }
         }
     }
 
@@ -194,10 +205,10 @@ impl Solver {
         match &self.kind {
             Kind::Http01Standalone(s) => s.cleanup(&response.token).await,
             Kind::Http01Webroot(w) => w.cleanup(&self.name, &response.token).await,
-            Kind::TlsAlpn01(t) => t.cleanup(&response.domain).await,
+            Kind::TlsAlpn01(t) => t.cleanup(&response.identifier).await,
             Kind::Dns01(d) => {
-                d.cleanup(&self.name, &response.domain, &response.dns_value)
-                    .await;
+                let domain = response.identifier.base();
+                d.cleanup(&self.name, &domain, &response.dns_value).await;
             }
         }
     }
@@ -263,7 +274,7 @@ mod tests {
 
     fn response(token: &str) -> Response {
         Response {
-            domain: "a.example".to_owned(),
+            identifier: Identifier::Dns("a.example".to_owned()),
             token: token.to_owned(),
             key_authorization: format!("{token}.thumbprint"),
             digest: [0; 32],

@@ -1,11 +1,17 @@
 //! tls-alpn-01 ([RFC 8737]): a TLS listener that, to a client offering ALPN
 //! `acme-tls/1` with SNI = the domain, presents a self-signed certificate
-//! carrying the critical acmeIdentifier extension (SHA-256 of the key
-//! authorization). Nothing else is served.
+//! for that domain carrying the critical acmeIdentifier extension (SHA-256 of
+//! the key authorization). Nothing else is served.
+//!
+//! For an IP address ([RFC 8738 §6]) the validator sends the address's
+//! reverse-DNS name as SNI (`1.0.0.127.in-addr.arpa` for 127.0.0.1) and the
+//! certificate names the address itself, as an iPAddress SAN.
 //!
 //! [RFC 8737]: https://www.rfc-editor.org/rfc/rfc8737
+//! [RFC 8738 §6]: https://www.rfc-editor.org/rfc/rfc8738#section-6
 
-use std::net::SocketAddr;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -15,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::listener::{Entries, OnDemand};
+use crate::config::Identifier;
 
 /// The ALPN protocol of RFC 8737 §6.2.
 const ACME_TLS_1: &[u8] = b"acme-tls/1";
@@ -44,28 +51,58 @@ impl Standalone {
     pub(super) async fn present(
         &self,
         solver: &str,
-        domain: &str,
+        identifier: &Identifier,
         digest: &[u8; 32],
     ) -> Result<(), super::Error> {
         let cert =
-            challenge_certificate(domain, digest).map_err(|source| super::Error::TlsAlpn {
+            challenge_certificate(identifier, digest).map_err(|source| super::Error::TlsAlpn {
                 solver: solver.to_owned(),
                 source,
             })?;
         self.0
-            .add(solver, &domain.to_ascii_lowercase(), Arc::new(cert))
+            .add(solver, &sni_name(identifier), Arc::new(cert))
             .await
     }
 
-    pub(super) async fn cleanup(&self, domain: &str) {
-        self.0.remove(&domain.to_ascii_lowercase()).await;
+    pub(super) async fn cleanup(&self, identifier: &Identifier) {
+        self.0.remove(&sni_name(identifier)).await;
     }
 }
 
-/// The self-signed validation certificate of RFC 8737 §3.
-fn challenge_certificate(domain: &str, digest: &[u8; 32]) -> Result<CertifiedKey, Error> {
+/// The SNI a validator sends for `identifier`, lowercase as the resolver looks
+/// it up: the name itself, or an address's reverse-DNS name ([RFC 8738 §6]:
+/// RFC 1035 §3.5 for IPv4, RFC 3596 §2.5 for IPv6).
+///
+/// [RFC 8738 §6]: https://www.rfc-editor.org/rfc/rfc8738#section-6
+fn sni_name(identifier: &Identifier) -> String {
+    match identifier {
+        Identifier::Ip(IpAddr::V4(v4)) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+        }
+        Identifier::Ip(IpAddr::V6(v6)) => {
+            let mut name = String::with_capacity(72);
+            for byte in v6.octets().iter().rev() {
+                let _ = write!(name, "{:x}.{:x}.", byte & 0xf, byte >> 4);
+            }
+            name + "ip6.arpa"
+        }
+        Identifier::Dns(name) | Identifier::Wildcard(name) => name.to_ascii_lowercase(),
+    }
+}
+
+/// The self-signed validation certificate of RFC 8737 §3, naming only the
+/// identifier: a dNSName, or an iPAddress for an address (RFC 8738 §6).
+fn challenge_certificate(
+    identifier: &Identifier,
+    digest: &[u8; 32],
+) -> Result<CertifiedKey, Error> {
     let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()])?;
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![match identifier {
+        Identifier::Ip(ip) => rcgen::SanType::IpAddress(*ip),
+        name => rcgen::SanType::DnsName(name.base().try_into()?),
+    }];
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let cert = params.self_signed(&key)?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -84,7 +121,11 @@ struct Resolver(Entries<Arc<CertifiedKey>>);
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let acme = hello.alpn()?.any(|p| p == ACME_TLS_1);
-        let name = hello.server_name()?.to_ascii_lowercase();
+        // A fully qualified name may come with its root dot.
+        let name = hello
+            .server_name()?
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         if !acme {
             return None;
         }
@@ -126,10 +167,49 @@ async fn serve(listener: TcpListener, certs: Entries<Arc<CertifiedKey>>) {
 mod tests {
     use super::*;
 
+    fn dns(name: &str) -> Identifier {
+        Identifier::Dns(name.to_owned())
+    }
+
+    fn ip(address: &str) -> Identifier {
+        Identifier::Ip(address.parse().unwrap())
+    }
+
+    #[test]
+    fn an_address_is_asked_for_by_its_reverse_dns_name() {
+        assert_eq!(sni_name(&ip("127.0.0.1")), "1.0.0.127.in-addr.arpa");
+        assert_eq!(sni_name(&ip("192.0.2.10")), "10.2.0.192.in-addr.arpa");
+        // RFC 3596 §2.5's example, 4321:0:1:2:3:4:567:89ab.
+        assert_eq!(
+            sni_name(&ip("4321:0:1:2:3:4:567:89ab")),
+            "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.ip6.arpa"
+        );
+        assert_eq!(sni_name(&dns("A.Example")), "a.example");
+    }
+
+    #[test]
+    fn the_validation_certificate_of_an_address_names_only_the_address() {
+        for address in ["127.0.0.1", "2001:db8::1"] {
+            let cert = challenge_certificate(&ip(address), &[7; 32]).unwrap();
+            let (_, parsed) = x509_parser::parse_x509_certificate(cert.cert[0].as_ref()).unwrap();
+            let san = parsed.subject_alternative_name().unwrap().unwrap().value;
+            let want: IpAddr = address.parse().unwrap();
+            let octets = match want {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            };
+            assert_eq!(
+                san.general_names,
+                [x509_parser::extensions::GeneralName::IPAddress(&octets)],
+                "{address}"
+            );
+        }
+    }
+
     #[test]
     fn the_validation_certificate_carries_the_critical_acme_identifier() {
         let digest = [7u8; 32];
-        let cert = challenge_certificate("a.example", &digest).unwrap();
+        let cert = challenge_certificate(&dns("a.example"), &digest).unwrap();
         let der = cert.cert[0].as_ref();
         let (_, parsed) = x509_parser::parse_x509_certificate(der).unwrap();
         let ext = parsed
@@ -147,10 +227,10 @@ mod tests {
     async fn a_name_rcgen_refuses_is_reported_in_its_words_after_the_solver() {
         let standalone = Standalone::new("127.0.0.1:0".parse().unwrap());
         let err = standalone
-            .present("alpn", "bücher.example", &[0; 32])
+            .present("alpn", &dns("bücher.example"), &[0; 32])
             .await
             .unwrap_err();
-        let rcgen = challenge_certificate("bücher.example", &[0; 32]).unwrap_err();
+        let rcgen = challenge_certificate(&dns("bücher.example"), &[0; 32]).unwrap_err();
         assert!(matches!(rcgen, Error::Certificate(_)), "{rcgen:?}");
         assert_eq!(err.to_string(), format!("solver alpn: {rcgen}"));
     }

@@ -1,12 +1,14 @@
 //! What renewd needs to know about an issued certificate, read with x509-parser.
 
+use std::net::IpAddr;
+
 use instant_acme::CertificateIdentifier;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
-use crate::config::KeyType;
+use crate::config::{Identifier, KeyType};
 
 /// Why a certificate could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +30,9 @@ pub struct CertInfo {
     pub not_before: OffsetDateTime,
     /// End of validity.
     pub not_after: OffsetDateTime,
-    /// DNS subject alternative names, as issued.
+    /// Subject alternative names, in the certificate's order: DNS names as
+    /// issued, IP addresses (RFC 8738) in canonical form (`2001:db8::1`), the
+    /// form [`crate::config::Identifier`] writes them in.
     pub domains: Vec<String>,
     /// Key algorithm of the subject public key, if it is one renewd issues.
     pub key_type: Option<KeyType>,
@@ -70,10 +74,7 @@ impl CertInfo {
                 _ => None,
             })
             .flat_map(|san| san.general_names.iter())
-            .filter_map(|name| match name {
-                GeneralName::DNSName(dns) => Some((*dns).to_owned()),
-                _ => None,
-            })
+            .filter_map(san_text)
             .collect();
         let ari_id = CertificateIdentifier::try_from(&CertificateDer::from(der))
             .ok()
@@ -107,16 +108,18 @@ impl CertInfo {
             })
     }
 
-    /// Whether the certificate covers exactly `domains` (order and case do not matter).
+    /// Whether the certificate covers exactly `domains`, names and addresses
+    /// (order and case do not matter).
     #[must_use]
-    pub fn covers_exactly(&self, domains: &[String]) -> bool {
-        let normalize = |d: &[String]| {
-            let mut v: Vec<String> = d.iter().map(|s| s.to_ascii_lowercase()).collect();
+    pub fn covers_exactly(&self, domains: &[Identifier]) -> bool {
+        let normalize = |d: &mut dyn Iterator<Item = String>| {
+            let mut v: Vec<String> = d.map(|s| s.to_ascii_lowercase()).collect();
             v.sort();
             v.dedup();
             v
         };
-        normalize(&self.domains) == normalize(domains)
+        normalize(&mut self.domains.iter().cloned())
+            == normalize(&mut domains.iter().map(ToString::to_string))
     }
 }
 
@@ -147,6 +150,22 @@ fn serial_hex(raw: &[u8]) -> String {
         _ => raw,
     };
     magnitude.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A DNS or IP subject alternative name as text; other kinds (e-mail, URI)
+/// are not what renewd certifies.
+fn san_text(name: &GeneralName<'_>) -> Option<String> {
+    match name {
+        GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+        GeneralName::IPAddress(bytes) => {
+            let ip = match *bytes {
+                [a, b, c, d] => IpAddr::from([*a, *b, *c, *d]),
+                _ => IpAddr::from(<[u8; 16]>::try_from(*bytes).ok()?),
+            };
+            Some(ip.to_string())
+        }
+        _ => None,
+    }
 }
 
 fn key_type(cert: &X509Certificate<'_>) -> Option<KeyType> {
@@ -196,7 +215,28 @@ mod tests {
         assert!(info.matches_key(&key.serialize_pem()));
         let other = rcgen::KeyPair::generate().unwrap();
         assert!(!info.matches_key(&other.serialize_pem()));
-        assert!(info.covers_exactly(&["B.example".into(), "a.example".into()]));
-        assert!(!info.covers_exactly(&["a.example".into()]));
+        let ids = |d: &[&str]| d.iter().map(|d| d.parse().unwrap()).collect::<Vec<_>>();
+        assert!(info.covers_exactly(&ids(&["B.example", "a.example"])));
+        assert!(!info.covers_exactly(&ids(&["a.example"])));
+    }
+
+    #[test]
+    fn ip_addresses_are_read_back_in_the_form_the_config_compares() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![
+            "a.example".into(),
+            "192.0.2.1".into(),
+            "2001:db8::1".into(),
+        ])
+        .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let info = CertInfo::from_pem(cert.pem().as_bytes()).unwrap();
+        assert_eq!(info.domains, ["a.example", "192.0.2.1", "2001:db8::1"]);
+        let configured: Vec<Identifier> = ["2001:DB8:0::1", "a.example", "192.0.2.1"]
+            .iter()
+            .map(|d| d.parse().unwrap())
+            .collect();
+        assert!(info.covers_exactly(&configured));
+        assert!(!info.covers_exactly(&configured[..2]));
     }
 }

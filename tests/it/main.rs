@@ -12,6 +12,7 @@ mod check_config;
 mod daemon;
 mod dns;
 mod fallback;
+mod ip;
 mod oneshot;
 mod quirks;
 mod served;
