@@ -78,7 +78,7 @@ fn issues_and_force_renews_over_every_challenge_type() {
 }
 
 #[test]
-fn a_challenge_nobody_answers_fails_with_the_cas_reason() {
+fn a_challenge_nobody_answers_ends_the_attempt_without_a_reason_from_the_ca() {
     let env = A2cEnv::new();
     // Listening where acme2certifier's validator does not dial.
     let elsewhere = crate::fixture::free_port();
@@ -98,8 +98,11 @@ fn a_challenge_nobody_answers_fails_with_the_cas_reason() {
         started.elapsed()
     );
     assert!(
-        run.stdout
-            .contains("a.example.com: http-01 validation with solver nowhere failed"),
+        // acme2certifier (with its SQLite database) keeps no error on the
+        // invalid challenge.
+        run.stdout.contains(
+            "a.example.com: http-01 validation with solver nowhere failed: the CA gave no reason"
+        ),
         "{run:?}"
     );
     assert_eq!(env.versions(&["a"]), [0]);
@@ -197,5 +200,37 @@ fn a_window_the_ca_moves_into_the_past_renews_at_once() {
     env.a2c
         .restart_with("\n[Renewalinfo]\nrenewalthreshold_pctg: 0\nrenewal_window_duration: 1s\n");
     wait_until(minute, "a renewed", || env.versions(&["a"])[0] >= 2);
-    assert!(daemon.log_text().contains("ARI"), "{}", daemon.log_text());
+    assert!(
+        daemon
+            .log_text()
+            .contains("CA moved the renewal window into the past"),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+#[test]
+fn a_ca_that_requires_a_contact_says_what_to_add() {
+    let env = A2cEnv::new();
+    env.write_config("", "");
+    // The same CA without `contact`, which acme2certifier requires.
+    let config = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("contact = [\"mailto:ops@example.com\"]\n", "");
+    std::fs::write(
+        env.config_path(),
+        format!(
+            "{config}\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nsolvers = [\"web\"]\n"
+        ),
+    )
+    .unwrap();
+    let run = env.renewd(&["renew"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "a: failed: CA a2c refused the account: Contact information is missing (this CA \
+             requires a contact address: add contact = [\"mailto:you@example.com\"] to [ca.a2c])"
+        ),
+        "{run:?}"
+    );
 }
