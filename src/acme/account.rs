@@ -33,7 +33,9 @@ fn path(ca: &str) -> PathBuf {
 /// # Errors
 ///
 /// [`Error::Acme`] when the CA cannot be reached or refuses the account,
-/// [`Error::Account`] when the stored account cannot be read or written.
+/// [`Error::ContactRequired`] when it refuses one without a contact address and
+/// the config gives none, [`Error::Account`] when the stored account cannot be
+/// read or written.
 pub(super) async fn load_or_create(
     store: &Store,
     name: &str,
@@ -83,7 +85,7 @@ pub(super) async fn load_or_create(
             .create(&new_account, ca.directory.clone(), eab.as_ref())
             .await
     )
-    .map_err(acme)?;
+    .map_err(|source| refused(name, ca, source))?;
     let stored = Stored {
         directory: ca.directory.clone(),
         credentials,
@@ -94,6 +96,32 @@ pub(super) async fn load_or_create(
         .map_err(|e| account_err(e.into()))?;
     tracing::info!(ca = name, id = account.id(), "registered ACME account");
     Ok(account)
+}
+
+/// The error for a `newAccount` that failed: [`Error::ContactRequired`] when
+/// the config names no contact and the CA's problem is about the contact
+/// (acme2certifier answers `malformed`, "Contact information is missing"), so
+/// the message says what to add; else the CA's error as it is.
+fn refused(name: &str, ca: &CaConfig, source: instant_acme::Error) -> Error {
+    if let instant_acme::Error::Api(problem) = &source {
+        let about_contact =
+            problem.r#type.as_deref().is_some_and(|t| {
+                t.ends_with(":invalidContact") || t.ends_with(":unsupportedContact")
+            }) || problem
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.to_ascii_lowercase().contains("contact"));
+        if ca.contact.is_empty() && about_contact {
+            return Error::ContactRequired {
+                ca: name.to_owned(),
+                detail: problem.detail.clone().unwrap_or_default(),
+            };
+        }
+    }
+    Error::Acme {
+        ca: name.to_owned(),
+        source,
+    }
 }
 
 fn external_account_key(
@@ -107,4 +135,55 @@ fn external_account_key(
         .decode(text.trim().trim_end_matches('='))
         .map_err(|e| format!("{}: not a base64url EAB HMAC key: {e}", file.display()))?;
     Ok(Some(ExternalAccountKey::new(kid.clone(), &key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(kind: &str, detail: &str) -> instant_acme::Error {
+        instant_acme::Error::Api(
+            serde_json::from_value(serde_json::json!({
+                "type": kind, "detail": detail, "status": 400
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn ca(contact: &[&str]) -> CaConfig {
+        let toml = format!("directory = \"https://ca.example/dir\"\ncontact = {contact:?}\n");
+        toml::from_str(&toml).unwrap()
+    }
+
+    #[test]
+    fn a_ca_that_wants_a_contact_gets_a_message_saying_what_to_add() {
+        let missing = problem(
+            "urn:ietf:params:acme:error:malformed",
+            "Contact information is missing",
+        );
+        let error = refused("a2c", &ca(&[]), missing);
+        assert!(matches!(error, Error::ContactRequired { .. }), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "CA a2c refused the account: Contact information is missing (this CA requires a \
+             contact address: add contact = [\"mailto:you@example.com\"] to [ca.a2c])"
+        );
+        let invalid = problem("urn:ietf:params:acme:error:invalidContact", "no");
+        assert!(matches!(
+            refused("a2c", &ca(&[]), invalid),
+            Error::ContactRequired { .. }
+        ));
+    }
+
+    #[test]
+    fn other_refusals_and_configured_contacts_keep_the_cas_error() {
+        let bad = problem(
+            "urn:ietf:params:acme:error:invalidContact",
+            "contact domain is invalid",
+        );
+        let error = refused("le", &ca(&["mailto:ops@example.com"]), bad);
+        assert!(matches!(error, Error::Acme { .. }), "{error}");
+        let other = problem("urn:ietf:params:acme:error:malformed", "bad JWS");
+        assert!(matches!(refused("le", &ca(&[]), other), Error::Acme { .. }));
+    }
 }

@@ -78,6 +78,19 @@ pub enum Error {
         /// What went wrong.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The CA refused to open an account without a contact address, and the
+    /// config names none (RFC 8555 makes `contact` optional; some CAs require
+    /// it).
+    #[error(
+        "CA {ca} refused the account: {detail} (this CA requires a contact address: \
+         add contact = [\"mailto:you@example.com\"] to [ca.{ca}])"
+    )]
+    ContactRequired {
+        /// CA name in the config.
+        ca: String,
+        /// The CA's own words.
+        detail: String,
+    },
     /// A challenge response could not be presented.
     #[error(transparent)]
     Solver(#[from] crate::solver::Error),

@@ -38,7 +38,7 @@ fn kind_of(e: &acme::Error) -> Kind {
         }
         e if e.is_transport() => Kind::CaUnreachable,
         acme::Error::Acme { .. } => Kind::Refused,
-        acme::Error::Account { .. } => Kind::Account,
+        acme::Error::Account { .. } | acme::Error::ContactRequired { .. } => Kind::Account,
         acme::Error::Solver(_)
         | acme::Error::NoChallenge { .. }
         | acme::Error::Validation { .. } => Kind::ValidationFailed,

@@ -7,6 +7,7 @@
 #[allow(dead_code, reason = "shared by test modules that each use part of it")]
 mod fixture;
 
+mod acme2certifier;
 mod certbot;
 mod check_config;
 mod daemon;
