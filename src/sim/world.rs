@@ -114,7 +114,9 @@ impl World for SimWorld {
                         let mut sim = lock(&sim);
                         let now = sim.now();
                         let profile = cert.profile.as_deref();
-                        sim.ca.issue(&cert.domains, profile, key, now)
+                        let names: Vec<String> =
+                            cert.domains.iter().map(ToString::to_string).collect();
+                        sim.ca.issue(&names, profile, key, now)
                     };
                     // Writing archive/ and live/: a crash meanwhile loses it.
                     tokio::time::sleep(seconds(0.02)).await;
