@@ -47,8 +47,12 @@ pub enum Command {
     Renew(RenewArgs),
     /// Validate the config file; exit 2 with every problem if it is invalid.
     CheckConfig,
-    /// Adopt certbot's certificates: copy each lineage's current certificate and
-    /// key into renewd's store and print `[[certificate]]` entries to add to the config.
+    /// Take over from certbot: each lineage's certificates (archive history,
+    /// never replacing a newer live one) into renewd's store, certbot's ACME
+    /// account (an RSA key is rolled over to P-256 at the CA, which certbot then
+    /// cannot use), and print the config to add (CAs, solvers, certificates with
+    /// certbot's hooks as exec reload targets). Then: systemctl disable --now
+    /// certbot.timer.
     ImportCertbot {
         /// certbot's config directory.
         #[arg(default_value = "/etc/letsencrypt")]

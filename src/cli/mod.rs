@@ -58,7 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::CheckConfig => Ok(check_config(config)),
         Command::Status(args) => status(config, &args).await,
         Command::Renew(args) => renew(config, &args).await,
-        Command::ImportCertbot { dir } => import_certbot(config, &dir),
+        Command::ImportCertbot { dir } => import_certbot(config, &dir).await,
         Command::Revoke { name, reason } => revoke(config, &name, reason).await,
         Command::Run => {
             crate::daemon::run(config).await?;
@@ -392,32 +392,36 @@ fn reply_ok(reply: Option<serde_json::Value>) -> anyhow::Result<serde_json::Valu
     Err(anyhow::anyhow!("daemon: {error}"))
 }
 
-fn import_certbot(path: &Location, dir: &Path) -> anyhow::Result<Exit> {
+async fn import_certbot(path: &Location, dir: &Path) -> anyhow::Result<Exit> {
     let config = Config::load(path)?;
     let store = open_store(&config)?;
     let _lock = store
         .lock()
         .context("stop the daemon (systemctl stop renewd) while importing")?;
+    let report = crate::certbot::import(dir, &config, &store).await;
     let mut ok = true;
-    for result in crate::certbot::import(dir, &store) {
+    for result in &report.lineages {
         match result {
-            Ok(imported) => {
-                eprintln!(
-                    "{}: imported as version {}",
-                    imported.name, imported.version
-                );
-                println!("{}", imported.toml);
-            }
+            Ok(imported) => eprintln!("{}: {}", imported.name, imported.published),
             Err(e) => {
                 eprintln!("renewd: {e}");
                 ok = false;
             }
         }
     }
-    eprintln!(
-        "Add the entries above to {} (with ca/solvers/reload), then renewd check-config.",
-        path.file.display()
-    );
+    for result in &report.accounts {
+        match result {
+            Ok(line) => eprintln!("{line}"),
+            Err(e) => {
+                eprintln!("renewd: {e}");
+                ok = false;
+            }
+        }
+    }
+    print!("{}", report.config);
+    for note in &report.notes {
+        eprintln!("renewd: note: {note}");
+    }
     Ok(if ok { Exit::Ok } else { Exit::Failed })
 }
 
