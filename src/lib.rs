@@ -66,4 +66,5 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod systemd;
+pub mod timeline;
 pub mod verify;

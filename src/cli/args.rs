@@ -42,6 +42,10 @@ pub enum Command {
     /// Run the resident daemon (what the systemd unit starts).
     Run,
     /// Show every certificate's state; exit 1 if any is unhealthy.
+    ///
+    /// A table by default; --json for scripts; --timeline draws when each
+    /// certificate will be renewed and expires (a row each up to 30, else
+    /// counts per day or week); --problems shows only the unhealthy ones.
     Status(StatusArgs),
     /// Renew due certificates now (or all, with --force) and print one line each.
     Renew(RenewArgs),
@@ -88,6 +92,12 @@ pub struct StatusArgs {
     /// covers all).
     #[arg(long)]
     pub problems: bool,
+    /// Draw when each certificate will be renewed (R) and expires (X): a row
+    /// each up to 30 certificates, else renewals and expiries counted per day
+    /// or week. Fits $COLUMNS (default 100). The daemon serves the same picture
+    /// as a web page at / on metrics_listen.
+    #[arg(long, conflicts_with = "json")]
+    pub timeline: bool,
 }
 
 /// `renewd renew`.

@@ -189,7 +189,13 @@ async fn status(path: &Location, args: &args::StatusArgs) -> anyhow::Result<Exit
         .into_iter()
         .filter(|s| !args.problems || !s.healthy)
         .collect();
-    print_status(&shown, &summary, args.json)?;
+    if args.timeline {
+        let entries = crate::timeline::entries(&shown);
+        let now = time::OffsetDateTime::now_utc();
+        print!("{}", crate::timeline::text(now, &entries, terminal_width()));
+    } else {
+        print_status(&shown, &summary, args.json)?;
+    }
     Ok(if healthy { Exit::Ok } else { Exit::Failed })
 }
 
@@ -217,6 +223,14 @@ renewd: asking the running daemon, which keeps its last valid config"
         return Ok((None, socket));
     }
     Err(error.into())
+}
+
+/// Columns to draw in: `$COLUMNS` (shells set it), else 100.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100)
 }
 
 /// The table (after `summary`, a line about all certificates) or the JSON.

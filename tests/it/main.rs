@@ -15,3 +15,4 @@ mod fallback;
 mod oneshot;
 mod quirks;
 mod served;
+mod timeline;
