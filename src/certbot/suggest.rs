@@ -276,3 +276,104 @@ fn list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| quote(i)).collect();
     format!("[{}]", quoted.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(domains: &[&str]) -> CertInfo {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = domains.iter().map(|d| (*d).to_owned()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        CertInfo::from_pem(cert.pem().as_bytes()).unwrap()
+    }
+
+    fn config(text: &str) -> Config {
+        Config::from_str(text, Path::new("/etc/renewd/renewd.toml")).unwrap()
+    }
+
+    #[test]
+    fn configured_cas_and_solvers_are_reused_and_names_never_clash() {
+        let config = config(
+            "[ca.le]\ndirectory = \"https://acme-v02.api.letsencrypt.org/directory/\"\n\
+             [solver.web]\ntype = \"http-01\"\nwebroot = \"/srv/www\"\n\
+             [solver.webroot]\ntype = \"http-01\"\nwebroot = \"/elsewhere\"\n\
+             [solver.standalone]\ntype = \"http-01\"\nlisten = \"127.0.0.1:80\"\n",
+        );
+        let mut suggestion = Suggestion::new(&config, Vec::new());
+        assert_eq!(suggestion.ca_for(super::super::conf::LETSENCRYPT), "le");
+        assert_eq!(suggestion.ca_for("https://ca.example/dir"), "certbot");
+        assert_eq!(suggestion.ca_for("https://ca.example/dir"), "certbot");
+        assert_eq!(suggestion.ca_for("https://other.example/dir"), "certbot-2");
+
+        let webroot = super::super::conf::parse(
+            "[renewalparams]\nauthenticator = webroot\nwebroot_path = /srv/www,\n\
+             [[webroot_map]]\nb.example = /srv/b\n",
+        );
+        suggestion.certificate("one", &webroot, &leaf(&["a.example", "b.example"]), "le");
+        let standalone = super::super::conf::parse("[renewalparams]\nauthenticator = standalone\n");
+        suggestion.certificate("two", &standalone, &leaf(&["c.example"]), "certbot");
+        let toml = suggestion.toml(Path::new("/etc/letsencrypt"));
+        // /srv/www is solver `web` already; /srv/b needs one, and `webroot` is taken.
+        assert!(
+            toml.contains("[solver.webroot-2]\ntype = \"http-01\"\nwebroot = \"/srv/b\"\n"),
+            "{toml}"
+        );
+        assert!(
+            toml.contains("solvers = [\"web\", \"webroot-2\"]"),
+            "{toml}"
+        );
+        // certbot's standalone listens on every address: not the configured 127.0.0.1:80.
+        assert!(
+            toml.contains("[solver.standalone-2]\ntype = \"http-01\"\nlisten = \"[::]:80\"\n"),
+            "{toml}"
+        );
+        assert!(
+            toml.contains("[ca.certbot]\ndirectory = \"https://ca.example/dir\"\n"),
+            "{toml}"
+        );
+        assert!(!toml.contains("[ca.le]"), "{toml}");
+        assert!(
+            suggestion.notes()[0].contains("2 webroots"),
+            "{:?}",
+            suggestion.notes()
+        );
+
+        let whole = format!(
+            "[ca.le]\ndirectory = \"https://acme-v02.api.letsencrypt.org/directory/\"\n\
+             [solver.web]\ntype = \"http-01\"\nwebroot = \"/srv/www\"\n\
+             [solver.webroot]\ntype = \"http-01\"\nwebroot = \"/elsewhere\"\n\
+             [solver.standalone]\ntype = \"http-01\"\nlisten = \"127.0.0.1:80\"\n{toml}"
+        );
+        let parsed = Config::from_str(&whole, Path::new("x.toml")).unwrap();
+        assert_eq!(parsed.certificate("two").unwrap().solvers, ["standalone-2"]);
+    }
+
+    #[test]
+    fn configured_certificates_are_left_alone() {
+        let config = config(
+            "[ca.x]\ndirectory = \"https://ca.example/dir\"\n\
+             [solver.dns]\ntype = \"dns-01\"\nprovider = \"exec\"\ncommand = [\"/bin/hook\"]\n\
+             [[certificate]]\nname = \"one\"\ndomains = [\"a.example\"]\n",
+        );
+        let mut suggestion = Suggestion::new(&config, Vec::new());
+        let conf = super::super::conf::parse("[renewalparams]\nauthenticator = nginx\n");
+        suggestion.certificate("one", &conf, &leaf(&["a.example"]), "x");
+        suggestion.certificate("two", &conf, &leaf(&["b.example"]), "x");
+        let toml = suggestion.toml(Path::new("/etc/letsencrypt"));
+        assert!(!toml.contains("name = \"one\""), "{toml}");
+        assert!(
+            toml.contains("name = \"two\"\ndomains = [\"b.example\"]\nca = [\"x\"]\n"),
+            "{toml}"
+        );
+        let notes = suggestion.notes().join("\n");
+        assert!(notes.contains("one: already configured"), "{notes}");
+        assert!(
+            notes.contains("two: certbot's authenticator nginx has no renewd equivalent"),
+            "{notes}"
+        );
+    }
+}
