@@ -68,4 +68,5 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod systemd;
+pub mod timeline;
 pub mod verify;

@@ -124,6 +124,48 @@ fn refused(name: &str, ca: &CaConfig, source: instant_acme::Error) -> Error {
     }
 }
 
+/// Stores an account renewd did not register ([`super::adopt`]): `key_pkcs8`
+/// (ECDSA P-256) is the account's key at `directory`, `account_url` its URL.
+pub(super) fn store_adopted(
+    store: &Store,
+    name: &str,
+    directory: &str,
+    account_url: &str,
+    key_pkcs8: &[u8],
+) -> Result<(), Error> {
+    let account_err = |source: Box<dyn std::error::Error + Send + Sync>| Error::Account {
+        ca: name.to_owned(),
+        source,
+    };
+    // The credentials type is opaque; its serialized form is the way in.
+    let credentials: AccountCredentials = serde_json::from_value(serde_json::json!({
+        "id": account_url,
+        "key_pkcs8": URL_SAFE_NO_PAD.encode(key_pkcs8),
+        "directory": directory,
+    }))
+    .map_err(|e| account_err(e.into()))?;
+    let stored = Stored {
+        directory: directory.to_owned(),
+        credentials,
+    };
+    let json = serde_json::to_vec_pretty(&stored).map_err(|e| account_err(e.into()))?;
+    store
+        .write_file(&path(name), &json)
+        .map_err(|e| account_err(e.into()))
+}
+
+/// The URL of the account stored for CA `name`, if one is stored for
+/// `directory` (one for another directory would be replaced on first use).
+#[must_use]
+pub fn stored_account_url(store: &Store, name: &str, directory: &str) -> Option<String> {
+    let bytes = store.read_file(&path(name)).ok()??;
+    let stored: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if stored["directory"] != directory {
+        return None;
+    }
+    stored["credentials"]["id"].as_str().map(str::to_owned)
+}
+
 fn external_account_key(
     ca: &CaConfig,
 ) -> Result<Option<ExternalAccountKey>, Box<dyn std::error::Error + Send + Sync>> {

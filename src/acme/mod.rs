@@ -28,11 +28,14 @@ macro_rules! retry_bad_nonce {
 }
 
 mod account;
+mod adopt;
 mod ari;
 mod cas;
 mod http;
 mod order;
 
+pub use account::stored_account_url;
+pub use adopt::{Adopted, ForeignKey, adopt};
 pub use ari::RenewalInfo;
 pub use cas::Cas;
 pub use order::{Delivered, Order, generate_key, issue, prime_key_generator};

@@ -42,13 +42,21 @@ pub enum Command {
     /// Run the resident daemon (what the systemd unit starts).
     Run,
     /// Show every certificate's state; exit 1 if any is unhealthy.
+    ///
+    /// A table by default; --json for scripts; --timeline draws when each
+    /// certificate will be renewed and expires (a row each up to 30, else
+    /// counts per day or week); --problems shows only the unhealthy ones.
     Status(StatusArgs),
     /// Renew due certificates now (or all, with --force) and print one line each.
     Renew(RenewArgs),
     /// Validate the config file; exit 2 with every problem if it is invalid.
     CheckConfig,
-    /// Adopt certbot's certificates: copy each lineage's current certificate and
-    /// key into renewd's store and print `[[certificate]]` entries to add to the config.
+    /// Take over from certbot: each lineage's certificates (archive history,
+    /// never replacing a newer live one) into renewd's store, certbot's ACME
+    /// account (an RSA key is rolled over to P-256 at the CA, which certbot then
+    /// cannot use), and print the config to add (CAs, solvers, certificates with
+    /// certbot's hooks as exec reload targets). Then: systemctl disable --now
+    /// certbot.timer.
     ImportCertbot {
         /// certbot's config directory.
         #[arg(default_value = "/etc/letsencrypt")]
@@ -84,6 +92,12 @@ pub struct StatusArgs {
     /// covers all).
     #[arg(long)]
     pub problems: bool,
+    /// Draw when each certificate will be renewed (R) and expires (X): a row
+    /// each up to 30 certificates, else renewals and expiries counted per day
+    /// or week. Fits $COLUMNS (default 100). The daemon serves the same picture
+    /// as a web page at / on metrics_listen.
+    #[arg(long, conflicts_with = "json")]
+    pub timeline: bool,
 }
 
 /// `renewd renew`.

@@ -58,7 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::CheckConfig => Ok(check_config(config)),
         Command::Status(args) => status(config, &args).await,
         Command::Renew(args) => renew(config, &args).await,
-        Command::ImportCertbot { dir } => import_certbot(config, &dir),
+        Command::ImportCertbot { dir } => import_certbot(config, &dir).await,
         Command::Revoke { name, reason } => revoke(config, &name, reason).await,
         Command::Run => {
             crate::daemon::run(config).await?;
@@ -189,7 +189,13 @@ async fn status(path: &Location, args: &args::StatusArgs) -> anyhow::Result<Exit
         .into_iter()
         .filter(|s| !args.problems || !s.healthy)
         .collect();
-    print_status(&shown, &summary, args.json)?;
+    if args.timeline {
+        let entries = crate::timeline::entries(&shown);
+        let now = time::OffsetDateTime::now_utc();
+        print!("{}", crate::timeline::text(now, &entries, terminal_width()));
+    } else {
+        print_status(&shown, &summary, args.json)?;
+    }
     Ok(if healthy { Exit::Ok } else { Exit::Failed })
 }
 
@@ -217,6 +223,14 @@ renewd: asking the running daemon, which keeps its last valid config"
         return Ok((None, socket));
     }
     Err(error.into())
+}
+
+/// Columns to draw in: `$COLUMNS` (shells set it), else 100.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100)
 }
 
 /// The table (after `summary`, a line about all certificates) or the JSON.
@@ -392,32 +406,36 @@ fn reply_ok(reply: Option<serde_json::Value>) -> anyhow::Result<serde_json::Valu
     Err(anyhow::anyhow!("daemon: {error}"))
 }
 
-fn import_certbot(path: &Location, dir: &Path) -> anyhow::Result<Exit> {
+async fn import_certbot(path: &Location, dir: &Path) -> anyhow::Result<Exit> {
     let config = Config::load(path)?;
     let store = open_store(&config)?;
     let _lock = store
         .lock()
         .context("stop the daemon (systemctl stop renewd) while importing")?;
+    let report = crate::certbot::import(dir, &config, &store).await;
     let mut ok = true;
-    for result in crate::certbot::import(dir, &store) {
+    for result in &report.lineages {
         match result {
-            Ok(imported) => {
-                eprintln!(
-                    "{}: imported as version {}",
-                    imported.name, imported.version
-                );
-                println!("{}", imported.toml);
-            }
+            Ok(imported) => eprintln!("{}: {}", imported.name, imported.published),
             Err(e) => {
                 eprintln!("renewd: {e}");
                 ok = false;
             }
         }
     }
-    eprintln!(
-        "Add the entries above to {} (with ca/solvers/reload), then renewd check-config.",
-        path.file.display()
-    );
+    for result in &report.accounts {
+        match result {
+            Ok(line) => eprintln!("{line}"),
+            Err(e) => {
+                eprintln!("renewd: {e}");
+                ok = false;
+            }
+        }
+    }
+    print!("{}", report.config);
+    for note in &report.notes {
+        eprintln!("renewd: note: {note}");
+    }
     Ok(if ok { Exit::Ok } else { Exit::Failed })
 }
 

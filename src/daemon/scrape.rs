@@ -1,5 +1,6 @@
-//! The metrics endpoint: `GET /metrics` on `daemon.metrics_listen`, rendered at
-//! each scrape from the counters in [`Metrics`] and the current status.
+//! The metrics endpoint on `daemon.metrics_listen`: `GET /metrics`, rendered at
+//! each scrape from the counters in [`Metrics`] and the current status, and
+//! `GET /`, the certificates' timeline as a page ([`crate::timeline::html`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::View;
 use crate::metrics::Metrics;
 
-/// Serves `GET /metrics` on `addr` until `cancel`.
+/// Serves `GET /metrics` and `GET /` on `addr` until `cancel`.
 ///
 /// # Errors
 ///
@@ -61,16 +62,29 @@ async fn respond(
     metrics: &Metrics,
     view: &View,
 ) -> Response<Full<Bytes>> {
-    if req.uri().path() != "/metrics" {
-        let mut response = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        return response;
-    }
-    let text = metrics.render(&view.statuses().await);
-    let mut response = Response::new(Full::new(Bytes::from(text)));
+    let (body, content_type) = match req.uri().path() {
+        "/metrics" => (
+            metrics.render(&view.statuses().await),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        "/" => {
+            let entries = crate::timeline::entries(&view.statuses().await);
+            let now = time::OffsetDateTime::now_utc();
+            (
+                crate::timeline::html(now, &entries),
+                "text/html; charset=utf-8",
+            )
+        }
+        _ => {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"see / or /metrics\n")));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            return response;
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        hyper::header::HeaderValue::from_static(content_type),
     );
     response
 }

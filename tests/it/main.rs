@@ -17,3 +17,4 @@ mod ip;
 mod oneshot;
 mod quirks;
 mod served;
+mod timeline;
