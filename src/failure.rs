@@ -37,6 +37,9 @@ pub enum Kind {
     Account,
     /// The key or the CSR could not be made.
     Key,
+    /// The CA refused the certificate's key or CSR (`badCSR`: a key it blocks,
+    /// e.g. one revoked for keyCompromise): the next attempt uses a new key.
+    KeyRefused,
     /// The CA delivered a certificate renewd does not accept (unreadable, for
     /// another key).
     BadCertificate,
@@ -69,6 +72,7 @@ impl fmt::Display for Kind {
             Self::Refused => "refused",
             Self::Account => "account",
             Self::Key => "key",
+            Self::KeyRefused => "key-refused",
             Self::BadCertificate => "bad-certificate",
             Self::Store => "store",
             Self::Internal => "internal",

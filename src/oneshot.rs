@@ -15,7 +15,7 @@ use crate::deploy;
 use crate::metrics::Metrics;
 use crate::renew::{Outcome, Renewer};
 use crate::schedule;
-use crate::state::State;
+use crate::state::{CertState, State};
 use crate::store::Store;
 
 /// A one-shot run over one config and state directory.
@@ -48,11 +48,11 @@ impl OneShot {
             .into_iter()
             .map(|cert| {
                 let decision = self.decide(&cert, force, now);
-                let revoked = self
+                let fresh_key = self
                     .state
                     .certificates
                     .get(&cert.name)
-                    .is_some_and(|s| s.revoked);
+                    .is_some_and(CertState::needs_fresh_key);
                 let renewer = Arc::clone(&self.renewer);
                 let permits = Arc::clone(&permits);
                 tokio::spawn(async move {
@@ -61,7 +61,7 @@ impl OneShot {
                         Err(at) => Outcome::NotDue { at },
                         Ok(reason) => {
                             let slot = permits.acquire_owned().await.ok();
-                            renewer.renew(&cert, &reason, revoked, slot).await
+                            renewer.renew(&cert, &reason, fresh_key, slot).await
                         }
                     };
                     (cert, started, outcome)

@@ -62,6 +62,8 @@ pub struct CertState {
     pub next_renewal_for: Option<Window>,
     /// The CA said (through ARI) that the certificate was revoked.
     pub revoked: bool,
+    /// The CA refused the key of the last attempt (`badCSR`).
+    pub key_refused: bool,
     /// Consecutive failed attempts.
     pub failures: u32,
     /// Do not try again before this (backoff, Retry-After).
@@ -94,6 +96,7 @@ impl CertState {
         self.next_renewal = None;
         self.next_renewal_for = None;
         self.revoked = false;
+        self.key_refused = false;
         self.failures = 0;
         self.last_failure = None;
         self.retry_at = None;
@@ -102,6 +105,13 @@ impl CertState {
         self.reload_errors.clear();
         self.served.clear();
         self.served_at = None;
+    }
+
+    /// Whether the next order must use a new key: the live certificate was
+    /// revoked (its key may be why), or the CA refused the key last time.
+    #[must_use]
+    pub fn needs_fresh_key(&self) -> bool {
+        self.revoked || self.key_refused
     }
 
     /// Whether the per-certificate fields describe the live certificate `serial`.

@@ -36,6 +36,12 @@ fn kind_of(e: &acme::Error) -> Kind {
                 until: problem.detail.as_deref().and_then(stated_retry_time),
             }
         }
+        acme::Error::Acme {
+            source: instant_acme::Error::Api(problem),
+            ..
+        } if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:badCSR") => {
+            Kind::KeyRefused
+        }
         e if e.is_transport() => Kind::CaUnreachable,
         acme::Error::Acme { .. } => Kind::Refused,
         acme::Error::Account { .. } | acme::Error::ContactRequired { .. } => Kind::Account,
@@ -111,5 +117,10 @@ mod tests {
         };
         assert_eq!(kind_of(&validation), Kind::ValidationFailed);
         assert_eq!(kind_of(&acme::Error::Key("x".to_owned())), Kind::Key);
+        let blocked = problem(
+            "urn:ietf:params:acme:error:badCSR",
+            "invalid public key in CSR: public key is forbidden",
+        );
+        assert_eq!(kind_of(&blocked), Kind::KeyRefused);
     }
 }

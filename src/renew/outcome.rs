@@ -88,6 +88,7 @@ impl Outcome {
                 cs.last_result = Some(format!("error: {why}"));
                 cs.last_failure = Some(why.kind);
                 cs.failures += 1;
+                cs.key_refused |= why.kind == super::FailureKind::KeyRefused;
                 let jitter = 0.5 + attempt.random / 2.0;
                 let backoff =
                     attempt.now + schedule::backoff(cs.failures, attempt.check_interval, jitter);
@@ -252,6 +253,19 @@ mod tests {
         Outcome::Failed(Failure::new(limited, "too many")).record(&mut cs, &attempt(0.5, None));
         assert_eq!(cs.retry_at, Some(until));
         assert_eq!(cs.last_failure, Some(limited));
+    }
+
+    #[test]
+    fn a_refused_key_is_not_offered_again() {
+        let mut cs = CertState::default();
+        let refused = super::super::FailureKind::KeyRefused;
+        Outcome::Failed(Failure::new(refused, "badCSR")).record(&mut cs, &attempt(0.5, None));
+        assert!(cs.needs_fresh_key());
+        cs.renewed("0abc");
+        assert!(
+            !cs.needs_fresh_key(),
+            "the new certificate's key may be reused"
+        );
     }
 
     #[test]

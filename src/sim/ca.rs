@@ -1,7 +1,7 @@
 //! The simulated CA: what it issued, the ARI window of each certificate, its
 //! revocations, and when it cannot be reached or is busy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use time::{Duration, OffsetDateTime};
 
@@ -39,6 +39,9 @@ pub(super) struct Ca {
     pub issued: HashMap<String, Issued>,
     /// Planned up front, in order.
     pub downtimes: Vec<Downtime>,
+    /// Keys of certificates revoked for keyCompromise: a CSR for one is
+    /// refused (`badCSR`), as Let's Encrypt's Boulder does.
+    pub blocked_keys: HashSet<u64>,
 }
 
 /// Let's Encrypt's short-lived profile: 160 hours.
@@ -112,6 +115,9 @@ impl Ca {
     pub(super) fn revoke(&mut self, serial: &str, key_compromise: bool) {
         if let Some(cert) = self.issued.get_mut(serial) {
             cert.revoked = Some(key_compromise);
+            if key_compromise {
+                self.blocked_keys.insert(cert.key);
+            }
             cert.window = Window {
                 start: cert.not_before - Duration::hours(2),
                 end: cert.not_before - Duration::hours(1),

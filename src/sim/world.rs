@@ -305,7 +305,15 @@ impl Sim {
         }
         self.sample_spread(name, reason, now);
         let key = self.key_for(cert, fresh_key, now);
-        let (latency, fate) = self.fate(name, now);
+        let (latency, fate) = if self.ca.blocked_keys.contains(&key) {
+            let failure = Failure::new(
+                Kind::KeyRefused,
+                "CA sim: badCSR: public key is forbidden (revoked for keyCompromise)",
+            );
+            (seconds(1.0), Fate::Failed(failure))
+        } else {
+            self.fate(name, now)
+        };
         (latency, fate, key)
     }
 

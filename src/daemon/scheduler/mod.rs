@@ -86,8 +86,9 @@ struct Entry {
     holds: Vec<ReloadTarget>,
     polling: bool,
     verifying: bool,
-    /// The CA reported the live certificate revoked: its key is not reused.
-    revoked: bool,
+    /// The CA reported the live certificate revoked, or refused its key: the
+    /// key is not reused.
+    fresh_key: bool,
     /// Deployments of the live certificate under way: 0 none, 1 the first,
     /// 2 the one more reload after the service did not serve it.
     deploying: u8,
@@ -373,7 +374,7 @@ impl Scheduler {
                 .get_or_insert_with(|| Instant::now() + SAVE_DELAY);
         }
         let ari_poll_at = ari_id.as_ref().map(|_| cs.ari_poll_at.unwrap_or(now));
-        let (revoked, issued_by) = (cs.revoked, cs.ca.clone());
+        let (fresh_key, issued_by) = (cs.needs_fresh_key(), cs.ca.clone());
         drop(state);
         let verifies = !cert.verify.is_empty();
         let entry = self.entries.entry(name.to_owned()).or_default();
@@ -383,7 +384,7 @@ impl Scheduler {
             entry.verify_at = None;
         }
         entry.plan = Some(plan);
-        entry.revoked = revoked;
+        entry.fresh_key = fresh_key;
         entry.issued_by = issued_by;
         entry.serial = serial;
         entry.ari_id = ari_id;

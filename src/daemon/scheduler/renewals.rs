@@ -65,7 +65,7 @@ impl Scheduler {
             *self.held.entry(target.clone()).or_default() += 1;
         }
         let world = Arc::clone(&self.world);
-        let fresh_key = entry.revoked;
+        let fresh_key = entry.fresh_key;
         let permits = Arc::clone(&self.permits);
         let max = self.config().daemon.max_concurrent;
         let reason = reason.to_owned();
