@@ -152,12 +152,20 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// One line of `state.journal`.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Line {
     /// The snapshot it was written by.
     n: u64,
     name: String,
     state: CertState,
+}
+
+/// A [`Line`] to write.
+#[derive(Serialize)]
+struct LineRef<'a> {
+    n: u64,
+    name: &'a str,
+    state: &'a CertState,
 }
 
 /// The journal is compacted into `state.json` once it is larger than this and
@@ -347,10 +355,10 @@ impl State {
             let mut lines = Vec::new();
             for name in dirty {
                 if let Some(cs) = self.certificates.get(&name) {
-                    let line = Line {
+                    let line = LineRef {
                         n: number,
-                        name,
-                        state: cs.clone(),
+                        name: &name,
+                        state: cs,
                     };
                     serde_json::to_writer(&mut lines, &line).unwrap_or_default();
                     lines.push(b'\n');

@@ -15,17 +15,30 @@ fn run(seed: u64, certs: usize, days: u32) -> Report {
     })
 }
 
-/// Seeds that once found a bug stay here, with what it was.
-const SEEDS: [u64; 3] = [1, 2, 3];
+/// One fixed seed at the CI size: every invariant kept.
+fn keeps_every_invariant(seed: u64) {
+    let report = run(seed, 1000, 90);
+    println!("{}", serde_json::to_string(&report).unwrap());
+    assert!(report.passed(), "seed {seed}: {:?}", report.first_violation);
+    assert!(report.renewals >= 1000, "{report:?}");
+}
 
 #[test]
-fn fixed_seeds_keep_every_invariant() {
-    for seed in SEEDS {
-        let report = run(seed, 1000, 90);
-        println!("{}", serde_json::to_string(&report).unwrap());
-        assert!(report.passed(), "seed {seed}: {:?}", report.first_violation);
-        assert!(report.renewals >= 1000, "{report:?}");
-    }
+fn seed_1_keeps_every_invariant() {
+    keeps_every_invariant(1);
+}
+
+#[test]
+fn seed_2_keeps_every_invariant() {
+    keeps_every_invariant(2);
+}
+
+/// Found a certificate revoked for keyCompromise renewed with the same key
+/// before a poll showed the revocation (the CA now refuses it: badCSR, and
+/// renewd takes a new key).
+#[test]
+fn seed_3_keeps_every_invariant() {
+    keeps_every_invariant(3);
 }
 
 #[test]

@@ -210,6 +210,11 @@ impl Sim {
                 ((i + 1.0) / n - x).max(x - i / n)
             })
             .fold(0.0, f64::max);
+        eprintln!(
+            "spread over ARI windows: {} renewals, D·√n = {:.2} (limit {KS_LIMIT})",
+            samples.len(),
+            d * n.sqrt()
+        );
         if d * n.sqrt() > KS_LIMIT {
             let what = format!(
                 "{} renewals not uniform over their ARI windows: D = {d:.4}, D·√n = {:.2}",

@@ -5,6 +5,7 @@
 //! driver (all on one thread).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,11 +16,45 @@ use super::ca::{Ca, Issued};
 use super::faults::Faults;
 use crate::clock::Clock;
 use crate::config::{Config, KeyType};
-use crate::state::MemoryFiles;
+use crate::state::{MemoryFiles, Window};
 use crate::store::{CertInfo, Lineage};
 
 /// Events kept per certificate, for a violation's report.
 const RECENT: usize = 24;
+
+/// Something that happened to a certificate.
+#[derive(Debug, Clone)]
+pub(super) enum Note {
+    Text(String),
+    /// An ARI poll answered with this window.
+    Poll(Window),
+}
+
+impl From<String> for Note {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<&str> for Note {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_owned())
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Text(text) => f.write_str(text),
+            Self::Poll(w) => write!(
+                f,
+                "ARI poll: window {} .. {}",
+                crate::status::rfc3339(w.start),
+                crate::status::rfc3339(w.end)
+            ),
+        }
+    }
+}
 
 /// A certificate as `live/` holds it.
 #[derive(Debug, Clone)]
@@ -90,7 +125,7 @@ pub(super) struct Sim {
     pub disk: Disk,
     pub counts: Counts,
     trace: Option<String>,
-    recent: HashMap<String, VecDeque<String>>,
+    recent: HashMap<String, VecDeque<(OffsetDateTime, Note)>>,
     pub violations: u64,
     pub first_violation: Option<String>,
     next_key: u64,
@@ -168,17 +203,18 @@ impl Sim {
         self.next_key
     }
 
-    /// Notes `what` happened to certificate `name`.
-    pub(super) fn event(&mut self, name: &str, what: impl Into<String>) {
-        let line = format!("{} {}", crate::status::rfc3339(self.now()), what.into());
+    /// Notes `what` happened to certificate `name` (formatted only when
+    /// printed: a year of polls is millions of notes).
+    pub(super) fn event(&mut self, name: &str, what: impl Into<Note>) {
+        let (now, what) = (self.now(), what.into());
         if self.trace.as_deref() == Some(name) {
-            eprintln!("trace {name}: {line}");
+            eprintln!("trace {name}: {} {what}", crate::status::rfc3339(now));
         }
         let recent = self.recent.entry(name.to_owned()).or_default();
         if recent.len() == RECENT {
             recent.pop_front();
         }
-        recent.push_back(line);
+        recent.push_back((now, what));
     }
 
     /// Reports a violation of invariant `number` by certificate `name`; the
@@ -194,8 +230,8 @@ impl Sim {
         );
         eprintln!("violation: {message}");
         eprintln!("recent events of {name}:");
-        for line in self.recent.get(name).into_iter().flatten() {
-            eprintln!("  {line}");
+        for (at, what) in self.recent.get(name).into_iter().flatten() {
+            eprintln!("  {} {what}", crate::status::rfc3339(*at));
         }
         self.first_violation = Some(message);
     }

@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::faults::Fault;
-use super::model::{Live, Sim};
+use super::model::{Live, Note, Sim};
 use crate::acme::{self, RenewalInfo};
 use crate::config::{CertificateConfig, Config, ReloadTarget};
 use crate::daemon::scheduler::{Polled, Work, World};
@@ -166,13 +166,13 @@ impl World for SimWorld {
         }
     }
 
-    fn poll(&self, cert: CertificateConfig, _ca: String, ari_id: String) -> Work<Polled> {
+    fn poll(&self, name: String, ca: String, ari_id: String) -> Work<Polled> {
         let sim = Arc::clone(&self.sim);
         Box::pin(async move {
-            let latency = lock(&sim).start_poll(&cert.name);
+            let latency = lock(&sim).start_poll(&name);
             let in_flight = InFlight {
                 sim: Arc::clone(&sim),
-                name: cert.name.clone(),
+                name: name.clone(),
                 order: false,
             };
             tokio::time::sleep(latency).await;
@@ -187,23 +187,15 @@ impl World for SimWorld {
             // Half the certificates name a CRL; renewd reads it at each poll.
             let on_crl = (serial.len() % 2 == 0).then_some(issued.revoked.is_some());
             if let Some(down) = sim.ca.down_at(now) {
-                sim.event(&cert.name, "ARI poll: CA down");
+                sim.event(&name, "ARI poll: CA down");
                 let error = match down.retry_after {
                     None => "connection refused",
                     Some(_) => "503 Service Unavailable",
                 };
                 let source = instant_acme::Error::Str(error);
-                let ca = cert.ca.first().cloned().unwrap_or_default();
                 return (Err(acme::Error::Acme { ca, source }), None, Some(mid));
             }
-            sim.event(
-                &cert.name,
-                format!(
-                    "ARI poll: window {} .. {}",
-                    crate::status::rfc3339(issued.window.start),
-                    crate::status::rfc3339(issued.window.end)
-                ),
-            );
+            sim.event(&name, Note::Poll(issued.window));
             // Let's Encrypt asks again after 6 hours.
             let retry_after = StdDuration::from_secs(6 * 3600);
             (

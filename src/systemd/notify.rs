@@ -11,6 +11,13 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
+/// Whether anyone listens: `$NOTIFY_SOCKET` is set (systemd started us as
+/// `Type=notify`). Lets callers skip composing what no one reads.
+#[must_use]
+pub fn listening() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
 /// Startup (or a reload) is complete.
 pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);

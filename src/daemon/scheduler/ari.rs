@@ -14,25 +14,25 @@ use crate::schedule;
 
 impl Scheduler {
     pub(super) fn start_poll(&mut self, name: &str) {
-        let (Some(cert), Some(entry)) = (
-            self.config().certificate(name).cloned(),
-            self.entries.get_mut(name),
-        ) else {
+        let world = Arc::clone(&self.world);
+        let (Some(cert), Some(entry)) =
+            (world.config().certificate(name), self.entries.get_mut(name))
+        else {
             return;
         };
         let (Some(ari_id), Some(serial)) = (entry.ari_id.clone(), entry.serial.clone()) else {
             return;
         };
         entry.polling = true;
-        let world = Arc::clone(&self.world);
-        let ca = world.issuer(&cert, entry.issued_by.as_deref());
+        let ca = world.issuer(cert, entry.issued_by.as_deref());
         let permits = Arc::clone(&self.poll_permits);
         let max = self.config().daemon.max_concurrent;
-        self.polls.spawn(name, async move {
+        let name = name.to_owned();
+        self.polls.spawn(&name.clone(), async move {
             let _slot = Arc::clone(&permits).acquire_owned().await;
             let in_flight = max.saturating_sub(permits.available_permits());
-            debug!(cert_name = %cert.name, ca, in_flight, "ARI poll");
-            (serial, world.poll(cert, ca, ari_id).await)
+            debug!(cert_name = %name, ca, in_flight, "ARI poll");
+            (serial, world.poll(name, ca, ari_id).await)
         });
     }
 
@@ -57,6 +57,7 @@ impl Scheduler {
             self.touched(&name);
             return;
         }
+        let was_revoked = cs.revoked;
         if on_crl == Some(true) && !cs.revoked {
             warn!(cert_name = %name, renewd_event = "revoked-detected", serial,
                 "serial listed on the CA's CRL: certificate revoked, renewing now");
@@ -85,9 +86,16 @@ impl Scheduler {
             }
         };
         cs.ari_poll_at = Some(next);
+        let revoked = cs.revoked && !was_revoked;
         drop(state);
+        // A newly drawn renewal time is saved at once by `replan`; so is a
+        // revocation, here. The rest is bookkeeping.
         self.replan(&name).await;
-        self.schedule_save();
+        if revoked {
+            self.schedule_save();
+        } else {
+            self.save_within(super::LAZY_SAVE_DELAY);
+        }
     }
 
     /// A poll task panicked: count it as a failed poll, retried after a backoff.

@@ -233,7 +233,10 @@ impl Scheduler {
         } else if deploying > 0 {
             self.deploy_done(&name).await;
         }
-        self.schedule_save();
+        match kind {
+            Verify::EndsDeployment => self.schedule_save(),
+            Verify::Periodic => self.save_within(super::LAZY_SAVE_DELAY),
+        }
         self.status_changed();
     }
 

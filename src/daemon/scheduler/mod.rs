@@ -53,6 +53,11 @@ use crate::systemd::notify;
 const DRAIN: StdDuration = StdDuration::from_secs(5);
 /// Coalesces state writes during a mass renewal.
 const SAVE_DELAY: StdDuration = StdDuration::from_secs(1);
+/// How long routine bookkeeping (an ARI poll that changed nothing but its
+/// next time, a periodic check) may wait to be written: with 100,000
+/// certificates polls end several times a second, and each save is an fsync.
+/// A crash loses at most this much of it, which only means polling again.
+const LAZY_SAVE_DELAY: StdDuration = StdDuration::from_secs(60);
 /// At most one `STATUS=` a second: a mass renewal finishes hundreds of
 /// certificates a second, and each line costs a pass over all of them.
 const STATUS_INTERVAL: StdDuration = StdDuration::from_secs(1);
@@ -160,6 +165,8 @@ pub(crate) struct Scheduler {
     /// When the next `STATUS=` is due, if anything changed.
     status_at: Option<Instant>,
     status_sent: Instant,
+    /// Whether systemd reads `STATUS=` lines.
+    notify: bool,
 }
 
 impl Scheduler {
@@ -198,6 +205,7 @@ impl Scheduler {
             due: BTreeSet::new(),
             status_at: None,
             status_sent: Instant::now(),
+            notify: notify::listening(),
         }
     }
 
@@ -370,8 +378,7 @@ impl Scheduler {
             self.rng.random(),
         );
         if changed {
-            self.save_at
-                .get_or_insert_with(|| Instant::now() + SAVE_DELAY);
+            self.schedule_save();
         }
         let ari_poll_at = ari_id.as_ref().map(|_| cs.ari_poll_at.unwrap_or(now));
         let (fresh_key, issued_by) = (cs.needs_fresh_key(), cs.ca.clone());
@@ -393,8 +400,13 @@ impl Scheduler {
     }
 
     fn schedule_save(&mut self) {
-        self.save_at
-            .get_or_insert_with(|| Instant::now() + SAVE_DELAY);
+        self.save_within(SAVE_DELAY);
+    }
+
+    /// Saves within `delay`, or sooner if a save is already due sooner.
+    fn save_within(&mut self, delay: StdDuration) {
+        let at = Instant::now() + delay;
+        self.save_at = Some(self.save_at.map_or(at, |due| due.min(at)));
     }
 
     async fn save_state(&mut self) {

@@ -8,8 +8,12 @@ use super::{STATUS_INTERVAL, Scheduler};
 use crate::systemd::notify;
 
 impl Scheduler {
-    /// Sends `STATUS=` now, or a second after the last one.
+    /// Sends `STATUS=` now, or a second after the last one — when systemd
+    /// listens: the line is a pass over every certificate.
     pub(super) fn status_changed(&mut self) {
+        if !self.notify {
+            return;
+        }
         let at = (self.status_sent + STATUS_INTERVAL).max(Instant::now());
         self.status_at.get_or_insert(at);
     }

@@ -62,8 +62,9 @@ pub(crate) trait World: Send + Sync + 'static {
         random: f64,
     );
 
-    /// Asks CA `ca` for the renewal window of `ari_id`, and looks at its CRL.
-    fn poll(&self, cert: CertificateConfig, ca: String, ari_id: String) -> Work<Polled>;
+    /// Asks CA `ca` for the renewal window of certificate `name`'s `ari_id`,
+    /// and looks at its CRL.
+    fn poll(&self, name: String, ca: String, ari_id: String) -> Work<Polled>;
 
     /// The CA that issued `cert`'s live certificate (`issued_by`), else its first.
     fn issuer(&self, cert: &CertificateConfig, issued_by: Option<&str>) -> String;
@@ -140,17 +141,17 @@ impl World for Daemon {
         self.renewer.record(cert, outcome, cs, times, random);
     }
 
-    fn poll(&self, cert: CertificateConfig, ca: String, ari_id: String) -> Work<Polled> {
+    fn poll(&self, name: String, ca: String, ari_id: String) -> Work<Polled> {
         let renewer = Arc::clone(&self.renewer);
         Box::pin(async move {
             let result = renewer.cas.renewal_info(&ca, &ari_id).await;
             // One read of the live certificate serves the CRL look and the
             // revocation heuristic.
-            let lineage = renewer.store.lineage(&cert.name).ok().flatten();
+            let lineage = renewer.store.lineage(&name).ok().flatten();
             match &lineage {
                 Some(l) => (
                     result,
-                    renewer.cas.crl_revoked(&cert.name, l).await,
+                    renewer.cas.crl_revoked(&name, l).await,
                     Some(l.cert.not_before + l.cert.lifetime() / 2),
                 ),
                 None => (result, None, None),
