@@ -474,15 +474,20 @@ fi
 # Debian packages here); the scriptlets run under the same systemd.
 "$sandbox" copy-in "$SBX_DIR" "$rpm" /var/tmp/renewd.rpm
 rpm_cmd='rpm --nodeps --force-debian'
+# A preset that enables renewd, as a distribution's or an admin's would: %post
+# applies it on a first install (and only then).
+in_ct 'mkdir -p /etc/systemd/system-preset && echo "enable renewd.service" >/etc/systemd/system-preset/50-renewd-test.preset'
 if in_ct 'command -v rpm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rpm >/dev/null 2>&1' &&
    in_ct "$rpm_cmd -i /var/tmp/renewd.rpm >/dev/null 2>&1" &&
    in_ct 'test -x /usr/bin/renewd && test -f /usr/lib/systemd/system/renewd.service &&
           systemctl cat renewd.service >/dev/null && renewd check-config >/dev/null &&
-          ! systemctl is-active --quiet renewd'; then
-  pass "rpm -i: binary, unit known to systemd (daemon-reload by %post), shipped config valid, not started"
+          ! systemctl is-active --quiet renewd && test "$(systemctl is-enabled renewd)" = enabled'; then
+  pass "rpm -i: binary, unit known to systemd (daemon-reload by %post), preset applied (enabled by the preset file), shipped config valid, not started"
 else
-  fail "rpm -i installs renewd and systemd knows its unit"
+  in_ct 'systemctl is-enabled renewd' || true
+  fail "rpm -i installs renewd, applies the preset and systemd knows its unit"
 fi
+in_ct 'rm -f /etc/systemd/system-preset/50-renewd-test.preset'
 # The purge took /etc/renewd with it: the Pebble CA again, then a config.
 "$sandbox" copy-in "$SBX_DIR" "$PEBBLE_CA" /etc/renewd/pebble-ca.pem
 write_config "$cert_a"

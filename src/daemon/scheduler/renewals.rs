@@ -158,15 +158,24 @@ impl Scheduler {
     /// before any of them can finish; it does not hold them up.
     pub(super) async fn force(&mut self, names: &[String]) {
         let names = self.batch.get_or_insert_default().take(names);
+        let now = self.clock.now();
+        // Forced, but not before the CA's Retry-After or a failure's backoff
+        // (the plan's rule): those start when it ends.
+        let mut held = HashSet::new();
         {
             let mut state = self.state.lock().await;
             for name in &names {
-                state.entry(name).force_pending = true;
+                let cs = state.entry(name);
+                cs.force_pending = true;
+                if cs.failures > 0 && cs.retry_at.is_some_and(|at| at > now) {
+                    held.insert(name.clone());
+                }
             }
         }
         for name in &names {
             match self.entries.get_mut(name) {
                 Some(entry) if entry.running => entry.reforce = true,
+                Some(_) if held.contains(name) => self.replan(name).await,
                 Some(_) => self.start_renewal(name, "forced"),
                 None => {}
             }
