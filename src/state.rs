@@ -69,6 +69,10 @@ pub struct CertState {
     /// Do not try again before this (backoff, Retry-After).
     #[serde(with = "time::serde::rfc3339::option")]
     pub retry_at: Option<OffsetDateTime>,
+    /// The part of `retry_at` the CA asked for (a rate limit's time, a
+    /// `Retry-After`): even a forced renewal waits for it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ca_retry_at: Option<OffsetDateTime>,
     /// A forced renewal (SIGUSR1, `renew --force`) was requested and has not
     /// succeeded yet; survives a crash so a restarted daemon finishes the job.
     pub force_pending: bool,
@@ -100,6 +104,7 @@ impl CertState {
         self.failures = 0;
         self.last_failure = None;
         self.retry_at = None;
+        self.ca_retry_at = None;
         self.force_pending = false;
         self.deploy_pending = false;
         self.reload_errors.clear();

@@ -92,15 +92,14 @@ impl Outcome {
                 let jitter = 0.5 + attempt.random / 2.0;
                 let backoff =
                     attempt.now + schedule::backoff(cs.failures, attempt.check_interval, jitter);
-                cs.retry_at = Some(
-                    schedule::ca_retry_time(
-                        why.kind,
-                        attempt.told,
-                        attempt.now,
-                        attempt.check_interval,
-                    )
-                    .map_or(backoff, |asked| asked.max(backoff)),
+                let asked = schedule::ca_retry_time(
+                    why.kind,
+                    attempt.told,
+                    attempt.now,
+                    attempt.check_interval,
                 );
+                cs.ca_retry_at = asked;
+                cs.retry_at = Some(asked.map_or(backoff, |asked| asked.max(backoff)));
             }
             Self::NotDue { .. } | Self::Stopped => {}
         }

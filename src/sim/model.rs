@@ -103,6 +103,17 @@ pub(super) struct Counts {
     pub crashes: u64,
 }
 
+/// When a failure allows the next order for a certificate.
+#[derive(Debug, Clone)]
+pub(super) struct HoldOff {
+    /// Not before the shortest backoff (forced renewals excepted).
+    pub backoff: OffsetDateTime,
+    /// Not before the CA's `Retry-After`, even forced.
+    pub ca: Option<OffsetDateTime>,
+    /// The daemon's own retry time, for the report.
+    pub retry_at: OffsetDateTime,
+}
+
 /// A revocation the daemon must answer by replacing the certificate.
 #[derive(Debug, Clone)]
 pub(super) struct Revoked {
@@ -133,8 +144,8 @@ pub(super) struct Sim {
     pub orders_in_flight: usize,
     pub polls_in_flight: usize,
     pub ordering: HashSet<String>,
-    /// Per certificate, no order before this, and why (backoff, Retry-After).
-    pub hold_off: HashMap<String, (OffsetDateTime, String)>,
+    /// Per certificate, when the last failure allows the next order.
+    pub hold_off: HashMap<String, HoldOff>,
     /// Per certificate, the latest `Retry-After` the CA sent and when it did.
     pub told: HashMap<String, (OffsetDateTime, OffsetDateTime)>,
     /// Per certificate, when its live version was published (until judged).

@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::faults::Fault;
-use super::model::{Live, Note, Sim};
+use super::model::{HoldOff, Live, Note, Sim};
 use crate::acme::{self, RenewalInfo};
 use crate::config::{CertificateConfig, Config, ReloadTarget};
 use crate::daemon::scheduler::{Polled, Work, World};
@@ -156,13 +156,15 @@ impl World for SimWorld {
             random,
         };
         outcome.record(cs, &attempt);
-        if let (Outcome::Failed(_), Some(retry)) = (outcome, cs.retry_at) {
-            // What the daemon promised itself: checked at the next order.
-            // Never before the shortest backoff, nor before the CA said.
-            let why = format!("retry_at {}", crate::status::rfc3339(retry));
-            let earliest = now + Duration::seconds(30);
-            let at = told.map_or(earliest, |t| t.max(earliest));
-            sim.hold_off.insert(cert.name.clone(), (at, why));
+        if let (Outcome::Failed(_), Some(retry_at)) = (outcome, cs.retry_at) {
+            // Checked at the next order: never before the shortest backoff
+            // (unless forced), nor before the CA said.
+            let hold = HoldOff {
+                backoff: now + Duration::seconds(30),
+                ca: told,
+                retry_at,
+            };
+            sim.hold_off.insert(cert.name.clone(), hold);
         }
     }
 
@@ -289,9 +291,19 @@ impl Sim {
         if !self.ordering.insert(name.clone()) {
             self.violated(5, name, "a second order while one is in flight");
         }
-        if let Some((at, why)) = self.hold_off.remove(name) {
-            if now < at {
-                let what = format!("order placed before {} ({why})", rfc3339(at));
+        if let Some(hold) = self.hold_off.remove(name) {
+            let forced = reason.starts_with("forced");
+            let early = match hold.ca {
+                Some(ca) if now < ca => Some(("the CA's Retry-After", ca)),
+                _ if now < hold.backoff && !forced => Some(("the backoff", hold.backoff)),
+                _ => None,
+            };
+            if let Some((what, at)) = early {
+                let what = format!(
+                    "order placed before {} ({what}; retry_at {})",
+                    rfc3339(at),
+                    rfc3339(hold.retry_at)
+                );
                 self.violated(3, name, &what);
             }
         }

@@ -591,6 +591,19 @@ mod tests {
         assert!(starts_by(&mut scheduler, due).await, "forced once it ended");
     }
 
+    /// An operator who forces a renewal after fixing what failed does not wait
+    /// for renewd's own backoff.
+    #[tokio::test(start_paused = true)]
+    async fn a_forced_renewal_skips_renewds_own_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut scheduler = scheduler(dir.path());
+        scheduler.replan_all().await;
+        fail(&mut scheduler, crate::failure::Kind::ValidationFailed).await;
+        assert!(!scheduler.entries["a"].running);
+        scheduler.force(&["a".to_owned()]).await;
+        assert!(scheduler.entries["a"].running, "waited for the backoff");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_host_resumed_after_thirty_days_renews_within_minutes() {
         let dir = tempfile::tempdir().unwrap();

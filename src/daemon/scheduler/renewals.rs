@@ -159,15 +159,16 @@ impl Scheduler {
     pub(super) async fn force(&mut self, names: &[String]) {
         let names = self.batch.get_or_insert_default().take(names);
         let now = self.clock.now();
-        // Forced, but not before the CA's Retry-After or a failure's backoff
-        // (the plan's rule): those start when it ends.
+        // Forced: renewd's own backoff is skipped, but not a time the CA asked
+        // for (a rate limit, a Retry-After): those start when their retry time
+        // ends, as planned.
         let mut held = HashSet::new();
         {
             let mut state = self.state.lock().await;
             for name in &names {
                 let cs = state.entry(name);
                 cs.force_pending = true;
-                if cs.failures > 0 && cs.retry_at.is_some_and(|at| at > now) {
+                if cs.ca_retry_at.is_some_and(|at| at > now) {
                     held.insert(name.clone());
                 }
             }
