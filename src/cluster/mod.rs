@@ -11,6 +11,7 @@
 //! force                    {"id":..}             the latest fleet-wide mass renewal
 //! challenges/<token>       ChallengeRecord       an http-01 / tls-alpn-01 response presented
 //! acks/<token>/<node>      ""                    <node> answers that response too
+//! deployed/<name>/<node>   Deployed (JSON)       what <node> has live, and verified
 //! ```
 //!
 //! Each node keeps one etcd lease alive (`session`). For every certificate,
@@ -30,6 +31,7 @@
 mod challenges;
 mod force;
 mod leases;
+mod report;
 mod seal;
 mod session;
 mod share;
@@ -48,6 +50,7 @@ use crate::daemon::Event;
 use crate::solver::Solvers;
 use crate::store::Store;
 
+pub use report::FleetStatus;
 pub(crate) use seal::Sealer;
 
 /// What went wrong talking to etcd or handling what it holds.
@@ -116,6 +119,11 @@ pub struct Cluster {
     synced: AtomicBool,
     /// The last connection state reported to the scheduler.
     was_connected: AtomicBool,
+    /// What this node last reported as deployed, under which lease.
+    reported: Mutex<(
+        i64,
+        std::collections::HashMap<String, crate::status::Deployed>,
+    )>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -160,6 +168,7 @@ impl Cluster {
             solvers: Mutex::default(),
             synced: AtomicBool::new(false),
             was_connected: AtomicBool::new(false),
+            reported: Mutex::default(),
         }))
     }
 

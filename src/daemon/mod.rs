@@ -155,6 +155,13 @@ pub async fn run(location: &Location) -> Result<(), Error> {
             .await
             .map_err(|e| Error::Metrics(addr, e))?;
     }
+    if let Some(cluster) = &cluster {
+        tokio::spawn(report_deployments(
+            Arc::clone(cluster),
+            view_rx.clone(),
+            cancel.clone(),
+        ));
+    }
     let control = tokio::spawn(server.serve(events_tx, view_rx, cancel.clone()));
     // A thread of its own that ends right away: a blocking-pool thread would
     // linger and wake up 10 s later just to exit.
@@ -170,6 +177,26 @@ pub async fn run(location: &Location) -> Result<(), Error> {
     let _ = control.await;
     Ok(())
 }
+
+/// Fleet mode: reports what this node has deployed (and verified) every
+/// [`REPORT_INTERVAL`], for any node's `status`.
+async fn report_deployments(
+    cluster: Arc<Cluster>,
+    view: watch::Receiver<View>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(REPORT_INTERVAL) => {}
+        }
+        let view = view.borrow().clone();
+        cluster.report(&view.statuses().await).await;
+    }
+}
+
+/// How often a node of a fleet reports its deployments.
+const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the control socket and metrics scrapes work with: the running config's
 /// [`Renewer`] (config, store, CAs) and the state (locked only to copy it).

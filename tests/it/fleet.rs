@@ -4,16 +4,30 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::fixture::{Fleet, many_certificates};
+use nix::sys::signal::Signal;
+
+use crate::fixture::{Fleet, Nginx, many_certificates, toml_list, wait_until};
 
 /// Waits until every node has every certificate of `names` live, with a
 /// matching key, and the same serial on all nodes; the serials.
 fn wait_in_step(fleet: &Fleet, names: &[String], timeout: Duration) -> Vec<String> {
-    let mut serials = Vec::new();
+    wait_renewed(fleet, &[0, 1, 2], names, &[], timeout)
+}
+
+/// Waits until `nodes` all have the same live serial (key matching) for every
+/// certificate of `names`, none of them in `before`; the serials.
+fn wait_renewed(
+    fleet: &Fleet,
+    nodes: &[usize],
+    names: &[String],
+    before: &[String],
+    timeout: Duration,
+) -> Vec<String> {
     let in_step = || {
         names.iter().all(|name| {
-            let here: Vec<Option<String>> = (0..3).map(|i| fleet.serial(i, name)).collect();
-            here[0].is_some() && here.iter().all(|s| *s == here[0])
+            let here: Vec<Option<String>> = nodes.iter().map(|&i| fleet.serial(i, name)).collect();
+            here[0].as_ref().is_some_and(|s| !before.contains(s))
+                && here.iter().all(|s| *s == here[0])
         })
     };
     let deadline = std::time::Instant::now() + timeout;
@@ -25,10 +39,10 @@ fn wait_in_step(fleet: &Fleet, names: &[String], timeout: Duration) -> Vec<Strin
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    for name in names {
-        serials.push(fleet.serial(0, name).unwrap());
-    }
-    serials
+    names
+        .iter()
+        .map(|name| fleet.serial(nodes[0], name).unwrap())
+        .collect()
 }
 
 /// The holders etcd records: certificate → node.
@@ -95,4 +109,204 @@ fn validation_succeeds_when_the_ca_reaches_only_one_node_while_others_hold_the_l
         !validated_by_web1.contains("not every node acknowledged"),
         "{validated_by_web1}"
     );
+}
+
+#[test]
+fn sigusr1_on_one_node_renews_each_certificate_once_deploys_and_verifies_it_everywhere() {
+    let (names, certs) = many_certificates(9);
+    let mut fleet = Fleet::new("", &certs);
+    fleet.start_all();
+    wait_in_step(&fleet, &names, Duration::from_secs(120));
+    // Each node serves every certificate with its own nginx, reloaded by a
+    // hook that counts its runs.
+    let mut nginxes = Vec::new();
+    for i in 0..3 {
+        let sites: Vec<(String, String)> = names
+            .iter()
+            .map(|n| (n.clone(), format!("{n}.example.com")))
+            .collect();
+        let sites: Vec<(&str, &str)> = sites
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let nginx = Nginx::start(&fleet.node_dir(i), &fleet.store(i), &sites);
+        let counter = fleet.node_dir(i).join("reloads");
+        let mut argv = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("echo reload >> {}; exec \"$0\" \"$@\"", counter.display()),
+        ];
+        argv.extend(nginx.argv(&["-s", "reload"]));
+        let with_deploy: String = names
+            .iter()
+            .map(|n| {
+                format!(
+                    "[[certificate]]\nname = \"{n}\"\ndomains = [\"{n}.example.com\"]\n\
+                     reload = [{{ exec = {} }}]\nverify = [\"{}\"]\n\n",
+                    toml_list(&argv),
+                    nginx.target()
+                )
+            })
+            .collect();
+        fleet.write_config(i, &with_deploy);
+        fleet.node(i).signal(Signal::SIGHUP);
+        nginxes.push(nginx);
+    }
+    for i in 0..3 {
+        wait_until(Duration::from_secs(30), "the config reload", || {
+            fleet.node(i).log_text().contains("config reloaded")
+        });
+    }
+    let before = wait_in_step(&fleet, &names, Duration::from_secs(10));
+    let issued = fleet.issued();
+
+    fleet.node(1).signal(Signal::SIGUSR1);
+
+    let after = wait_renewed(
+        &fleet,
+        &[0, 1, 2],
+        &names,
+        &before,
+        Duration::from_secs(120),
+    );
+    // Deployed and verified on every node, as any node's status shows.
+    wait_until(
+        Duration::from_secs(60),
+        "every node to verify the new certificates",
+        || {
+            let (_, json) = fleet.status(2);
+            json["certificates"].as_array().is_some_and(|certs| {
+                certs.len() == names.len()
+                    && certs.iter().all(|c| {
+                        let deployed = c["deployed"].as_array().cloned().unwrap_or_default();
+                        deployed.len() == 3
+                            && deployed.iter().all(|d| {
+                                d["verified"] == true && after.iter().any(|s| d["serial"] == *s)
+                            })
+                    })
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        fleet.issued() - issued,
+        names.len(),
+        "each renewed once\n{}",
+        fleet.logs()
+    );
+    for i in 0..3 {
+        let reloads =
+            std::fs::read_to_string(fleet.node_dir(i).join("reloads")).unwrap_or_default();
+        assert_eq!(
+            reloads.lines().count(),
+            1,
+            "web{}: nginx reloaded once\n{}",
+            i + 1,
+            fleet.logs()
+        );
+        let (code, json) = fleet.status(i);
+        assert_eq!(code, 0, "web{}: {json}", i + 1);
+        assert_eq!(json["cluster"]["connected"], true, "{json}");
+        assert!(json["certificates"][0]["holder"].is_string(), "{json}");
+    }
+}
+
+#[test]
+fn a_holder_killed_in_the_middle_of_a_mass_renewal_leaves_the_others_to_finish_it() {
+    let (names, certs) = many_certificates(15);
+    // Pebble validates after a random pause of up to 15 s: the mass renewal
+    // lasts long enough to kill a node in its middle.
+    let mut fleet = Fleet::with_pebble_env(&[("PEBBLE_VA_NOSLEEP", "0")], "", &certs);
+    fleet.start_all();
+    let before = wait_in_step(&fleet, &names, Duration::from_secs(180));
+    let issued = fleet.issued();
+
+    fleet.node(0).signal(Signal::SIGUSR1);
+    wait_until(
+        Duration::from_secs(30),
+        "web2 to start forced orders",
+        || fleet.node(1).log_text().contains("reason=\"forced\""),
+    );
+    fleet.nodes[1].as_mut().unwrap().kill9();
+
+    wait_renewed(&fleet, &[0, 2], &names, &before, Duration::from_secs(180));
+    std::thread::sleep(Duration::from_secs(4));
+    let orders = fleet.issued() - issued;
+    // web2's orders in flight may be issued and lost with it: at most
+    // max_concurrent (8) extra.
+    assert!(
+        (names.len()..=names.len() + 8).contains(&orders),
+        "{orders} orders for {} certificates\n{}",
+        names.len(),
+        fleet.logs()
+    );
+}
+
+#[test]
+fn etcd_without_quorum_stops_orders_but_not_serving_and_the_work_resumes_with_it() {
+    let (names, certs) = many_certificates(6);
+    let mut fleet = Fleet::new("", &certs);
+    fleet.start_all();
+    let before = wait_in_step(&fleet, &names, Duration::from_secs(120));
+
+    // One member down: no effect.
+    fleet.etcd.stop_member(0);
+    fleet.node(2).signal(Signal::SIGUSR1);
+    let renewed = wait_renewed(
+        &fleet,
+        &[0, 1, 2],
+        &names,
+        &before,
+        Duration::from_secs(120),
+    );
+    for i in 0..3 {
+        let (code, json) = fleet.status(i);
+        assert_eq!(code, 0, "web{}: {json}", i + 1);
+    }
+
+    // Two down: no quorum. Status says so; a new certificate is not ordered;
+    // the others stay served.
+    fleet.etcd.stop_member(1);
+    for i in 0..3 {
+        wait_until(
+            Duration::from_secs(30),
+            "status to report etcd gone",
+            || {
+                let (code, json) = fleet.status(i);
+                code == 1 && json["cluster"]["connected"] == false
+            },
+        );
+    }
+    let late =
+        format!("{certs}[[certificate]]\nname = \"late\"\ndomains = [\"late.example.com\"]\n");
+    let issued = fleet.issued();
+    for i in 0..3 {
+        fleet.write_config(i, &late);
+        fleet.node(i).signal(Signal::SIGHUP);
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        fleet.issued(),
+        issued,
+        "no order without etcd\n{}",
+        fleet.logs()
+    );
+    for i in 0..3 {
+        for (name, serial) in names.iter().zip(&renewed) {
+            assert_eq!(fleet.serial(i, name).as_ref(), Some(serial), "still served");
+        }
+    }
+
+    // Members back: the pending certificate is issued, once.
+    fleet.etcd.start_member(0);
+    fleet.etcd.start_member(1);
+    fleet.etcd.wait_healthy();
+    wait_in_step(&fleet, &["late".to_owned()], Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(fleet.issued(), issued + 1, "{}", fleet.logs());
+    for i in 0..3 {
+        wait_until(Duration::from_secs(30), "status healthy again", || {
+            fleet.status(i).0 == 0
+        });
+    }
 }
