@@ -12,11 +12,14 @@ use std::sync::atomic::Ordering;
 use etcd_client::{EventType, WatchOptions};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 use super::share::Shared;
 use super::{Cluster, Error, lock, pause};
 use crate::daemon::Event;
+
+/// How long a mass renewal request keeps trying to reach etcd.
+const FORCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The value of `force`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,12 +34,26 @@ struct Force {
 }
 
 impl Cluster {
-    /// Asks the whole fleet to renew `names` (empty: all) once.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Etcd`] when etcd cannot take the request.
-    pub async fn request_force(&self, names: &[String]) -> Result<(), Error> {
+    /// Asks the whole fleet to renew `names` (empty: all) once, trying for
+    /// up to [`FORCE_PATIENCE`] while etcd does not answer (logged then).
+    pub async fn request_force(&self, names: &[String]) {
+        let deadline = tokio::time::Instant::now() + FORCE_PATIENCE;
+        loop {
+            match self.try_force(names).await {
+                Ok(()) => return,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    error!(
+                        renewd_event = "fleet-renew-all-failed",
+                        "cannot ask the fleet to renew: {e}; nothing was forced (try again once etcd answers)"
+                    );
+                    return;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+            }
+        }
+    }
+
+    async fn try_force(&self, names: &[String]) -> Result<(), Error> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
         let id = u64::try_from(now)
             .unwrap_or_default()
@@ -139,15 +156,17 @@ impl Cluster {
                 continue;
             }
             let key = self.key(&format!("certs/{name}"));
+            // A certificate the fleet has no version of yet is being issued
+            // anyway, after the batch.
             let batch = match client.get(key, None).await {
                 Ok(response) => response
                     .kvs()
                     .first()
                     .and_then(|kv| serde_json::from_slice::<Shared>(kv.value()).ok())
-                    .map_or(0, |s| s.batch),
+                    .map(|s| s.batch),
                 Err(_) => continue,
             };
-            if batch < id {
+            if batch.is_some_and(|b| b < id) {
                 pending.push(name.clone());
             }
         }

@@ -94,8 +94,11 @@ pub struct Cluster {
     sealer: Sealer,
     store: Store,
     events: mpsc::Sender<Event>,
-    /// Connected client; `None` until the first connection.
+    /// Connected client; `None` until the first connection and after a
+    /// failed session.
     client: Mutex<Option<etcd_client::Client>>,
+    /// Which endpoint the next connection tries first.
+    endpoint: std::sync::atomic::AtomicUsize,
     /// This node's lease (0: none yet).
     lease: AtomicI64,
     /// When etcd last confirmed the lease: the node holds nothing once this
@@ -157,6 +160,7 @@ impl Cluster {
             store,
             events,
             client: Mutex::new(None),
+            endpoint: std::sync::atomic::AtomicUsize::new(0),
             lease: AtomicI64::new(0),
             confirmed: Mutex::new(None),
             held: Mutex::default(),

@@ -2,8 +2,8 @@
 //! `lease_ttl`, register under `nodes/<node>` with it, and keep it alive
 //! every third of its TTL. Every key a node owns is attached to this lease, so
 //! a node that dies, or cannot reach a quorum for `lease_ttl`, drops them all.
-//! A lost connection is retried every second, keeping the lease if etcd still
-//! has it.
+//! A lost connection is retried every second, with the next endpoint, keeping
+//! the lease if etcd still has it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,6 +34,10 @@ impl Cluster {
                 }
             }
             *lock(&self.confirmed) = None;
+            // The next session talks to the next member: one that is down
+            // or cut off from the quorum must not hold the node back.
+            *lock(&self.client) = None;
+            self.endpoint.fetch_add(1, Ordering::SeqCst);
             self.connection_changed().await;
             if !pause(&cancel, Duration::from_secs(1)).await {
                 return;
@@ -117,7 +121,11 @@ impl Cluster {
                 .map_err(|e| Error::File(format!("{}: cannot read: {e}", file.display())))?;
             options = options.with_user(user.clone(), password.trim_end().to_owned());
         }
-        Ok(Client::connect(&self.config.etcd, Some(options)).await?)
+        // One member at a time, in turn: the client's own balancing keeps
+        // sending requests to a member that is down.
+        let endpoints = &self.config.etcd;
+        let endpoint = &endpoints[self.endpoint.load(Ordering::SeqCst) % endpoints.len()];
+        Ok(Client::connect([endpoint], Some(options)).await?)
     }
 
     /// Tells the scheduler when the node's connection changed: every

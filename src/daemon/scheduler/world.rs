@@ -292,13 +292,9 @@ impl World for Daemon {
             return Box::pin(async { None });
         };
         let names = names.to_vec();
-        Box::pin(async move {
-            Some(
-                cluster
-                    .request_force(&names)
-                    .await
-                    .map_err(|e| e.to_string()),
-            )
-        })
+        // In the background: etcd may take a while to answer (a member just
+        // went down), and the scheduler must not wait for it.
+        tokio::spawn(async move { cluster.request_force(&names).await });
+        Box::pin(async { Some(Ok(())) })
     }
 }
