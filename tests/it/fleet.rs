@@ -310,3 +310,123 @@ fn etcd_without_quorum_stops_orders_but_not_serving_and_the_work_resumes_with_it
         });
     }
 }
+
+/// The benchmark of docs/benchmarks.md ("Fleet mode"), not run by default:
+/// a mass renewal of `RENEWD_FLEET_BENCH_N` (1000) certificates by a fleet of
+/// three, against one renewd alone on the same Pebble; prints both
+/// throughputs and etcd's writes per renewal.
+///
+/// `cargo test --release --test it fleet::mass_renewal_throughput -- --ignored --nocapture`
+#[test]
+#[ignore = "a benchmark: minutes of CPU"]
+fn mass_renewal_throughput_of_a_fleet_against_one_node() {
+    let n: usize = std::env::var("RENEWD_FLEET_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let (names, certs) = many_certificates(n);
+    let mut fleet = Fleet::new("", &certs);
+
+    // One node alone (no [cluster]) on the same Pebble.
+    let alone = fleet.dir.path().join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    let config = alone.join("renewd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n{}\n[solver.web]\ntype = \"http-01\"\nlisten = \"127.0.0.1:{}\"\n\n{certs}",
+            crate::fixture::daemon_table(&alone.join("state"), &alone.join("control.sock")),
+            fleet.pebble.ca_toml("pebble"),
+            fleet.pebble.http01_port
+        ),
+    )
+    .unwrap();
+    let store = renewd::store::Store::open(&alone.join("state")).unwrap();
+    let serials = |store: &renewd::store::Store| -> Vec<Option<String>> {
+        names
+            .iter()
+            .map(|n| store.lineage(n).ok().flatten().map(|l| l.cert.serial))
+            .collect()
+    };
+    let single = {
+        let daemon =
+            crate::fixture::Daemon::start_in(&alone, &config, alone.join("control.sock"), "warn");
+        wait_until(
+            Duration::from_secs(1200),
+            "the single node's issuance",
+            || serials(&store).iter().all(Option::is_some),
+        );
+        let before = serials(&store);
+        let start = std::time::Instant::now();
+        daemon.signal(Signal::SIGUSR1);
+        wait_until(
+            Duration::from_secs(1200),
+            "the single node's mass renewal",
+            || {
+                serials(&store)
+                    .iter()
+                    .zip(&before)
+                    .all(|(now, was)| now.is_some() && now != was)
+            },
+        );
+        start.elapsed()
+    };
+
+    fleet.start_all();
+    let before = wait_in_step(&fleet, &names, Duration::from_secs(1200));
+    let writes_before = etcd_writes(&fleet);
+    let start = std::time::Instant::now();
+    fleet.node(0).signal(Signal::SIGUSR1);
+    wait_renewed(
+        &fleet,
+        &[0, 1, 2],
+        &names,
+        &before,
+        Duration::from_secs(1200),
+    );
+    let three = start.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    let writes = etcd_writes(&fleet) - writes_before;
+
+    #[expect(clippy::cast_precision_loss, reason = "small counts")]
+    let (rate, fleet_rate, per) = (
+        n as f64 / single.as_secs_f64(),
+        n as f64 / three.as_secs_f64(),
+        writes as f64 / n as f64,
+    );
+    println!(
+        "fleet bench: {n} certificates; one node alone {single:.1?} ({rate:.1}/s); \
+         fleet of three, renewed and published on all nodes, {three:.1?} ({fleet_rate:.1}/s, \
+         {:.2}x); etcd writes {writes} ({per:.1} per renewal)",
+        fleet_rate / rate
+    );
+}
+
+/// Key writes etcd applied so far (puts and deletes, also those inside
+/// transactions), from a member's metrics.
+fn etcd_writes(fleet: &Fleet) -> u64 {
+    use std::io::{Read, Write};
+    let endpoint = &fleet.etcd.endpoints()[0];
+    let addr = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body.lines()
+        .filter(|l| {
+            ["etcd_mvcc_put_total ", "etcd_mvcc_delete_total "]
+                .iter()
+                .any(|m| l.starts_with(m))
+        })
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|v| {
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "counters"
+            )]
+            let v = v as u64;
+            v
+        })
+        .sum()
+}
