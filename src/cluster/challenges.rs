@@ -79,10 +79,14 @@ impl Fleet for Cluster {
                     Some(DeleteOptions::new().with_prefix()),
                 ),
             ]);
+            // In the background: the order waits for nothing here, and a
+            // late delete is harmless (the key also goes with the lease).
             if let Ok(mut client) = self.client() {
-                if let Err(e) = client.txn(txn).await {
-                    debug!("cannot withdraw a challenge: {e}");
-                }
+                tokio::spawn(async move {
+                    if let Err(e) = client.txn(txn).await {
+                        debug!("cannot withdraw a challenge: {e}");
+                    }
+                });
             }
         })
     }

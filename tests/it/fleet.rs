@@ -8,6 +8,10 @@ use nix::sys::signal::Signal;
 
 use crate::fixture::{Fleet, Nginx, many_certificates, toml_list, wait_until};
 
+/// Orders in flight per node: Pebble 2.10 can deadlock under many concurrent
+/// orders (docs/benchmarks.md), and three nodes add theirs up.
+const FEW_IN_FLIGHT: &str = "max_concurrent = 3\n";
+
 /// Waits until every node has every certificate of `names` live, with a
 /// matching key, and the same serial on all nodes; the serials.
 fn wait_in_step(fleet: &Fleet, names: &[String], timeout: Duration) -> Vec<String> {
@@ -62,7 +66,7 @@ fn holders(fleet: &Fleet) -> Vec<(String, String)> {
 #[test]
 fn fifty_certificates_are_issued_once_each_and_live_on_every_node_with_no_clear_key_in_etcd() {
     let (names, certs) = many_certificates(50);
-    let mut fleet = Fleet::new("", &certs);
+    let mut fleet = Fleet::new(FEW_IN_FLIGHT, &certs);
     // The CA reaches whichever node the "balancer" picks for a name.
     for (i, name) in names.iter().enumerate() {
         fleet.route(&format!("{name}.example.com"), i % 3);
@@ -93,7 +97,7 @@ fn fifty_certificates_are_issued_once_each_and_live_on_every_node_with_no_clear_
 #[test]
 fn validation_succeeds_when_the_ca_reaches_only_one_node_while_others_hold_the_leases() {
     let (names, certs) = many_certificates(12);
-    let mut fleet = Fleet::new("", &certs);
+    let mut fleet = Fleet::new(FEW_IN_FLIGHT, &certs);
     // challtestsrv answers 127.0.0.1 for every name: only web1 is reached.
     fleet.start_all();
 
@@ -114,7 +118,7 @@ fn validation_succeeds_when_the_ca_reaches_only_one_node_while_others_hold_the_l
 #[test]
 fn sigusr1_on_one_node_renews_each_certificate_once_deploys_and_verifies_it_everywhere() {
     let (names, certs) = many_certificates(9);
-    let mut fleet = Fleet::new("", &certs);
+    let mut fleet = Fleet::new(FEW_IN_FLIGHT, &certs);
     fleet.start_all();
     wait_in_step(&fleet, &names, Duration::from_secs(120));
     // Each node serves every certificate with its own nginx, reloaded by a
@@ -216,7 +220,7 @@ fn a_holder_killed_in_the_middle_of_a_mass_renewal_leaves_the_others_to_finish_i
     let (names, certs) = many_certificates(15);
     // Pebble validates after a random pause of up to 15 s: the mass renewal
     // lasts long enough to kill a node in its middle.
-    let mut fleet = Fleet::with_pebble_env(&[("PEBBLE_VA_NOSLEEP", "0")], "", &certs);
+    let mut fleet = Fleet::with_pebble_env(&[("PEBBLE_VA_NOSLEEP", "0")], FEW_IN_FLIGHT, &certs);
     fleet.start_all();
     let before = wait_in_step(&fleet, &names, Duration::from_secs(180));
     let issued = fleet.issued();
@@ -233,9 +237,9 @@ fn a_holder_killed_in_the_middle_of_a_mass_renewal_leaves_the_others_to_finish_i
     std::thread::sleep(Duration::from_secs(4));
     let orders = fleet.issued() - issued;
     // web2's orders in flight may be issued and lost with it: at most
-    // max_concurrent (8) extra.
+    // max_concurrent (3) extra.
     assert!(
-        (names.len()..=names.len() + 8).contains(&orders),
+        (names.len()..=names.len() + 3).contains(&orders),
         "{orders} orders for {} certificates\n{}",
         names.len(),
         fleet.logs()
@@ -245,7 +249,7 @@ fn a_holder_killed_in_the_middle_of_a_mass_renewal_leaves_the_others_to_finish_i
 #[test]
 fn etcd_without_quorum_stops_orders_but_not_serving_and_the_work_resumes_with_it() {
     let (names, certs) = many_certificates(6);
-    let mut fleet = Fleet::new("", &certs);
+    let mut fleet = Fleet::new(FEW_IN_FLIGHT, &certs);
     fleet.start_all();
     let before = wait_in_step(&fleet, &names, Duration::from_secs(120));
 
@@ -325,7 +329,15 @@ fn mass_renewal_throughput_of_a_fleet_against_one_node() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let (names, certs) = many_certificates(n);
-    let mut fleet = Fleet::new("", &certs);
+    // Few orders in flight: Pebble 2.10 deadlocks under concurrent orders
+    // (docs/benchmarks.md), here with 6 in flight after a few hundred orders.
+    // The node alone has 3; each node of the fleet RENEWD_FLEET_BENCH_PER_NODE
+    // (3: the same config as the node alone; 1: as many in flight in all).
+    let per_node: usize = std::env::var("RENEWD_FLEET_BENCH_PER_NODE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut fleet = Fleet::new(&format!("max_concurrent = {per_node}\n"), &certs);
 
     // One node alone (no [cluster]) on the same Pebble.
     let alone = fleet.dir.path().join("alone");
@@ -334,7 +346,7 @@ fn mass_renewal_throughput_of_a_fleet_against_one_node() {
     std::fs::write(
         &config,
         format!(
-            "{}\n{}\n[solver.web]\ntype = \"http-01\"\nlisten = \"127.0.0.1:{}\"\n\n{certs}",
+            "{}max_concurrent = 3\n\n{}\n[solver.web]\ntype = \"http-01\"\nlisten = \"127.0.0.1:{}\"\n\n{certs}",
             crate::fixture::daemon_table(&alone.join("state"), &alone.join("control.sock")),
             fleet.pebble.ca_toml("pebble"),
             fleet.pebble.http01_port
@@ -395,7 +407,7 @@ fn mass_renewal_throughput_of_a_fleet_against_one_node() {
         writes as f64 / n as f64,
     );
     println!(
-        "fleet bench: {n} certificates; one node alone {single:.1?} ({rate:.1}/s); \
+        "fleet bench ({per_node} in flight per node): {n} certificates; one node alone {single:.1?} ({rate:.1}/s); \
          fleet of three, renewed and published on all nodes, {three:.1?} ({fleet_rate:.1}/s, \
          {:.2}x); etcd writes {writes} ({per:.1} per renewal)",
         fleet_rate / rate
