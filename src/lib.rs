@@ -41,6 +41,11 @@
 //! waits for a renewal. [`systemd`] reports readiness, status and watchdog pings;
 //! [`metrics`] counts through a handle passed to what counts.
 //!
+//! In fleet mode ([`cluster`], `[cluster]` in the config) several daemons
+//! share their certificates through etcd: the scheduler asks whether this
+//! node holds a certificate's lease before ordering or polling, and versions
+//! other nodes issued reach it as events, to deploy like its own.
+//!
 //! [`control`] holds the socket protocol and the client the CLI uses; [`cli`]
 //! holds the commands; `main.rs` only parses and maps exit codes.
 
@@ -48,6 +53,7 @@ pub mod acme;
 pub mod certbot;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod crl;

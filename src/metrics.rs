@@ -58,6 +58,8 @@ struct Inner {
     healthy: Family<Name, Gauge>,
     revoked: Family<Name, Gauge>,
     served: Family<Served, Gauge>,
+    /// Fleet mode only (registered on first use): connected, leases held.
+    cluster: std::sync::OnceLock<(Gauge, Gauge)>,
     registry: Mutex<Registry>,
 }
 
@@ -79,6 +81,7 @@ impl Metrics {
             healthy: Family::default(),
             revoked: Family::default(),
             served: Family::default(),
+            cluster: std::sync::OnceLock::new(),
             registry: Mutex::new(Registry::default()),
         };
         {
@@ -133,6 +136,33 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    /// Fleet mode: whether this node is connected to etcd, and how many
+    /// certificate leases it holds (`renewd_cluster_*`, which exist only in
+    /// fleet mode).
+    pub fn cluster(&self, connected: bool, leases_held: usize) {
+        let (up, held) = self.0.cluster.get_or_init(|| {
+            let gauges = (Gauge::default(), Gauge::default());
+            let mut r = self
+                .0
+                .registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            r.register(
+                "renewd_cluster_connected",
+                "1 when this node reaches an etcd quorum with a live lease",
+                gauges.0.clone(),
+            );
+            r.register(
+                "renewd_cluster_leases_held",
+                "Certificate leases this node holds (it renews those)",
+                gauges.1.clone(),
+            );
+            gauges
+        });
+        up.set(i64::from(connected));
+        held.set(i64::try_from(leases_held).unwrap_or(i64::MAX));
     }
 
     /// Counts one HTTP request to CA `ca` with `result`.

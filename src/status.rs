@@ -52,6 +52,37 @@ pub struct CertStatus {
     pub problems: Vec<String>,
     /// Whether the certificate is healthy (`docs/reference/cli.md`, "Health").
     pub healthy: bool,
+    /// Fleet mode: the node that holds its lease (renews it), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// Fleet mode: what each node has deployed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployed: Vec<Deployed>,
+}
+
+/// Fleet mode: the version one node has live, and whether its `verify`
+/// targets serve it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    /// The node.
+    pub node: String,
+    /// Serial of its live certificate.
+    pub serial: String,
+    /// Whether every `verify` target serves it (`None`: nothing to check).
+    pub verified: Option<bool>,
+}
+
+impl CertStatus {
+    /// What this node has deployed of it, as [`Deployed`] (no serial: nothing).
+    #[must_use]
+    pub fn deployed_here(&self, node: &str) -> Option<Deployed> {
+        let verified = (!self.served.is_empty()).then(|| self.served.iter().all(|s| s.matches));
+        Some(Deployed {
+            node: node.to_owned(),
+            serial: self.serial.clone()?,
+            verified,
+        })
+    }
 }
 
 /// Formats a timestamp as RFC 3339 (UTC, seconds).
@@ -113,6 +144,8 @@ fn one(
         days_left: None,
         problems: Vec::new(),
         healthy: false,
+        holder: None,
+        deployed: Vec::new(),
     };
     if let Ok(Some(lineage)) = &lineage {
         let c = &lineage.cert;
@@ -167,6 +200,64 @@ pub fn summary(statuses: &[CertStatus]) -> String {
         "{n} certificate{s}: {healthy} healthy, {} unhealthy",
         n - healthy
     )
+}
+
+/// Fleet mode: the line `status` prints about this node and the fleet, from
+/// the daemon's `cluster` object.
+#[must_use]
+pub fn fleet_line(fleet: &serde_json::Value) -> String {
+    let node = fleet["node"].as_str().unwrap_or("?");
+    let nodes: Vec<&str> = fleet["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str())
+        .collect();
+    if fleet["connected"].as_bool() == Some(true) {
+        format!(
+            "fleet: node {node}, connected to etcd, holds {} lease(s); live nodes: {}",
+            fleet["leases_held"],
+            nodes.join(" ")
+        )
+    } else {
+        let why = fleet["error"].as_str().unwrap_or("no quorum or no lease");
+        format!(
+            "fleet: node {node}, NOT connected to etcd ({why}): no orders; \
+             certificates stay served"
+        )
+    }
+}
+
+/// Fleet mode: per certificate, the holder and what each node has deployed
+/// (`SERIAL` tail, `+` verified, `!` served wrong, nothing: no check).
+#[must_use]
+pub fn fleet_table(statuses: &[CertStatus]) -> String {
+    let mut out = String::new();
+    for s in statuses
+        .iter()
+        .filter(|s| s.holder.is_some() || !s.deployed.is_empty())
+    {
+        let deployed: Vec<String> = s
+            .deployed
+            .iter()
+            .map(|d| {
+                let tail = &d.serial[d.serial.len().saturating_sub(8)..];
+                let mark = match d.verified {
+                    Some(true) => "+",
+                    Some(false) => "!",
+                    None => "",
+                };
+                format!("{}={tail}{mark}", d.node)
+            })
+            .collect();
+        out.push_str(&format!(
+            "{}: holder {}; deployed {}\n",
+            s.name,
+            s.holder.as_deref().unwrap_or("-"),
+            deployed.join(" ")
+        ));
+    }
+    out
 }
 
 /// Renders statuses as the table `renewd status` prints; `colour` marks health

@@ -165,9 +165,11 @@ async fn status(path: &Location, args: &args::StatusArgs) -> anyhow::Result<Exit
     let request = Request::Status {
         names: args.names.clone(),
     };
-    let statuses = match daemon_request(&socket, &request).await? {
+    let mut fleet = None;
+    let statuses: Vec<status::CertStatus> = match daemon_request(&socket, &request).await? {
         Some(mut client) => {
             let reply = reply_ok(client.next().await?)?;
+            fleet = reply.get("cluster").cloned();
             serde_json::from_value(reply["certificates"].clone())
                 .context("unexpected status reply from the daemon")?
         }
@@ -183,8 +185,15 @@ async fn status(path: &Location, args: &args::StatusArgs) -> anyhow::Result<Exit
             statuses
         }
     };
-    let healthy = statuses.iter().all(|s| s.healthy);
-    let summary = status::summary(&statuses);
+    // Fleet mode: a node cut off from etcd orders nothing (but serves on).
+    let connected = fleet
+        .as_ref()
+        .is_none_or(|f| f["connected"].as_bool() == Some(true));
+    let healthy = connected && statuses.iter().all(|s| s.healthy);
+    let mut summary = status::summary(&statuses);
+    if let Some(fleet) = &fleet {
+        summary = format!("{}\n{summary}", status::fleet_line(fleet));
+    }
     let shown: Vec<status::CertStatus> = statuses
         .into_iter()
         .filter(|s| !args.problems || !s.healthy)
@@ -194,7 +203,7 @@ async fn status(path: &Location, args: &args::StatusArgs) -> anyhow::Result<Exit
         let now = time::OffsetDateTime::now_utc();
         print!("{}", crate::timeline::text(now, &entries, terminal_width()));
     } else {
-        print_status(&shown, &summary, args.json)?;
+        print_status(&shown, &summary, args.json, fleet.as_ref())?;
     }
     Ok(if healthy { Exit::Ok } else { Exit::Failed })
 }
@@ -234,15 +243,27 @@ fn terminal_width() -> usize {
 }
 
 /// The table (after `summary`, a line about all certificates) or the JSON.
-fn print_status(statuses: &[status::CertStatus], summary: &str, json: bool) -> anyhow::Result<()> {
+fn print_status(
+    statuses: &[status::CertStatus],
+    summary: &str,
+    json: bool,
+    fleet: Option<&serde_json::Value>,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "certificates": statuses }))?;
+        let mut doc = serde_json::json!({ "certificates": statuses });
+        if let Some(fleet) = fleet {
+            doc["cluster"] = fleet.clone();
+        }
+        serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
     } else {
         let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
         writeln!(out, "{summary}")?;
         write!(out, "{}", status::table(statuses, colour))?;
+        if fleet.is_some() {
+            write!(out, "{}", status::fleet_table(statuses))?;
+        }
     }
     Ok(())
 }

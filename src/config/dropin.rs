@@ -107,11 +107,15 @@ pub(super) fn join(sources: &[Source]) -> Result<(String, Vec<Span>), Error> {
                 });
             }
         };
-        if index > 0 && raw.daemon.is_some() {
+        let main_only = [
+            ("[daemon]", raw.daemon.is_some()),
+            ("[cluster]", raw.cluster.is_some()),
+        ];
+        if let Some((table, _)) = main_only.iter().find(|(_, there)| index > 0 && *there) {
             return Err(Error::Parse {
                 path: source.path.clone(),
                 message: format!(
-                    "[daemon] belongs in {}; a drop-in may hold [ca.*], [solver.*] and [[certificate]]",
+                    "{table} belongs in {}; a drop-in may hold [ca.*], [solver.*] and [[certificate]]",
                     main.display()
                 ),
             });

@@ -7,6 +7,7 @@
 //! domains, secret files readable by others — each with the line it comes from.
 //! This module only reads; it never touches the state directory.
 
+mod cluster;
 mod dropin;
 mod duration;
 mod identifier;
@@ -21,6 +22,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use cluster::{ClusterConfig, EtcdTls};
 pub use dropin::Location;
 pub use duration::ConfigDuration;
 pub use identifier::{Error as IdentifierError, Identifier};
@@ -41,6 +43,8 @@ pub struct Config {
     pub solvers: IndexMap<String, SolverConfig>,
     /// `[[certificate]]`, with CA and solver lists resolved to defaults.
     pub certificates: Vec<CertificateConfig>,
+    /// `[cluster]`: fleet mode on etcd; `None` runs one host alone.
+    pub cluster: Option<ClusterConfig>,
     /// Position of each certificate in `certificates` by name: the scheduler looks
     /// certificates up by name, and a linear search made 10,000 of them quadratic.
     by_name: HashMap<String, usize>,
@@ -338,6 +342,8 @@ struct RawConfig {
     solver: IndexMap<String, Spanned<RawSolver>>,
     #[serde(default)]
     certificate: Vec<Spanned<RawCertificate>>,
+    #[serde(default)]
+    cluster: Option<Spanned<cluster::RawCluster>>,
 }
 
 /// Why a config could not be used.
@@ -468,6 +474,7 @@ impl Config {
             solvers,
             certificates,
             by_name,
+            cluster: None,
         }
     }
 

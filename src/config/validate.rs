@@ -128,14 +128,16 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         })
         .collect::<Vec<_>>();
     check_unique_names(&mut ck, &certificates);
+    let cluster = raw.cluster.and_then(|c| {
+        let line = ck.line_of(&c);
+        super::cluster::validate(c.into_inner(), &mut |field, message| {
+            ck.push(line, field, message);
+        })
+    });
     if ck.problems.is_empty() {
-        Ok(Config::new(
-            path.to_owned(),
-            daemon,
-            cas,
-            solvers,
-            certificates,
-        ))
+        let mut config = Config::new(path.to_owned(), daemon, cas, solvers, certificates);
+        config.cluster = cluster;
+        Ok(config)
     } else {
         Err(ck.problems)
     }

@@ -297,7 +297,13 @@ async fn status_reply(view: &View, names: &[String]) -> serde_json::Value {
     if !names.is_empty() {
         statuses.retain(|s| names.contains(&s.name));
     }
-    json!({"ok": true, "certificates": statuses})
+    match &view.cluster {
+        Some(cluster) => {
+            let fleet = cluster.fill_status(&mut statuses).await;
+            json!({"ok": true, "certificates": statuses, "cluster": fleet})
+        }
+        None => json!({"ok": true, "certificates": statuses}),
+    }
 }
 
 async fn renew(

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::config::{Config, Location};
 use crate::control::proto::RenewEvent;
 use crate::metrics::Metrics;
@@ -44,6 +45,22 @@ pub enum Event {
         name: String,
         /// The serial revoked.
         serial: String,
+    },
+    /// Fleet mode: this node took the leases of `names`, or its connection
+    /// to etcd changed: plan them anew.
+    Replan(Vec<String>),
+    /// Fleet mode: a fleet-wide mass renewal covers `names`, whose leases this
+    /// node holds and which it has not renewed yet.
+    FleetForce(Vec<String>),
+    /// Fleet mode: another node's new version of `name` was published here;
+    /// deploy it.
+    Published {
+        /// The certificate.
+        name: String,
+        /// The new serial.
+        serial: String,
+        /// The CA that issued it.
+        ca: Option<String>,
     },
     /// A control-socket `renew`: `names` empty means all. The reply lists each
     /// certificate with a channel that yields its outcome.
@@ -78,6 +95,9 @@ pub enum Error {
     /// Signal handlers cannot be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
+    /// Fleet mode cannot start (its key file).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::Error),
 }
 
 impl Error {
@@ -112,13 +132,35 @@ pub async fn run(location: &Location) -> Result<(), Error> {
 
     let metrics = Metrics::new();
     let state = Arc::new(Mutex::new(State::load(&store)));
-    let renewer = Arc::new(Renewer::new(Arc::clone(&config), store, metrics.clone()));
-    let (view_tx, view_rx) = watch::channel(View::new(&renewer, &state));
+    let cluster = match &config.cluster {
+        Some(c) => Some(Cluster::new(&config, c, store.clone(), events_tx.clone())?),
+        None => None,
+    };
+    let fleet = cluster.clone().map(|c| c as Arc<dyn crate::solver::Fleet>);
+    let renewer = Arc::new(Renewer::in_fleet(
+        None,
+        Arc::clone(&config),
+        store,
+        metrics.clone(),
+        fleet,
+    ));
+    let (view_tx, view_rx) = watch::channel(View::new(&renewer, &state, cluster.clone()));
     let cancel = CancellationToken::new();
+    if let Some(cluster) = &cluster {
+        cluster.reconfigure(&config, renewer.solvers());
+        cluster.spawn(&cancel);
+    }
     if let Some(addr) = config.daemon.metrics_listen {
         scrape::serve(addr, metrics.clone(), view_rx.clone(), cancel.clone())
             .await
             .map_err(|e| Error::Metrics(addr, e))?;
+    }
+    if let Some(cluster) = &cluster {
+        tokio::spawn(report_deployments(
+            Arc::clone(cluster),
+            view_rx.clone(),
+            cancel.clone(),
+        ));
     }
     let control = tokio::spawn(server.serve(events_tx, view_rx, cancel.clone()));
     // A thread of its own that ends right away: a blocking-pool thread would
@@ -127,7 +169,7 @@ pub async fn run(location: &Location) -> Result<(), Error> {
         .name("prime-rng".to_owned())
         .spawn(crate::acme::prime_key_generator);
 
-    let world = scheduler::Daemon::new(renewer, location.clone(), metrics, view_tx);
+    let world = scheduler::Daemon::new(renewer, location.clone(), metrics, view_tx, cluster);
     let scheduler = scheduler::Scheduler::new(Arc::new(world), state);
     scheduler.run(events_rx).await;
 
@@ -136,19 +178,45 @@ pub async fn run(location: &Location) -> Result<(), Error> {
     Ok(())
 }
 
+/// Fleet mode: reports what this node has deployed (and verified) every
+/// [`REPORT_INTERVAL`], for any node's `status`.
+async fn report_deployments(
+    cluster: Arc<Cluster>,
+    view: watch::Receiver<View>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(REPORT_INTERVAL) => {}
+        }
+        let view = view.borrow().clone();
+        cluster.report(&view.statuses().await).await;
+    }
+}
+
+/// How often a node of a fleet reports its deployments.
+const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the control socket and metrics scrapes work with: the running config's
 /// [`Renewer`] (config, store, CAs) and the state (locked only to copy it).
 #[derive(Clone)]
 pub(crate) struct View {
     renewer: Arc<Renewer>,
     state: Arc<Mutex<State>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl View {
-    fn new(renewer: &Arc<Renewer>, state: &Arc<Mutex<State>>) -> Self {
+    fn new(
+        renewer: &Arc<Renewer>,
+        state: &Arc<Mutex<State>>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Self {
         Self {
             renewer: Arc::clone(renewer),
             state: Arc::clone(state),
+            cluster,
         }
     }
 

@@ -64,7 +64,12 @@ async fn respond(
 ) -> Response<Full<Bytes>> {
     let (body, content_type) = match req.uri().path() {
         "/metrics" => (
-            metrics.render(&view.statuses().await),
+            {
+                if let Some(cluster) = &view.cluster {
+                    metrics.cluster(cluster.connected(), cluster.leases_held());
+                }
+                metrics.render(&view.statuses().await)
+            },
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         "/" => {

@@ -61,8 +61,22 @@ impl Renewer {
         store: Store,
         metrics: Metrics,
     ) -> Self {
+        let fleet = previous.and_then(|p| p.solvers.fleet());
+        Self::in_fleet(previous, config, store, metrics, fleet)
+    }
+
+    /// As [`Renewer::after`], for a node of a fleet: its http-01 and
+    /// tls-alpn-01 solvers share what they present with `fleet`.
+    #[must_use]
+    pub fn in_fleet(
+        previous: Option<&Self>,
+        config: Arc<Config>,
+        store: Store,
+        metrics: Metrics,
+        fleet: Option<Arc<dyn crate::solver::Fleet>>,
+    ) -> Self {
         Self {
-            solvers: Solvers::new(&config.solvers, previous.map(|p| &p.solvers)),
+            solvers: Solvers::in_fleet(&config.solvers, previous.map(|p| &p.solvers), fleet),
             cas: Cas::new(config.cas.clone(), store.clone(), metrics.clone()),
             metrics,
             config,
@@ -308,6 +322,12 @@ impl Renewer {
             }
         }
         fresh_key(cert.key).await
+    }
+
+    /// The configured solvers (a fleet's other nodes present through them).
+    #[must_use]
+    pub fn solvers(&self) -> &Solvers {
+        &self.solvers
     }
 
     /// Removes challenge responses (TXT records, webroot files) that renewals

@@ -113,12 +113,33 @@ pub struct Response {
     pub dns_value: String,
 }
 
+/// Where a fleet of renewd nodes shares the http-01 and tls-alpn-01 responses
+/// one node presents, so that every node answers the CA whichever one it
+/// reaches ([`crate::cluster`] does it on etcd). Failures are logged, not
+/// returned: the presenting node still answers itself.
+pub trait Fleet: Send + Sync + std::fmt::Debug {
+    /// Shares `response`, presented by solver `solver`, with the other nodes
+    /// and waits (bounded) until they present it too.
+    fn share<'a>(
+        &'a self,
+        solver: &'a str,
+        response: &'a Response,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+    /// Withdraws what [`Fleet::share`] shared.
+    fn withdraw<'a>(
+        &'a self,
+        response: &'a Response,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
 /// One configured solver, ready to present challenges.
 #[derive(Debug)]
 pub struct Solver {
     name: String,
     config: SolverConfig,
     kind: Kind,
+    fleet: Option<Arc<dyn Fleet>>,
 }
 
 #[derive(Debug)]
@@ -148,7 +169,17 @@ impl Solver {
             name: name.to_owned(),
             config: config.clone(),
             kind,
+            fleet: None,
         }
+    }
+
+    /// Whether the other nodes of a fleet must answer what this solver
+    /// presents: the CA may reach any of them (not so for dns-01, whose
+    /// records are global).
+    fn fleet_wide(&self) -> Option<&Arc<dyn Fleet>> {
+        self.fleet
+            .as_ref()
+            .filter(|_| !matches!(self.kind, Kind::Dns01(_)))
     }
 
     /// The solver's name in the config.
@@ -167,12 +198,27 @@ impl Solver {
         }
     }
 
-    /// Puts `response` in place so the CA can check it.
+    /// Puts `response` in place so the CA can check it (on every node of a
+    /// fleet, for http-01 and tls-alpn-01).
     ///
     /// # Errors
     ///
     /// [`Error`] naming the solver and what could not be done.
     pub async fn present(&self, response: &Response) -> Result<(), Error> {
+        self.present_here(response).await?;
+        if let Some(fleet) = self.fleet_wide() {
+            fleet.share(&self.name, response).await;
+        }
+        Ok(())
+    }
+
+    /// Puts `response` in place on this host only (what a fleet's other
+    /// nodes do for a response one of them shared).
+    ///
+    /// # Errors
+    ///
+    /// [`Error`] naming the solver and what could not be done.
+    pub async fn present_here(&self, response: &Response) -> Result<(), Error> {
         let name = &self.name;
         if !is_base64url(&response.token) {
             return Err(Error::BadToken {
@@ -202,6 +248,14 @@ impl Solver {
 
     /// Removes what [`Solver::present`] put in place; failures are only logged.
     pub async fn cleanup(&self, response: &Response) {
+        if let Some(fleet) = self.fleet_wide() {
+            fleet.withdraw(response).await;
+        }
+        self.cleanup_here(response).await;
+    }
+
+    /// Removes what [`Solver::present_here`] put in place.
+    pub async fn cleanup_here(&self, response: &Response) {
         match &self.kind {
             Kind::Http01Standalone(s) => s.cleanup(&response.token).await,
             Kind::Http01Webroot(w) => w.cleanup(&self.name, &response.token).await,
@@ -229,7 +283,7 @@ impl Solver {
 
 /// All configured solvers by name.
 #[derive(Debug, Clone, Default)]
-pub struct Solvers(IndexMap<String, Arc<Solver>>);
+pub struct Solvers(IndexMap<String, Arc<Solver>>, Option<Arc<dyn Fleet>>);
 
 impl Solvers {
     /// Builds every solver of the config, taking over from `previous` (the
@@ -239,25 +293,45 @@ impl Solvers {
     /// the same port.
     #[must_use]
     pub fn new(configs: &IndexMap<String, SolverConfig>, previous: Option<&Self>) -> Self {
-        Self(
-            configs
-                .iter()
-                .map(|(name, c)| {
-                    let kept = previous
-                        .and_then(|p| p.0.get(name))
-                        .filter(|old| old.config == *c)
-                        .map(Arc::clone);
-                    let solver = kept.unwrap_or_else(|| Arc::new(Solver::new(name, c)));
-                    (name.clone(), solver)
-                })
-                .collect(),
-        )
+        let fleet = previous.and_then(|p| p.1.clone());
+        Self::in_fleet(configs, previous, fleet)
+    }
+
+    /// As [`Solvers::new`], sharing what they present with `fleet`.
+    #[must_use]
+    pub fn in_fleet(
+        configs: &IndexMap<String, SolverConfig>,
+        previous: Option<&Self>,
+        fleet: Option<Arc<dyn Fleet>>,
+    ) -> Self {
+        let map = configs
+            .iter()
+            .map(|(name, c)| {
+                let kept = previous
+                    .and_then(|p| p.0.get(name))
+                    .filter(|old| old.config == *c)
+                    .map(Arc::clone);
+                let solver = kept.unwrap_or_else(|| {
+                    let mut solver = Solver::new(name, c);
+                    solver.fleet.clone_from(&fleet);
+                    Arc::new(solver)
+                });
+                (name.clone(), solver)
+            })
+            .collect();
+        Self(map, fleet)
     }
 
     /// The solver called `name`.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<Arc<Solver>> {
         self.0.get(name).cloned()
+    }
+
+    /// The fleet they share responses with, if any.
+    #[must_use]
+    pub fn fleet(&self) -> Option<Arc<dyn Fleet>> {
+        self.1.clone()
     }
 
     /// See [`Solver::cleanup_abandoned`].

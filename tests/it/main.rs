@@ -13,6 +13,7 @@ mod check_config;
 mod daemon;
 mod dns;
 mod fallback;
+mod fleet;
 mod ip;
 mod oneshot;
 mod quirks;

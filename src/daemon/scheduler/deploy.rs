@@ -12,6 +12,8 @@
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use tracing::{error, info, warn};
 
 use super::{ReloadResult, Scheduler};
@@ -97,6 +99,9 @@ impl Scheduler {
     /// targets run in the order given. The state (with the deployments pending)
     /// is written first.
     pub(super) async fn dispatch_reloads(&mut self) {
+        if self.quiet_until.is_some_and(|at| at > Instant::now()) {
+            return;
+        }
         let config = Arc::clone(self.world.config());
         let mut blocked: Vec<ReloadTarget> = self.reloading.clone();
         let mut ready = Vec::new();
@@ -128,6 +133,12 @@ impl Scheduler {
             }
             results
         });
+    }
+
+    /// Fleet mode: a version from another node arrived; more may follow
+    /// (a mass renewal), so the reloads wait for a quiet moment.
+    pub(super) fn hold_reloads_briefly(&mut self) {
+        self.quiet_until = Some(Instant::now() + super::FLEET_QUIET);
     }
 
     /// A chain of reloads has ended.

@@ -66,6 +66,10 @@ const STATUS_INTERVAL: StdDuration = StdDuration::from_secs(1);
 /// clock; waking at least this often re-plans against the wall clock, so a
 /// renewal long overdue after a resume waits minutes, not the time asleep.
 const MAX_SLEEP: StdDuration = StdDuration::from_secs(300);
+/// Fleet mode: reloads wait until no version from another node arrived for
+/// this long, so that a fleet-wide mass renewal, whose versions arrive over its
+/// whole course, reloads each target once rather than once per arrival.
+const FLEET_QUIET: StdDuration = StdDuration::from_secs(2);
 /// Never poll ARI more often than this (or `check_interval`, if shorter),
 /// whatever Retry-After says.
 const MIN_ARI_INTERVAL: StdDuration = StdDuration::from_secs(60);
@@ -162,6 +166,8 @@ pub(crate) struct Scheduler {
     /// re-indexed is looked at early and re-indexed then; every change that
     /// may make one earlier goes through [`Scheduler::touched`].
     due: BTreeSet<(OffsetDateTime, String)>,
+    /// Fleet mode: reloads are held back until then ([`FLEET_QUIET`]).
+    quiet_until: Option<Instant>,
     /// When the next `STATUS=` is due, if anything changed.
     status_at: Option<Instant>,
     status_sent: Instant,
@@ -203,6 +209,7 @@ impl Scheduler {
             batch: None,
             save_at: None,
             due: BTreeSet::new(),
+            quiet_until: None,
             status_at: None,
             status_sent: Instant::now(),
             notify: notify::listening(),
@@ -268,6 +275,10 @@ impl Scheduler {
         if self.status_at.is_some_and(|at| at <= now) {
             self.send_status().await;
         }
+        if self.quiet_until.is_some_and(|at| at <= now) {
+            self.quiet_until = None;
+            self.dispatch_reloads().await;
+        }
     }
 
     /// Starts every renewal, ARI poll and check whose time has come.
@@ -295,6 +306,14 @@ impl Scheduler {
         if entry.running {
             return;
         }
+        let renew_due = entry.plan.as_ref().is_some_and(|p| p.at <= now);
+        let poll_due = !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now);
+        if (renew_due || poll_due) && !self.world.holds(name) {
+            self.park(name);
+        }
+        let Some(entry) = self.entries.get(name) else {
+            return;
+        };
         if let Some(plan) = entry.plan.as_ref().filter(|p| p.at <= now) {
             let reason = plan.reason.clone();
             self.start_renewal(name, &reason);
@@ -307,6 +326,16 @@ impl Scheduler {
         }
         if verify {
             self.start_verify(name, deploy::Verify::Periodic);
+        }
+    }
+
+    /// Another node of the fleet holds `name`'s lease: it renews and polls,
+    /// this node only deploys and checks what it publishes. Planned again
+    /// when the lease comes here ([`Event::Replan`]) or a version arrives.
+    fn park(&mut self, name: &str) {
+        if let Some(entry) = self.entries.get_mut(name) {
+            entry.plan = None;
+            entry.ari_poll_at = None;
         }
     }
 
@@ -340,7 +369,7 @@ impl Scheduler {
                 .min(cap)
         });
         let wake = Instant::now() + until;
-        [self.save_at, self.status_at]
+        [self.save_at, self.status_at, self.quiet_until]
             .into_iter()
             .flatten()
             .fold(wake, Instant::min)
@@ -487,9 +516,9 @@ mod tests {
         let store = crate::store::Store::open(&config.daemon.state_dir).unwrap();
         let state = Arc::new(Mutex::new(State::load(&store)));
         let renewer = Arc::new(Renewer::new(config, store, Metrics::new()));
-        let (view, _) = watch::channel(View::new(&renewer, &state));
+        let (view, _) = watch::channel(View::new(&renewer, &state, None));
         let location = Location::new(path, None);
-        let world = Arc::new(Daemon::new(renewer, location, Metrics::new(), view));
+        let world = Arc::new(Daemon::new(renewer, location, Metrics::new(), view, None));
         let clock = Clock::following_tokio(time::macros::datetime!(2026-06-01 00:00 UTC));
         Scheduler::with_clock(world, state, clock, StdRng::seed_from_u64(7))
     }

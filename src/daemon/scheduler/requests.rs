@@ -25,8 +25,20 @@ impl Scheduler {
                     certificates = names.len(),
                     "forced renewal of every certificate"
                 );
-                self.force(&names).await;
+                match self.world.fleet_force(&[]).await {
+                    None => self.force(&names).await,
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => error!("cannot ask the fleet to renew everything: {e}"),
+                }
             }
+            Event::Replan(names) => {
+                for name in &names {
+                    self.replan(name).await;
+                }
+                self.status_changed();
+            }
+            Event::FleetForce(names) => self.force(&names).await,
+            Event::Published { name, serial, ca } => self.published(&name, &serial, ca).await,
             Event::Renew {
                 names,
                 force,
@@ -64,7 +76,13 @@ impl Scheduler {
             names
         };
         if force {
-            self.force(&names).await;
+            let all = names.len() == self.entries.len();
+            let fleet = if all { Vec::new() } else { names.clone() };
+            match self.world.fleet_force(&fleet).await {
+                None => self.force(&names).await,
+                Some(Ok(())) => return Ok(queued_in_fleet(names)),
+                Some(Err(e)) => return Err(format!("cannot ask the fleet to renew: {e}")),
+            }
         }
         let now = self.clock.now();
         let mut pending = Vec::with_capacity(names.len());
@@ -80,7 +98,7 @@ impl Scheduler {
                         detail: "already renewed in the mass renewal in progress".to_owned(),
                     });
                 }
-                Some(plan) if plan.at <= now => {
+                Some(plan) if plan.at <= now && self.world.holds(&name) => {
                     let reason = plan.reason.clone();
                     self.start_renewal(&name, &reason);
                     self.waiters.entry(name.clone()).or_default().push(tx);
@@ -97,6 +115,31 @@ impl Scheduler {
             pending.push((name, rx));
         }
         Ok(pending)
+    }
+
+    /// Fleet mode: another node's version of `name` is live here now; it is
+    /// recorded and deployed like one renewed here.
+    async fn published(&mut self, name: &str, serial: &str, ca: Option<String>) {
+        if !self.entries.contains_key(name) {
+            return;
+        }
+        {
+            let mut state = self.state.lock().await;
+            let cs = state.entry(name);
+            if cs.is_for(serial) {
+                return;
+            }
+            cs.renewed(serial);
+            cs.ca = ca;
+            cs.last_result = Some("ok".to_owned());
+            cs.deploy_pending = true;
+        }
+        self.replan(name).await;
+        self.deploy(name, false).await;
+        self.hold_reloads_briefly();
+        self.dispatch_reloads().await;
+        self.schedule_save();
+        self.status_changed();
     }
 
     /// Re-reads the config; an invalid one is reported and the old one kept.
@@ -175,4 +218,21 @@ impl Scheduler {
         self.replan(name).await;
         self.status_changed();
     }
+}
+
+/// The reply to a forced `renew` in fleet mode: each certificate is renewed by
+/// the node that holds its lease, which the request does not wait for.
+fn queued_in_fleet(names: Vec<String>) -> Vec<Pending> {
+    names
+        .into_iter()
+        .map(|name| {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(RenewEvent {
+                event: "queued".to_owned(),
+                name: name.clone(),
+                detail: "fleet-wide: renewed by the node that holds its lease".to_owned(),
+            });
+            (name, rx)
+        })
+        .collect()
 }

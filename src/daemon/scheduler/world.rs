@@ -11,7 +11,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, watch};
 
+use tracing::warn;
+
 use crate::acme::{self, RenewalInfo};
+use crate::cluster::Cluster;
 use crate::config::{CertificateConfig, Config, Location, ReloadTarget};
 use crate::daemon::View;
 use crate::deploy::{self, Check};
@@ -83,6 +86,20 @@ pub(crate) trait World: Send + Sync + 'static {
 
     /// Removes challenge responses that renewals abandoned at shutdown left.
     fn cleanup_abandoned(&self) -> Work<()>;
+
+    /// Whether this node may order and poll ARI for `name` now: always on a
+    /// single host; in a fleet, when it holds `name`'s lease (or etcd is gone
+    /// and the certificate has less than a tenth of its lifetime left).
+    fn holds(&self, _name: &str) -> bool {
+        true
+    }
+
+    /// Asks the fleet to renew `names` once each: whether etcd took the
+    /// request; `None` on a single host, where the scheduler forces them
+    /// itself.
+    fn fleet_force(&self, _names: &[String]) -> Work<Option<Result<(), String>>> {
+        Box::pin(async { None })
+    }
 }
 
 /// The real world: a [`Renewer`] over the real store and CAs, the config file,
@@ -92,6 +109,8 @@ pub(crate) struct Daemon {
     location: Location,
     metrics: Metrics,
     view: watch::Sender<View>,
+    /// The fleet this node belongs to, in fleet mode.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Daemon {
@@ -100,14 +119,55 @@ impl Daemon {
         location: Location,
         metrics: Metrics,
         view: watch::Sender<View>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         Self {
             renewer,
             location,
             metrics,
             view,
+            cluster,
         }
     }
+
+    /// With etcd out of reach, a certificate with less than a tenth of its
+    /// lifetime left is renewed by whichever node gets to it rather than left
+    /// to expire.
+    /// A certificate this node has not got at all is no exception: the fleet
+    /// may well have it.
+    fn nearly_expired(&self, name: &str) -> bool {
+        let Ok(Some(lineage)) = self.renewer.store.lineage(name) else {
+            return false;
+        };
+        let left = lineage.cert.not_after - OffsetDateTime::now_utc();
+        left < lineage.cert.lifetime() / 10
+    }
+}
+
+/// Renews in a fleet: the lease is not handed over meanwhile, and a version
+/// obtained goes to etcd for the other nodes.
+async fn renew_in_fleet(
+    renewer: Arc<Renewer>,
+    cluster: Arc<Cluster>,
+    request: (CertificateConfig, String, bool, Slot),
+) -> Outcome {
+    let (cert, reason, fresh_key, slot) = request;
+    let batch = cluster.busy(&cert.name, true);
+    let outcome = renewer.renew(&cert, &reason, fresh_key, slot).await;
+    if let Outcome::Renewed { ca, .. } = &outcome {
+        // Retried briefly: etcd may be electing a leader.
+        for attempt in 1..=5u32 {
+            match cluster.share(&cert.name, ca, batch).await {
+                Ok(()) => break,
+                Err(e) if attempt == 5 => {
+                    warn!(cert_name = %cert.name, "cannot share the new version with the fleet: {e}");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await,
+            }
+        }
+    }
+    cluster.busy(&cert.name, false);
+    outcome
 }
 
 impl World for Daemon {
@@ -127,7 +187,14 @@ impl World for Daemon {
         slot: Slot,
     ) -> Work<Outcome> {
         let renewer = Arc::clone(&self.renewer);
-        Box::pin(async move { renewer.renew(&cert, &reason, fresh_key, slot).await })
+        match &self.cluster {
+            Some(cluster) => Box::pin(renew_in_fleet(
+                renewer,
+                Arc::clone(cluster),
+                (cert, reason, fresh_key, slot),
+            )),
+            None => Box::pin(async move { renewer.renew(&cert, &reason, fresh_key, slot).await }),
+        }
     }
 
     fn record(
@@ -186,23 +253,49 @@ impl World for Daemon {
 
     fn reconfigure(&self, state: &Arc<Mutex<State>>) -> Result<Arc<dyn World>, String> {
         let config = Arc::new(Config::load(&self.location).map_err(|e| e.to_string())?);
+        if config.cluster != self.renewer.config.cluster {
+            warn!("[cluster] changes take effect at the next restart");
+        }
         let renewer = Arc::new(Renewer::after(
             Some(&self.renewer),
             config,
             self.renewer.store.clone(),
             self.metrics.clone(),
         ));
-        let _ = self.view.send(View::new(&renewer, state));
+        if let Some(cluster) = &self.cluster {
+            cluster.reconfigure(&renewer.config, renewer.solvers());
+        }
+        let _ = self
+            .view
+            .send(View::new(&renewer, state, self.cluster.clone()));
         Ok(Arc::new(Self {
             renewer,
             location: self.location.clone(),
             metrics: self.metrics.clone(),
             view: self.view.clone(),
+            cluster: self.cluster.clone(),
         }))
     }
 
     fn cleanup_abandoned(&self) -> Work<()> {
         let renewer = Arc::clone(&self.renewer);
         Box::pin(async move { renewer.cleanup_abandoned().await })
+    }
+
+    fn holds(&self, name: &str) -> bool {
+        self.cluster.as_ref().is_none_or(|cluster| {
+            cluster.holds(name) || (!cluster.connected() && self.nearly_expired(name))
+        })
+    }
+
+    fn fleet_force(&self, names: &[String]) -> Work<Option<Result<(), String>>> {
+        let Some(cluster) = self.cluster.clone() else {
+            return Box::pin(async { None });
+        };
+        let names = names.to_vec();
+        // In the background: etcd may take a while to answer (a member just
+        // went down), and the scheduler must not wait for it.
+        tokio::spawn(async move { cluster.request_force(&names).await });
+        Box::pin(async { Some(Ok(())) })
     }
 }

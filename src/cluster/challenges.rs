@@ -1,0 +1,241 @@
+//! Fleet-wide challenges: the CA may reach any node, so an http-01 token or a
+//! tls-alpn-01 key authorization one node presents goes to
+//! `challenges/<token>` (with that node's lease, so it vanishes with it), and
+//! every other node presents it through its own solver of the same name —
+//! standalone listener or webroot — then acknowledges under
+//! `acks/<token>/<node>`. The presenting node tells the CA to validate once
+//! every live node acknowledged, or after [`ACK_WAIT`] at most.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use etcd_client::{DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{Cluster, Error, lock, pause};
+use crate::solver::{Fleet, Response};
+
+/// The longest a presenting node waits for the others to acknowledge.
+const ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// The value of `challenges/<token>`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    solver: String,
+    node: String,
+    identifier: String,
+    token: String,
+    key_authorization: String,
+    /// base64 of the SHA-256 digest (tls-alpn-01).
+    digest: String,
+    dns_value: String,
+}
+
+impl Record {
+    fn response(&self) -> Option<Response> {
+        let mut digest = [0u8; 32];
+        let bytes = STANDARD.decode(&self.digest).ok()?;
+        if bytes.len() != 32 {
+            return None;
+        }
+        digest.copy_from_slice(&bytes);
+        Some(Response {
+            identifier: self.identifier.parse().ok()?,
+            token: self.token.clone(),
+            key_authorization: self.key_authorization.clone(),
+            digest,
+            dns_value: self.dns_value.clone(),
+        })
+    }
+}
+
+impl Fleet for Cluster {
+    fn share<'a>(
+        &'a self,
+        solver: &'a str,
+        response: &'a Response,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if let Err(e) = self.share_challenge(solver, response).await {
+                warn!(solver, "cannot share the challenge with the fleet: {e}");
+            }
+        })
+    }
+
+    fn withdraw<'a>(
+        &'a self,
+        response: &'a Response,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let txn = Txn::new().and_then([
+                TxnOp::delete(self.key(&format!("challenges/{}", response.token)), None),
+                TxnOp::delete(
+                    self.key(&format!("acks/{}/", response.token)),
+                    Some(DeleteOptions::new().with_prefix()),
+                ),
+            ]);
+            // In the background: the order waits for nothing here, and a
+            // late delete is harmless (the key also goes with the lease).
+            if let Ok(mut client) = self.client() {
+                tokio::spawn(async move {
+                    if let Err(e) = client.txn(txn).await {
+                        debug!("cannot withdraw a challenge: {e}");
+                    }
+                });
+            }
+        })
+    }
+}
+
+impl Cluster {
+    async fn share_challenge(&self, solver: &str, response: &Response) -> Result<(), Error> {
+        let record = Record {
+            solver: solver.to_owned(),
+            node: self.config.node.clone(),
+            identifier: response.identifier.to_string(),
+            token: response.token.clone(),
+            key_authorization: response.key_authorization.clone(),
+            digest: STANDARD.encode(response.digest),
+            dns_value: response.dns_value.clone(),
+        };
+        let value = serde_json::to_string(&record).unwrap_or_default();
+        let mut client = self.client()?;
+        let key = self.key(&format!("challenges/{}", response.token));
+        let put = client
+            .put(key, value, Some(PutOptions::new().with_lease(self.lease())))
+            .await?;
+        let revision = put
+            .header()
+            .map_or(0, etcd_client::ResponseHeader::revision);
+        let others: HashSet<String> = lock(&self.nodes)
+            .iter()
+            .filter(|n| **n != self.config.node)
+            .cloned()
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let acks = self.key(&format!("acks/{}/", response.token));
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision);
+        let mut stream = client.watch(acks.clone(), Some(options)).await?;
+        let mut acked = HashSet::new();
+        let wait = async {
+            while let Some(message) = stream.message().await? {
+                for event in message.events() {
+                    let node = event
+                        .kv()
+                        .and_then(|kv| kv.key_str().ok()?.strip_prefix(&acks));
+                    if let Some(node) = node {
+                        acked.insert(node.to_owned());
+                    }
+                }
+                if others.is_subset(&acked) {
+                    break;
+                }
+            }
+            Ok::<(), Error>(())
+        };
+        if tokio::time::timeout(ACK_WAIT, wait).await.is_err() {
+            let missing: Vec<&String> = others.difference(&acked).collect();
+            warn!(token = %response.token, ?missing, "not every node acknowledged the challenge in time");
+        }
+        Ok(())
+    }
+
+    pub(super) async fn watch_challenges(self: Arc<Self>, cancel: CancellationToken) {
+        // token → (solver, response) presented here for another node.
+        let presented: Mutex<HashMap<String, (String, Response)>> = Mutex::default();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                result = self.follow_challenges(&presented) => if let Err(e) = result {
+                    debug!("watching challenges: {e}");
+                },
+            }
+            if !pause(&cancel, self.tick()).await {
+                return;
+            }
+        }
+    }
+
+    async fn follow_challenges(
+        &self,
+        presented: &Mutex<HashMap<String, (String, Response)>>,
+    ) -> Result<(), Error> {
+        let mut client = self.client()?;
+        let prefix = self.key("challenges/");
+        let response = client
+            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let revision = response
+            .header()
+            .map_or(0, etcd_client::ResponseHeader::revision);
+        for kv in response.kvs() {
+            self.present_for_other(kv.value(), presented).await;
+        }
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let mut stream = client.watch(prefix.clone(), Some(options)).await?;
+        while let Some(message) = stream.message().await? {
+            for event in message.events() {
+                let Some(kv) = event.kv() else { continue };
+                match event.event_type() {
+                    EventType::Put => self.present_for_other(kv.value(), presented).await,
+                    EventType::Delete => {
+                        let token = kv.key_str().ok().and_then(|k| k.strip_prefix(&prefix));
+                        let gone = token.and_then(|t| lock(presented).remove(t));
+                        if let Some((solver, response)) = gone {
+                            let solver = lock(&self.solvers).get(&solver);
+                            if let Some(solver) = solver {
+                                solver.cleanup_here(&response).await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Err(Error::NotConnected)
+    }
+
+    /// Presents what another node shared, and acknowledges it.
+    async fn present_for_other(
+        &self,
+        value: &[u8],
+        presented: &Mutex<HashMap<String, (String, Response)>>,
+    ) {
+        let Ok(record) = serde_json::from_slice::<Record>(value) else {
+            return;
+        };
+        if record.node == self.config.node {
+            return;
+        }
+        let Some(response) = record.response() else {
+            return;
+        };
+        let solver = lock(&self.solvers).get(&record.solver);
+        let Some(solver) = solver else {
+            warn!(solver = %record.solver, "a node shared a challenge of a solver this node lacks");
+            return;
+        };
+        if let Err(e) = solver.present_here(&response).await {
+            warn!("cannot present the fleet's challenge: {e}");
+            return;
+        }
+        lock(presented).insert(record.token.clone(), (record.solver, response));
+        let ack = self.key(&format!("acks/{}/{}", record.token, self.config.node));
+        if let Ok(mut client) = self.client() {
+            let options = PutOptions::new().with_lease(self.lease());
+            if let Err(e) = client.put(ack, "", Some(options)).await {
+                debug!("cannot acknowledge a challenge: {e}");
+            }
+        }
+    }
+}
