@@ -54,6 +54,8 @@ pub mod crl;
 pub mod daemon;
 pub mod deploy;
 pub mod failure;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod hook;
 pub mod logging;
 pub mod metrics;
@@ -61,6 +63,7 @@ pub mod oneshot;
 pub mod reload;
 pub mod renew;
 pub mod schedule;
+pub mod secret;
 pub mod solver;
 pub mod state;
 pub mod status;
