@@ -12,6 +12,7 @@ mod check_config;
 mod daemon;
 mod dns;
 mod fallback;
+mod hostile;
 mod oneshot;
 mod quirks;
 mod served;
