@@ -145,31 +145,85 @@ fn import_one(conf_path: &Path, store: &Store) -> Result<Imported, Error> {
 
 fn suggestion(name: &str, info: &CertInfo, conf: &RenewalConf) -> String {
     let mut toml = String::new();
-    let domains: Vec<String> = info.domains.iter().map(|d| format!("{d:?}")).collect();
+    let domains: Vec<String> = info.domains.iter().map(|d| quoted(d)).collect();
     let _ = writeln!(
         toml,
-        "[[certificate]]\nname = {name:?}\ndomains = [{}]",
+        "[[certificate]]\nname = {}\ndomains = [{}]",
+        quoted(name),
         domains.join(", ")
     );
     if let Some(key) = info.key_type.filter(|k| *k != KeyType::default()) {
         let _ = writeln!(toml, "key = \"{key}\"");
     }
     if let Some(server) = &conf.server {
-        let _ = writeln!(toml, "# certbot used CA {server}");
+        let _ = writeln!(toml, "# certbot used CA {}", plain(server));
     }
     match (conf.authenticator.as_deref(), &conf.webroot) {
         (Some("webroot"), Some(root)) => {
             let _ = writeln!(
                 toml,
-                "# certbot validated through webroot {root} (an http-01 solver with webroot = {root:?})"
+                "# certbot validated through webroot {} (an http-01 solver with webroot = {})",
+                plain(root),
+                quoted(root)
             );
         }
         (Some(other), _) => {
-            let _ = writeln!(toml, "# certbot's authenticator was {other}");
+            let _ = writeln!(toml, "# certbot's authenticator was {}", plain(other));
         }
         _ => {}
     }
     toml
+}
+
+/// `text` fit for a TOML comment, which may hold no control character.
+fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// `text` as a TOML string. Rust's `{:?}` is not TOML: it writes a control
+/// character as `\u{1b}`, which TOML refuses, and what certbot's files and
+/// the certificate say is outside data.
+fn quoted(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// The `certbot_renewal` fuzz target: the first line is the lineage name, the
+/// second the certificate's domains, the rest the renewal conf. The suggested
+/// TOML must always parse and name that certificate.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = text.splitn(3, '\n');
+    let (name, domains, conf) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let conf = parse(conf);
+    let info = CertInfo {
+        serial: "01".to_owned(),
+        not_before: time::OffsetDateTime::UNIX_EPOCH,
+        not_after: time::OffsetDateTime::UNIX_EPOCH,
+        domains: domains.split(',').map(str::to_owned).collect(),
+        key_type: None,
+        ari_id: None,
+        spki_der: Vec::new(),
+        der: Vec::new(),
+    };
+    let toml = suggestion(name, &info, &conf);
+    let table: toml::Table = toml::from_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let certificate = &table["certificate"][0];
+    assert_eq!(certificate["name"].as_str(), Some(name), "{toml}");
 }
 
 #[cfg(test)]
@@ -193,6 +247,36 @@ mod tests {
         assert_eq!(
             conf.server.as_deref(),
             Some("https://acme-v02.api.letsencrypt.org/directory")
+        );
+    }
+
+    /// A name or domain with a control character made `{:?}` write `\u{1b}`,
+    /// and a control character in a comment is not TOML either: the suggested
+    /// TOML did not parse (the `certbot_renewal` fuzz target checks that it does).
+    #[test]
+    fn the_suggestion_is_valid_toml_whatever_the_names_hold() {
+        let conf = parse(
+            "[renewalparams]\nauthenticator = webroot\nserver = https://ca\u{1}/dir\n\
+             [[webroot_map]]\nx = /var/\u{7f}www\n",
+        );
+        let info = CertInfo {
+            serial: "01".to_owned(),
+            not_before: time::OffsetDateTime::UNIX_EPOCH,
+            not_after: time::OffsetDateTime::UNIX_EPOCH,
+            domains: vec!["a\u{1b}.example".to_owned(), "b\"\\.example".to_owned()],
+            key_type: None,
+            ari_id: None,
+            spki_der: Vec::new(),
+            der: Vec::new(),
+        };
+        let toml = suggestion("x\u{1}y", &info, &conf);
+        let table: toml::Table = toml::from_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let certificate = &table["certificate"][0];
+        assert_eq!(certificate["name"].as_str(), Some("x\u{1}y"));
+        assert_eq!(
+            certificate["domains"][0].as_str(),
+            Some("a\u{1b}.example"),
+            "{toml}"
         );
     }
 }
