@@ -195,12 +195,12 @@ impl Peer {
         let Some(user) = refused else {
             return true;
         };
-        let admitted = self
+        let logged = self
             .refusals
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .admit(Instant::now());
-        if let Some(left_out) = admitted {
+            .should_log(Instant::now());
+        if let Some(left_out) = logged {
             warn!(
                 uid,
                 user,
@@ -230,7 +230,7 @@ impl RefusalLog {
 
     /// Whether the refusal at `now` is logged; if so, how many before it were
     /// not.
-    fn admit(&mut self, now: Instant) -> Option<u64> {
+    fn should_log(&mut self, now: Instant) -> Option<u64> {
         if self
             .period_start
             .is_none_or(|start| now.duration_since(start) >= Self::PERIOD)
@@ -448,15 +448,15 @@ mod tests {
         let mut log = RefusalLog::default();
         let start = Instant::now();
         for _ in 0..RefusalLog::LINES {
-            assert_eq!(log.admit(start), Some(0));
+            assert_eq!(log.should_log(start), Some(0));
         }
         for _ in 0..5 {
-            assert_eq!(log.admit(start + Duration::from_secs(30)), None);
+            assert_eq!(log.should_log(start + Duration::from_secs(30)), None);
         }
         // A new minute: the first line says how many were left out.
         let later = start + RefusalLog::PERIOD;
-        assert_eq!(log.admit(later), Some(5));
-        assert_eq!(log.admit(later), Some(0));
+        assert_eq!(log.should_log(later), Some(5));
+        assert_eq!(log.should_log(later), Some(0));
     }
 
     #[test]
