@@ -215,6 +215,15 @@ fn verified_serials(
         .collect())
 }
 
+/// The `crl` fuzz target: `crl_der` as a downloaded CRL checked against the
+/// issuer `issuer_der`. Every refusal must render.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(issuer_der: &[u8], crl_der: &[u8]) {
+    if let Err(e) = verified_serials("http://crl.example/1.crl", crl_der, issuer_der) {
+        let _ = e.to_string();
+    }
+}
+
 /// Downloads `url` (http or https, redirects not followed).
 async fn fetch(url: &str) -> Result<Vec<u8>, FetchError> {
     let uri: http::Uri = url.parse()?;

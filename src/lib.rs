@@ -60,6 +60,8 @@ pub mod crl;
 pub mod daemon;
 pub mod deploy;
 pub mod failure;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod hook;
 pub mod logging;
 pub mod metrics;
@@ -67,6 +69,7 @@ pub mod oneshot;
 pub mod reload;
 pub mod renew;
 pub mod schedule;
+pub mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod solver;

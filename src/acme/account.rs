@@ -175,7 +175,13 @@ fn external_account_key(
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let key = URL_SAFE_NO_PAD
         .decode(text.trim().trim_end_matches('='))
-        .map_err(|e| format!("{}: not a base64url EAB HMAC key: {e}", file.display()))?;
+        .map_err(|e| {
+            format!(
+                "{}: not a base64url EAB HMAC key: {}",
+                file.display(),
+                crate::secret::decode_problem(&e)
+            )
+        })?;
     Ok(Some(ExternalAccountKey::new(kid.clone(), &key)))
 }
 

@@ -375,6 +375,28 @@ impl RetryAfterNotes {
     }
 }
 
+/// `body` as the answer to a `newOrder` (noted, then looked up) and as a
+/// `Retry-After` value.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(body: &[u8]) {
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = http::StatusCode::CREATED;
+    parts.headers.insert(
+        http::header::LOCATION,
+        http::HeaderValue::from_static("https://ca.example/order/1"),
+    );
+    let created = CreatedOrders::default();
+    let since = OffsetDateTime::now_utc();
+    created.note("ca", &parts, body);
+    let _ = created.take("ca", since, &["a.example".to_owned()]);
+    if let Ok(value) = std::str::from_utf8(body) {
+        let now = OffsetDateTime::now_utc();
+        if let Some(at) = parse_retry_after(value, now) {
+            let _ = at - now;
+        }
+    }
+}
+
 /// A `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
 fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<OffsetDateTime> {
     let value = value.trim();

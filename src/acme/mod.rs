@@ -40,6 +40,11 @@ pub use ari::RenewalInfo;
 pub use cas::Cas;
 pub use order::{Delivered, Order, generate_key, issue, prime_key_generator};
 
+/// An order answer and a `Retry-After` header as the HTTP client reads them
+/// (for the fuzz targets).
+#[cfg(fuzzing)]
+pub(crate) use http::fuzz as fuzz_http;
+
 /// An error followed by its causes: transport errors say "client error
 /// (Connect)" at the top and what actually happened (DNS, refused, TLS) below.
 fn with_causes(error: &dyn std::error::Error) -> String {

@@ -15,7 +15,7 @@ use crate::config::{self, KeyType};
 use crate::solver::{Response, Solver};
 
 /// What to order.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Order<'a> {
     /// CA name, for messages.
     pub ca: &'a str,
@@ -27,6 +27,18 @@ pub struct Order<'a> {
     pub replaces: Option<&'a str>,
     /// PEM private key whose public key goes into the CSR.
     pub key_pem: &'a str,
+}
+
+impl std::fmt::Debug for Order<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Order")
+            .field("ca", &self.ca)
+            .field("domains", &self.domains)
+            .field("profile", &self.profile)
+            .field("replaces", &self.replaces)
+            .field("key_pem", &crate::secret::Redacted(self.key_pem))
+            .finish()
+    }
 }
 
 /// How to wait for the CA to issue after finalizing (validation is waited for

@@ -206,3 +206,64 @@ async fn adopt_accounts(
     }
     lines
 }
+
+/// The config suggested for one lineage named `name` with the certificate's
+/// `domains` and certbot's renewal conf `conf_text`, against an empty config.
+#[cfg(any(test, fuzzing))]
+fn suggested_toml(name: &str, domains: Vec<String>, conf_text: &str) -> Option<String> {
+    let conf = conf::parse(conf_text);
+    let config = Config::from_str("", Path::new("/etc/renewd/renewd.toml")).ok()?;
+    let info = crate::store::CertInfo {
+        serial: "01".to_owned(),
+        not_before: time::OffsetDateTime::UNIX_EPOCH,
+        not_after: time::OffsetDateTime::UNIX_EPOCH,
+        domains,
+        key_type: None,
+        ari_id: None,
+        spki_der: Vec::new(),
+        der: Vec::new(),
+    };
+    let mut suggestion = suggest::Suggestion::new(&config, Vec::new());
+    let ca = suggestion.ca_for(conf.server());
+    suggestion.certificate(name, &conf, &info, &ca);
+    Some(suggestion.toml(Path::new("/etc/letsencrypt")))
+}
+
+/// The `certbot_renewal` fuzz target: the first line is the lineage name, the
+/// second the certificate's domains, the rest the renewal conf. The suggested
+/// TOML must always parse and name that certificate.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = text.splitn(3, '\n');
+    let (name, domains, conf) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let domains = domains.split(',').map(str::to_owned).collect();
+    let Some(toml) = suggested_toml(name, domains, conf) else {
+        return;
+    };
+    let table: toml::Table = toml::from_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let certificate = &table["certificate"][0];
+    assert_eq!(certificate["name"].as_str(), Some(name), "{toml}");
+}
+
+#[cfg(test)]
+mod fuzzed {
+    /// Control characters in names, domains and certbot's values once made
+    /// the suggestion unparsable TOML (the `certbot_renewal` fuzz target
+    /// checks that it always parses).
+    #[test]
+    fn the_suggestion_is_valid_toml_whatever_the_names_hold() {
+        let conf = "[renewalparams]\nauthenticator = webroot\nserver = https://ca\u{1}/dir\n\
+                    deploy_hook = echo \u{7}\n[[webroot_map]]\na\u{1b}.example = /var/\u{7f}www\n";
+        let domains = vec!["a\u{1b}.example".to_owned(), "b\"\\.example".to_owned()];
+        let toml = super::suggested_toml("a\u{1b}\"b", domains, conf).unwrap();
+        let table: toml::Table = toml::from_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        assert_eq!(table["certificate"][0]["name"].as_str(), Some("a\u{1b}\"b"));
+    }
+}

@@ -52,6 +52,10 @@ impl From<Exit> for ExitCode {
 /// Whatever stops the command as a whole (the binary prints the cause chain);
 /// per-certificate failures are reported in the output and the exit status instead.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    // Every command may hold private keys or other secrets in memory.
+    if let Err(e) = crate::secret::no_core_dumps() {
+        tracing::warn!("cannot turn core dumps off (prctl PR_SET_DUMPABLE): {e}");
+    }
     let location = Location::new(cli.config, cli.config_dir);
     let config = &location;
     match cli.command {
@@ -131,7 +135,12 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
                 _ => None,
             }
         });
-        if io.is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) {
+        if io.is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            )
+        }) {
             return Exit::Denied;
         }
     }

@@ -419,8 +419,14 @@ impl Config {
     /// every semantic problem, each with its file and line.
     pub fn load(location: &Location) -> Result<Self, Error> {
         let sources = dropin::read(location)?;
-        let (text, spans) = dropin::join(&sources)?;
-        Self::from_str(&text, &location.file).map_err(|e| match e {
+        Self::from_sources(&sources)
+    }
+
+    /// Parses and validates the main file and drop-ins that [`dropin::read`]
+    /// read (the main file first).
+    fn from_sources(sources: &[dropin::Source]) -> Result<Self, Error> {
+        let (text, spans) = dropin::join(sources)?;
+        Self::from_str(&text, &sources[0].path).map_err(|e| match e {
             Error::Invalid { path, problems } => Error::Invalid {
                 path,
                 problems: problems
@@ -482,6 +488,36 @@ impl Config {
     #[must_use]
     pub fn certificate(&self, name: &str) -> Option<&CertificateConfig> {
         self.by_name.get(name).map(|&i| &self.certificates[i])
+    }
+}
+
+/// The `config` fuzz target: NUL-separated texts as the main file and its
+/// drop-ins. Every error must render; every config that validates must name
+/// its certificates uniquely.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let sources: Vec<dropin::Source> = text
+        .split('\0')
+        .take(8)
+        .enumerate()
+        .map(|(i, text)| dropin::Source {
+            path: PathBuf::from(format!("/etc/renewd/renewd.d/{i}.toml")),
+            text: text.to_owned(),
+        })
+        .collect();
+    match Config::from_sources(&sources) {
+        Ok(config) => {
+            for name in config.names() {
+                assert!(config.certificate(&name).is_some(), "{name}");
+            }
+            let _ = format!("{config:?}");
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
     }
 }
 

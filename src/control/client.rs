@@ -63,7 +63,19 @@ impl Client {
     pub async fn send(&mut self, request: &Request) -> io::Result<()> {
         let mut line = serde_json::to_vec(request)?;
         line.push(b'\n');
-        self.writer.write_all(&line).await
+        match self.writer.write_all(&line).await {
+            // The daemon answers a refused peer at once and closes: its answer
+            // is waiting to be read, and says more than the broken pipe.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Reads the next reply line; `None` when the daemon closed the connection.

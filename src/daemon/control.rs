@@ -1,11 +1,16 @@
 //! The daemon side of the control socket ([`crate::control`] has the protocol
 //! and the client): binds it, checks each peer with `SO_PEERCRED`, and turns
 //! requests into [`Event`]s or answers them from the [`View`].
+//!
+//! The peer check is the only gate: the socket is world-connectable (0666), so
+//! that every refused user reaches the daemon and is logged, which a file mode
+//! refusing at `connect(2)` would hide. A refused peer gets its answer before
+//! the daemon reads a byte from it, and the log lines are rate-limited.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use nix::unistd::{Gid, Group, Uid, User};
 use serde_json::json;
@@ -78,8 +83,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `path` (mode 0660, group `control_group`), replacing a stale socket
-    /// left by a crash but refusing to steal one a live daemon answers on.
+    /// Binds `path` (mode 0666: anyone may connect, the peer check decides;
+    /// group `control_group`), replacing a stale socket left by a crash but
+    /// refusing to steal one a live daemon answers on.
     ///
     /// # Errors
     ///
@@ -107,7 +113,7 @@ impl Server {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let listener = UnixListener::bind(path).map_err(io)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(io)?;
         if let Some(gid) = group {
             nix::unistd::chown(path, None, Some(gid)).map_err(|e| io(e.into()))?;
         }
@@ -134,6 +140,7 @@ impl Server {
         cancel: CancellationToken,
     ) {
         let waiting = Arc::new(Semaphore::new(MAX_WAITING));
+        let refusals = Arc::new(Mutex::new(RefusalLog::default()));
         loop {
             let stream = tokio::select! {
                 () = cancel.cancelled() => break,
@@ -146,15 +153,98 @@ impl Server {
                     }
                 },
             };
-            let (events, view, access) = (events.clone(), view.clone(), self.access);
+            let (events, view) = (events.clone(), view.clone());
+            let peer = Peer {
+                access: self.access,
+                refusals: Arc::clone(&refusals),
+            };
             let slot = Arc::clone(&waiting).try_acquire_owned();
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, slot.ok(), access, events, view).await {
+                if let Err(e) = handle(stream, slot.ok(), peer, events, view).await {
                     debug!("control client: {e}");
                 }
             });
         }
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// How each connection's peer is checked, and where refusals are counted.
+struct Peer {
+    access: Access,
+    refusals: Arc<Mutex<RefusalLog>>,
+}
+
+impl Peer {
+    /// Whether the peer `uid`/`gid` may use the socket; a refusal is logged
+    /// (rate-limited) with its uid, user name and `pid`. The check may ask NSS
+    /// (supplementary groups, the name to log), which can block: it runs off
+    /// the runtime, at most `MAX_WAITING` at once.
+    async fn admits(&self, uid: u32, gid: u32, pid: Option<i32>) -> bool {
+        let access = self.access;
+        let refused = tokio::task::spawn_blocking(move || {
+            (!access.allows(uid, gid)).then(|| {
+                User::from_uid(Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| "?".to_owned(), |u| u.name)
+            })
+        })
+        .await
+        .unwrap_or_else(|_| Some("?".to_owned()));
+        let Some(user) = refused else {
+            return true;
+        };
+        let logged = self
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .should_log(Instant::now());
+        if let Some(left_out) = logged {
+            warn!(
+                uid,
+                user,
+                pid,
+                left_out,
+                "control socket: permission denied (not root, the daemon's user or in \
+                 control_group)"
+            );
+        }
+        false
+    }
+}
+
+/// Refused peers are logged, at most [`RefusalLog::LINES`] per
+/// [`RefusalLog::PERIOD`]: a local user looping on `connect(2)` must not fill
+/// the journal. The next line logged says how many were left out.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    period_start: Option<Instant>,
+    logged: u32,
+    left_out: u64,
+}
+
+impl RefusalLog {
+    const LINES: u32 = 10;
+    const PERIOD: Duration = Duration::from_secs(60);
+
+    /// Whether the refusal at `now` is logged; if so, how many before it were
+    /// not.
+    fn should_log(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .period_start
+            .is_none_or(|start| now.duration_since(start) >= Self::PERIOD)
+        {
+            self.period_start = Some(now);
+            self.logged = 0;
+        }
+        if self.logged < Self::LINES {
+            self.logged += 1;
+            Some(std::mem::take(&mut self.left_out))
+        } else {
+            self.left_out += 1;
+            None
+        }
     }
 }
 
@@ -168,15 +258,16 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 async fn handle(
     stream: UnixStream,
     slot: Option<OwnedSemaphorePermit>,
-    access: Access,
+    peer: Peer,
     events: mpsc::Sender<Event>,
     view: watch::Receiver<View>,
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
+    let (uid, gid) = (cred.uid(), cred.gid());
     if slot.is_none() {
         warn!(
-            uid = cred.uid(),
+            uid,
             pid = cred.pid(),
             "control socket: too many clients waiting"
         );
@@ -186,12 +277,7 @@ async fn handle(
         )
         .await;
     }
-    if !access.allows(cred.uid(), cred.gid()) {
-        warn!(
-            uid = cred.uid(),
-            pid = cred.pid(),
-            "control socket: permission denied"
-        );
+    if !peer.admits(uid, gid, cred.pid()).await {
         return send(
             &mut write,
             &json!({"ok": false, "error": "permission denied"}),
@@ -357,4 +443,43 @@ async fn send(
     let mut line = serde_json::to_vec(value).unwrap_or_default();
     line.push(b'\n');
     write.write_all(&line).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_ten_a_minute_then_counted() {
+        let mut log = RefusalLog::default();
+        let start = Instant::now();
+        for _ in 0..RefusalLog::LINES {
+            assert_eq!(log.should_log(start), Some(0));
+        }
+        for _ in 0..5 {
+            assert_eq!(log.should_log(start + Duration::from_secs(30)), None);
+        }
+        // A new minute: the first line says how many were left out.
+        let later = start + RefusalLog::PERIOD;
+        assert_eq!(log.should_log(later), Some(5));
+        assert_eq!(log.should_log(later), Some(0));
+    }
+
+    #[test]
+    fn only_root_the_daemon_user_and_the_group_are_allowed() {
+        let own = Uid::from_raw(4242);
+        let alone = Access {
+            own_uid: own,
+            group: None,
+        };
+        assert!(alone.allows(0, 0));
+        assert!(alone.allows(4242, 9999));
+        assert!(!alone.allows(65534, 65534));
+        let grouped = Access {
+            own_uid: own,
+            group: Some(Gid::from_raw(777)),
+        };
+        assert!(grouped.allows(65534, 777));
+        assert!(!grouped.allows(65534, 65534));
+    }
 }

@@ -18,6 +18,10 @@ use tracing::{Instrument, info, warn};
 pub use crate::failure::{Failure, Kind as FailureKind};
 pub use outcome::{Attempt, Outcome};
 
+/// What a renewal that failed with these errors records (for the fuzz targets).
+#[cfg(fuzzing)]
+pub(crate) use failure::failure;
+
 use crate::acme::{self, Cas};
 use crate::config::{CaConfig, CertificateConfig, Config};
 use crate::metrics::Metrics;

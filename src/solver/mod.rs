@@ -21,6 +21,11 @@ mod http01;
 mod listener;
 mod tlsalpn01;
 
+/// What a DNS server and the Cloudflare API answer, as the dns-01 solver reads
+/// it (for the fuzz targets).
+#[cfg(fuzzing)]
+pub(crate) use dns01::{fuzz_cloudflare as fuzz_cloudflare_answer, fuzz_reply as fuzz_dns_reply};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -35,7 +35,7 @@ pub use cert::CertInfo;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file system call failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}{}", path.display(), hint(source))]
     Io {
         /// The path operated on.
         path: PathBuf,
@@ -105,6 +105,20 @@ fn check_owned(dir: &Path, no_link: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// What to do about a failure the operator, not renewd, must fix.
+fn hint(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::StorageFull => {
+            " (free space there: the live certificates are untouched, and failed renewals \
+             are retried on their own)"
+        }
+        io::ErrorKind::ReadOnlyFilesystem => {
+            " (renewd writes certificates, keys and state.json there: make it writable)"
+        }
+        _ => "",
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_owned(),
@@ -119,7 +133,7 @@ pub struct StoreLock {
 }
 
 /// The PEM files of one newly issued version.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Issued {
     /// Leaf certificate.
     pub cert_pem: String,
@@ -129,6 +143,17 @@ pub struct Issued {
     pub fullchain_pem: String,
     /// PKCS#8 private key.
     pub key_pem: String,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("cert_pem", &self.cert_pem)
+            .field("chain_pem", &self.chain_pem)
+            .field("fullchain_pem", &self.fullchain_pem)
+            .field("key_pem", &crate::secret::Redacted(&self.key_pem))
+            .finish()
+    }
 }
 
 impl Issued {
@@ -614,6 +639,14 @@ mod tests {
         assert_eq!(store.read_file(rel).unwrap().unwrap(), b"two");
         assert_eq!(mode(&tmp.path().join(rel)), 0o600);
         assert!(store.read_file(Path::new("nope")).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_debug_of_an_issued_version_hides_its_key() {
+        let issued = issued(&["a.example"]);
+        let shown = format!("{issued:?}");
+        assert!(shown.contains("key_pem: <redacted>"), "{shown}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
     }
 
     #[test]

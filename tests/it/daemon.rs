@@ -11,7 +11,7 @@ use renewd::store::CertInfo;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::fixture::{Daemon, Env, many_certificates, versions, wait_until};
+use crate::fixture::{Daemon, Env, http_get, many_certificates, versions, wait_until};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -691,22 +691,6 @@ fn state_json(env: &Env) -> Option<serde_json::Value> {
 }
 
 /// A plain HTTP/1.0 GET on loopback; the response body.
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
-    );
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
-}
-
 #[test]
 fn idle_control_clients_neither_block_status_nor_stay_forever() {
     let env = Env::new();
@@ -756,7 +740,7 @@ fn a_user_who_is_not_root_nor_in_control_group_is_refused_with_exit_4() {
     }
     let env = Env::new();
     env.write_config("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n");
-    let _daemon = Daemon::start(&env);
+    let daemon = Daemon::start(&env);
     // nobody may read the config (so the refusal is the socket's), not more.
     use std::os::unix::fs::PermissionsExt;
     let open = |p: &std::path::Path, mode| {
@@ -776,6 +760,21 @@ fn a_user_who_is_not_root_nor_in_control_group_is_refused_with_exit_4() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("permission denied"), "{stderr}");
+    // The daemon saw the peer (the socket lets anyone connect; SO_PEERCRED
+    // decides) and says who was refused.
+    let refused = |log: &str| {
+        log.lines().any(|l| {
+            l.contains("control socket: permission denied")
+                && l.contains("uid=65534")
+                && l.contains("nobody")
+                && l.contains("pid=")
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !refused(&daemon.log_text()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(refused(&daemon.log_text()), "{}", daemon.log_text());
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod daemon;
 mod dns;
 mod fallback;
 mod fleet;
+mod hostile;
 mod ip;
 mod oneshot;
 mod quirks;

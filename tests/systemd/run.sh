@@ -335,6 +335,17 @@ else
   fail "systemd-analyze security renewd.service: exposure ${exposure:-?} > $max_exposure"
 fi
 
+# --- no core dumps ----------------------------------------------------------------------
+# The daemon holds private keys and other secrets: LimitCORE=0, and its own
+# prctl(PR_SET_DUMPABLE, 0) passes the unit's system call filter.
+pid=$(in_ct 'systemctl show -P MainPID renewd')
+if in_ct "grep -Eq '^Max core file size +0 +0 ' /proc/$pid/limits" &&
+   ! in_ct 'journalctl -u renewd --no-pager | grep -q "cannot turn core dumps off"'; then
+  pass "no core dumps: LimitCORE=0 and prctl(PR_SET_DUMPABLE, 0) allowed"
+else
+  fail "no core dumps: LimitCORE=0 and prctl(PR_SET_DUMPABLE, 0) allowed"
+fi
+
 # --- nginx: reload over D-Bus, then verify ----------------------------------------------
 # Bootstrap as an operator would: nginx serves the issued certificate first,
 # then the certificate gets reload + verify and is force-renewed.

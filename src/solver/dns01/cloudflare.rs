@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -30,6 +30,10 @@ pub(super) const DEFAULT_URL: &str = "https://api.cloudflare.com/client/v4";
 /// How long one API request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Largest answer accepted: a zone or record listing is a few KiB; this only
+/// stops a broken or hostile endpoint from filling memory.
+const MAX_ANSWER: usize = 1 << 20;
+
 /// Cloudflare's error code for "An identical record already exists."
 const IDENTICAL_RECORD: i64 = 81058;
 
@@ -42,7 +46,7 @@ pub enum Error {
     #[error(transparent)]
     Call(#[from] CallError),
     /// Cloudflare refused to create the record.
-    #[error("cannot create {record} in Cloudflare zone {zone}: {source}")]
+    #[error("cannot create {record} in Cloudflare zone {}: {source}", zone.escape_debug())]
     Create {
         /// The record.
         record: Record,
@@ -53,7 +57,7 @@ pub enum Error {
         source: CallError,
     },
     /// The records to delete could not be listed.
-    #[error("cannot look up {record} in zone {zone}: {source}")]
+    #[error("cannot look up {record} in zone {}: {source}", zone.escape_debug())]
     Find {
         /// The record.
         record: Record,
@@ -64,7 +68,7 @@ pub enum Error {
         source: CallError,
     },
     /// Cloudflare refused to delete the record.
-    #[error("cannot delete {record} (id {id}): {source}")]
+    #[error("cannot delete {record} (id {}): {source}", id.escape_debug())]
     Delete {
         /// The record.
         record: Record,
@@ -139,9 +143,9 @@ pub enum CallFailure {
     /// The request could not be sent (connect, TLS, protocol).
     #[error(transparent)]
     Send(#[from] hyper_util::client::legacy::Error),
-    /// The response body could not be read.
-    #[error(transparent)]
-    Body(#[from] hyper::Error),
+    /// The response body could not be read, or is larger than allowed.
+    #[error("reading the answer: {0} (at most {MAX_ANSWER} bytes)")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// No complete response in time.
     #[error("no answer within {}s", .0.as_secs())]
     Timeout(Duration),
@@ -232,7 +236,7 @@ impl Cloudflare {
             "content": record.value,
             "ttl": TTL,
         });
-        let path = format!("/zones/{}/dns_records", zone.id);
+        let path = format!("/zones/{}/dns_records", path_segment(&zone.id));
         let id = match self
             .call::<DnsRecord>(Method::POST, &path, Some(body))
             .await
@@ -275,7 +279,11 @@ impl Cloudflare {
             }
         };
         for id in ids {
-            let path = format!("/zones/{zone_id}/dns_records/{id}");
+            let path = format!(
+                "/zones/{}/dns_records/{}",
+                path_segment(&zone_id),
+                path_segment(&id)
+            );
             if let Err(source) = self
                 .call::<serde_json::Value>(Method::DELETE, &path, None)
                 .await
@@ -294,7 +302,7 @@ impl Cloudflare {
     async fn find(&self, zone: &Zone, record: &Record) -> Result<Vec<String>, CallError> {
         let path = format!(
             "/zones/{}/dns_records?type=TXT&name={}&content={}",
-            zone.id,
+            path_segment(&zone.id),
             encode(&record.api_name()),
             encode(&record.value)
         );
@@ -368,37 +376,17 @@ impl Cloudflare {
         let exchange = async {
             let response = http.request(request).await.map_err(|e| fail(e.into()))?;
             let status = response.status();
-            let bytes = response
-                .into_body()
+            let bytes = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| fail(e.into()))?
+                .map_err(|e| fail(CallFailure::Body(e)))?
                 .to_bytes();
             Ok::<_, CallError>((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
             .map_err(|_| fail(CallFailure::Timeout(REQUEST_TIMEOUT)))??;
-        let envelope: Option<Envelope<T>> = serde_json::from_slice(&bytes).ok();
-        match envelope {
-            Some(Envelope {
-                success: true,
-                result: Some(result),
-                ..
-            }) if status.is_success() => Ok(result),
-            Some(envelope) => Err(fail(CallFailure::Rejected {
-                status,
-                errors: envelope.errors,
-                token_file: self.token_file.clone(),
-            })),
-            None => Err(fail(CallFailure::NotApi {
-                status,
-                body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                    .trim()
-                    .to_owned(),
-                token_file: self.token_file.clone(),
-            })),
-        }
+        answer(status, &bytes, &self.token_file).map_err(fail)
     }
 
     async fn http(&self) -> Result<&Http, rustls::Error> {
@@ -419,6 +407,74 @@ impl Cloudflare {
     }
 }
 
+/// `result` of an API answer with `status` and `body`, or why there is none.
+fn answer<T: DeserializeOwned>(
+    status: StatusCode,
+    body: &[u8],
+    token_file: &Path,
+) -> Result<T, CallFailure> {
+    let envelope: Option<Envelope<T>> = serde_json::from_slice(body).ok();
+    match envelope {
+        Some(Envelope {
+            success: true,
+            result: Some(result),
+            ..
+        }) if status.is_success() => Ok(result),
+        Some(envelope) => Err(CallFailure::Rejected {
+            status,
+            errors: envelope.errors,
+            token_file: token_file.to_owned(),
+        }),
+        None => Err(CallFailure::NotApi {
+            status,
+            body: shown(&body[..body.len().min(200)]),
+            token_file: token_file.to_owned(),
+        }),
+    }
+}
+
+/// The start of a body that is not an API answer, as the log shows it: its
+/// control characters escaped, so a proxy's page cannot forge log lines.
+fn shown(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .trim()
+        .escape_debug()
+        .to_string()
+}
+
+/// The `cloudflare_answer` fuzz target: `body` as the answer to each call,
+/// with a success and a failure status. Every failure must render on one line.
+#[cfg(fuzzing)]
+pub(super) fn fuzz(body: &[u8]) {
+    fn check<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Option<T> {
+        match answer::<T>(status, body, Path::new("/etc/renewd/cloudflare.token")) {
+            Ok(result) => Some(result),
+            Err(e) => {
+                let shown = e.to_string();
+                assert!(!shown.contains('\n'), "{shown:?}");
+                None
+            }
+        }
+    }
+    for status in [StatusCode::OK, StatusCode::FORBIDDEN] {
+        for zone in check::<Vec<Zone>>(status, body).into_iter().flatten() {
+            let _ = path_segment(&zone.id);
+            let _ = zone.name;
+        }
+        if let Some(record) = check::<DnsRecord>(status, body) {
+            assert!(!path_segment(&record.id).contains('/'));
+        }
+        let _ = check::<Vec<DnsRecord>>(status, body);
+        let _ = check::<serde_json::Value>(status, body);
+    }
+}
+
+/// An id from an API answer as one segment of a request path: an id such
+/// as `../../user/tokens` must not walk to another endpoint.
+fn path_segment(id: &str) -> String {
+    encode(id)
+}
+
 /// What to check when the API refused the token; empty for other statuses.
 fn token_hint(status: StatusCode, token_file: &Path) -> String {
     if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
@@ -434,7 +490,7 @@ fn token_hint(status: StatusCode, token_file: &Path) -> String {
 fn describe(status: StatusCode, errors: &[ApiError]) -> String {
     let errors: Vec<String> = errors
         .iter()
-        .map(|e| format!("[{}] {}", e.code, e.message))
+        .map(|e| format!("[{}] {}", e.code, e.message.escape_debug()))
         .collect();
     if errors.is_empty() {
         format!("HTTP {status}")
@@ -459,6 +515,49 @@ fn encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_read_and_what_they_say_stays_on_one_line() {
+        let token = Path::new("/etc/renewd/cf.token");
+        let zones: Vec<Zone> = answer(
+            StatusCode::OK,
+            br#"{"success":true,"errors":[],"result":[{"id":"z1","name":"example.com"}]}"#,
+            token,
+        )
+        .unwrap();
+        assert_eq!(
+            (zones[0].id.as_str(), zones[0].name.as_str()),
+            ("z1", "example.com")
+        );
+        let rejected = answer::<Vec<Zone>>(
+            StatusCode::FORBIDDEN,
+            br#"{"success":false,"errors":[{"code":9109,"message":"bad\nINFO forged"}]}"#,
+            token,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            rejected,
+            "HTTP 403 Forbidden: [9109] bad\\nINFO forged (check the token in \
+             /etc/renewd/cf.token: it needs Zone:DNS:Edit)"
+        );
+        let proxy = answer::<Vec<Zone>>(StatusCode::BAD_GATEWAY, b"<h1>502</h1>\r\nx", token)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            proxy,
+            "HTTP 502 Bad Gateway, not a Cloudflare API answer: <h1>502</h1>\\r\\nx"
+        );
+    }
+
+    #[test]
+    fn ids_from_an_answer_stay_one_path_segment() {
+        assert_eq!(path_segment("023e105f4ecef8ad"), "023e105f4ecef8ad");
+        assert_eq!(
+            path_segment("../../user/tokens?x"),
+            "..%2F..%2Fuser%2Ftokens%3Fx"
+        );
+    }
 
     #[test]
     fn query_values_are_percent_encoded() {

@@ -61,6 +61,29 @@ pub struct NameError {
     source: ProtoError,
 }
 
+/// The `dns_reply` fuzz target: `reply` as a DNS server's answer to each
+/// question renewd asks (the zone of a name, whether the record is visible,
+/// an update signed with TSIG). What it says about the record must render
+/// without control characters: it goes to the log.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_reply(reply: &[u8]) {
+    rfc2136::fuzz(reply);
+    let Ok(message) = query::decode("192.0.2.53:53".parse().expect("an address"), reply) else {
+        return;
+    };
+    let _ = query::zone_in_reply(&message);
+    if let Err(absence) = propagation::contains(&message, "fuzz-value") {
+        let shown = absence.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    }
+}
+
+/// The `cloudflare_answer` fuzz target: `body` as the answer to each call.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_cloudflare(body: &[u8]) {
+    cloudflare::fuzz(body);
+}
+
 /// A configured dns-01 solver.
 #[derive(Debug)]
 pub(super) struct Dns01 {

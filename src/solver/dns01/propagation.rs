@@ -301,7 +301,7 @@ async fn shows(target: &Target, record: &Record) -> Result<(), Absence> {
 }
 
 /// Whether the answer of `reply` holds a TXT record whose text is `value`.
-fn contains(reply: &Message, value: &str) -> Result<(), Absence> {
+pub(super) fn contains(reply: &Message, value: &str) -> Result<(), Absence> {
     if reply.response_code() != ResponseCode::NoError {
         return Err(Absence::Rcode(reply.response_code()));
     }
@@ -323,7 +323,9 @@ fn contains(reply: &Message, value: &str) -> Result<(), Absence> {
     } else if texts.is_empty() {
         Err(Absence::NoRecord)
     } else {
-        Err(Absence::OtherValues(texts))
+        // Shown in logs: a server's control characters must not forge lines.
+        let shown = texts.iter().map(|t| t.escape_debug().to_string()).collect();
+        Err(Absence::OtherValues(shown))
     }
 }
 
@@ -430,6 +432,18 @@ mod tests {
         assert_eq!(
             shown(&r, "x"),
             Err("only other TXT values (other, abcd)".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_server_cannot_forge_log_lines_with_its_txt_values() {
+        let r = reply(
+            ResponseCode::NoError,
+            &[&["evil\n2026 INFO renewed\u{1b}[31m"]],
+        );
+        assert_eq!(
+            shown(&r, "x"),
+            Err("only other TXT values (evil\\n2026 INFO renewed\\u{1b}[31m)".to_owned())
         );
     }
 

@@ -243,8 +243,8 @@ pub enum KeyError {
     #[error("no secret in the key")]
     NoSecret,
     /// The secret does not decode.
-    #[error("secret is not base64: {0}")]
-    Secret(#[source] base64::DecodeError),
+    #[error("secret is not base64: {}", crate::secret::decode_problem(.0))]
+    Secret(base64::DecodeError),
     /// An algorithm other than HMAC-SHA256/384/512.
     #[error(
         "algorithm {0} is not supported (use hmac-sha256, hmac-sha384 or hmac-sha512: \

@@ -12,12 +12,22 @@ use super::FUDGE;
 use super::error::{Error, KeyError};
 
 /// A TSIG key as BIND writes it: `key "name" { algorithm hmac-sha256; secret "base64"; };`
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(in crate::solver::dns01) struct TsigKey {
     /// Key name, as the server knows it.
     pub(super) name: Name,
     pub(super) algorithm: TsigAlgorithm,
     pub(super) secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for TsigKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TsigKey")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &crate::secret::Redacted(&self.secret))
+            .finish()
+    }
 }
 
 impl TsigKey {

@@ -203,6 +203,43 @@ impl Rfc2136 {
     }
 }
 
+/// The `dns_reply` fuzz target's TSIG part: `reply` as the answer to an
+/// update signed with a fixed key (its TSIG error read, its signature
+/// checked), and as a BIND key file.
+#[cfg(fuzzing)]
+pub(in crate::solver::dns01) fn fuzz(reply: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(reply) {
+        if let Err(e) = TsigKey::parse(text) {
+            let _ = e.to_string();
+        }
+    }
+    // Signing costs more than what is fuzzed: one request, signed once.
+    static VERIFIER: std::sync::LazyLock<std::sync::Mutex<hickory_proto::op::MessageVerifier>> =
+        std::sync::LazyLock::new(|| {
+            let key = TsigKey {
+                name: Name::from_ascii("renewd.").expect("a valid name"),
+                algorithm: hickory_proto::dnssec::rdata::tsig::TsigAlgorithm::HmacSha256,
+                secret: b"fuzz-fuzz-fuzz-fuzz".to_vec(),
+            };
+            let signer = key.signer().expect("a valid key");
+            let mut request = query::request(&key.name, RecordType::SOA, false);
+            request.set_id(0x5eed);
+            let Ok(Some(verify)) = request.finalize(&signer, 1_700_000_000) else {
+                panic!("signing a query failed");
+            };
+            std::sync::Mutex::new(verify)
+        });
+    if let Ok(message) = query::decode("192.0.2.53:53".parse().expect("an address"), reply) {
+        let _ = tsig_error(&message);
+    }
+    let mut verify = VERIFIER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(e) = verify(reply) {
+        let _ = e.to_string();
+    }
+}
+
 /// The error field of the reply's TSIG record, if it has one.
 fn tsig_error(reply: &Message) -> Option<u16> {
     let tsig = reply.signature().iter().find_map(|r| match r.data() {
@@ -227,6 +264,24 @@ mod tests {
     use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm;
 
     use super::*;
+
+    #[test]
+    fn the_debug_of_a_key_hides_its_secret() {
+        let text = "key \"renewd\" { algorithm hmac-sha256; secret \"c2VjcmV0LXNlY3JldA==\"; };";
+        let shown = format!("{:?}", TsigKey::parse(text).unwrap());
+        assert!(
+            shown.contains("<redacted>") && shown.contains("renewd"),
+            "{shown}"
+        );
+        assert!(!shown.contains("115, 101, 99"), "{shown}"); // b"sec"
+        // A secret that is not base64 is not quoted in the error either.
+        let text = "key \"k\" { algorithm hmac-sha256; secret \"s3cr+t!\"; };";
+        let err = TsigKey::parse(text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "secret is not base64: the character at offset 6 is not allowed"
+        );
+    }
 
     #[test]
     fn reads_the_key_tsig_keygen_writes() {
