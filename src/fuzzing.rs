@@ -57,7 +57,9 @@ pub fn pem(data: &[u8]) {
         }
         if let Ok(info) = &cert {
             let _ = info.matches_key(text);
-            let _ = info.covers_exactly(&info.domains);
+            let names: Vec<crate::config::Identifier> =
+                info.domains.iter().filter_map(|d| d.parse().ok()).collect();
+            let _ = info.covers_exactly(&names);
         }
     }
     for der in rustls_pki_types::CertificateDer::pem_slice_iter(data)
@@ -119,7 +121,7 @@ fn plan_in(window: crate::state::Window) {
     let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
     let config = crate::config::CertificateConfig {
         name: "a".to_owned(),
-        domains: vec!["a.example".to_owned()],
+        domains: vec![crate::config::Identifier::Dns("a.example".to_owned())],
         ca: Vec::new(),
         solvers: Vec::new(),
         key: crate::config::KeyType::default(),
@@ -137,7 +139,7 @@ fn plan_in(window: crate::state::Window) {
             serial: "01".to_owned(),
             not_before: now - time::Duration::days(30),
             not_after: now + time::Duration::days(60),
-            domains: config.domains.clone(),
+            domains: vec!["a.example".to_owned()],
             key_type: None,
             ari_id: None,
             spki_der: Vec::new(),
