@@ -296,8 +296,8 @@ impl State {
     }
 
     /// The state that `state.json` (`full`) and `state.journal` hold. A
-    /// journal line that does not parse ends the journal: it was being
-    /// written when the host went down.
+    /// journal line that does not parse is skipped: it was being written when
+    /// the host went down.
     ///
     /// # Errors
     ///
@@ -314,7 +314,7 @@ impl State {
         let mut newest: BTreeMap<String, (u64, CertState)> = BTreeMap::new();
         for line in journal.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let Ok(Line { n, name, state: cs }) = serde_json::from_slice::<Line>(line) else {
-                break;
+                continue;
             };
             if n > state.snapshot && newest.get(&name).is_none_or(|(m, _)| n >= *m) {
                 newest.insert(name, (n, cs));

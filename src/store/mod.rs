@@ -478,8 +478,14 @@ impl Store {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
             .map_err(io_err(&path))?;
-        file.write_all(bytes).map_err(io_err(&path))?;
-        file.sync_data().map_err(io_err(&path))?;
+        let before = file.metadata().map_err(io_err(&path))?.len();
+        let written = file.write_all(bytes).and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // A part written (a full disk) would run into the next append:
+            // take it back, so the file stays whole lines.
+            let _ = file.set_len(before);
+            return Err(io_err(&path)(e));
+        }
         if created {
             sync_dir(path.parent().unwrap_or(&self.root))?;
         }

@@ -231,8 +231,11 @@ fn no_secret_reaches_a_log_line_an_error_the_status_or_the_metrics() {
         ),
         ("/metrics", metrics),
         (
-            "state.json",
-            std::fs::read_to_string(env.state_dir().join("state.json")).unwrap(),
+            "the state (state.json and state.journal)",
+            ["state.json", "state.journal"]
+                .iter()
+                .filter_map(|f| std::fs::read_to_string(env.state_dir().join(f)).ok())
+                .collect::<String>(),
         ),
     ] {
         secrets.assert_absent_from(place, &text);
@@ -308,7 +311,7 @@ fn is_about(line: &str, name: &str) -> bool {
         })
 }
 
-/// Every live certificate with its key, and `state.json` parses.
+/// Every live certificate with its key, and the state loads.
 fn assert_intact(env: &Env, names: &[String]) {
     let store = env.store();
     for name in names {
@@ -316,8 +319,7 @@ fn assert_intact(env: &Env, names: &[String]) {
         assert!(lineage.key_matches, "{name}: cert and key do not match");
         crate::fixture::verify_chain(&env.pebble.root, &store.live_dir(name)).unwrap();
     }
-    let state = std::fs::read(env.state_dir().join("state.json")).unwrap();
-    let state: serde_json::Value = serde_json::from_slice(&state).expect("state.json parses");
+    let state = env.state().expect("the state loads");
     assert!(state["certificates"].is_object(), "{state}");
 }
 
@@ -336,9 +338,9 @@ fn a_disk_that_fills_up_mid_renewal_breaks_nothing_and_renewals_resume() {
     });
     // Let the state be saved, then leave room for a few versions only: the
     // mass renewal runs out of space in its middle.
-    wait_until(MINUTE, "state.json saved", || {
-        std::fs::read_to_string(env.state_dir().join("state.json"))
-            .is_ok_and(|s| names.iter().all(|n| s.contains(&format!("\"{n}\""))))
+    wait_until(MINUTE, "the state saved", || {
+        env.state()
+            .is_some_and(|s| names.iter().all(|n| s["certificates"][n].is_object()))
     });
     std::fs::create_dir(env.state_dir().join("filler")).unwrap();
     let files = fill(&env.state_dir().join("filler"));
