@@ -251,8 +251,7 @@ impl Sim {
         self.disk.live.get(name)
     }
 
-    /// The CA is down or busy at `now` for certificate holders: whether the
-    /// downtime overlaps `from..to` for longer than `Duration::ZERO`.
+    /// How long the CA was down or busy during `from..to`.
     pub(super) fn ca_down_during(&self, from: OffsetDateTime, to: OffsetDateTime) -> Duration {
         self.ca.down_during(from, to)
     }
