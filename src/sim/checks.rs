@@ -90,7 +90,7 @@ impl Sim {
                 continue; // Removed from the config: nobody renews it.
             }
             let last_third = not_after - (not_after - not_before) / 3;
-            if self.ca_down_during(last_third, not_after) == Duration::ZERO {
+            if self.ca.down_during(last_third, not_after) == Duration::ZERO {
                 let what = format!(
                     "expired at {} although the CA was reachable since {}",
                     rfc3339(not_after),
@@ -117,7 +117,7 @@ impl Sim {
             .filter(|r| {
                 let batch = i32::try_from(r.batch).unwrap_or(i32::MAX);
                 let bound = check * 2 + SLOWEST_ORDER * batch / lanes + Duration::HOUR;
-                let down = self.ca_down_during(r.at, now);
+                let down = self.ca.down_during(r.at, now);
                 now > r.at + bound + down
             })
             .cloned()
@@ -148,10 +148,7 @@ impl Sim {
                 continue;
             }
             for target in &cert.reload {
-                let unit = match target {
-                    crate::config::ReloadTarget::Unit(unit) => unit.clone(),
-                    other => format!("{other:?}"),
-                };
+                let unit = crate::reload::describe(target);
                 let ran = self.reloaded.get(&(name.clone(), unit.clone()));
                 if ran.is_none_or(|at| at < published) {
                     problems.push((

@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::daemon::Event;
 use crate::daemon::scheduler::Scheduler;
+use crate::state::State;
 
 /// Where simulated time starts.
 const EPOCH: OffsetDateTime = datetime!(2027-01-01 00:00 UTC);
@@ -86,7 +87,7 @@ pub(super) async fn simulate(options: &Options) -> Report {
     }
     daemon.kill().await;
     let mut s = lock(&sim);
-    s.check_state_loads();
+    s.load_state(); // Invariant 7, once more at the end.
     s.check_at_end();
     Report {
         seed: options.seed,
@@ -111,11 +112,7 @@ struct Daemon {
 impl Daemon {
     /// Starts one from what is on disk, as systemd would.
     fn start(sim: &Shared, clock: &Clock, rng: &mut StdRng) -> Self {
-        let state = {
-            let mut s = lock(sim);
-            s.check_state_loads();
-            s.disk.state.load().unwrap_or_default()
-        };
+        let state = lock(sim).load_state();
         let world = Arc::new(SimWorld::new(sim));
         let scheduler = Scheduler::with_clock(
             world,
@@ -140,11 +137,13 @@ impl Daemon {
 }
 
 impl Sim {
-    /// 7: the state on disk always loads.
-    fn check_state_loads(&mut self) {
-        if let Err(e) = self.disk.state.load() {
+    /// The state on disk, as a starting daemon loads it (empty when it does
+    /// not load, which violates invariant 7).
+    fn load_state(&mut self) -> State {
+        self.disk.state.load().unwrap_or_else(|e| {
             self.violated(7, "-", &format!("the state on disk does not load: {e}"));
-        }
+            State::default()
+        })
     }
 }
 

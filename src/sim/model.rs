@@ -251,11 +251,6 @@ impl Sim {
         self.disk.live.get(name)
     }
 
-    /// How long the CA was down or busy during `from..to`.
-    pub(super) fn ca_down_during(&self, from: OffsetDateTime, to: OffsetDateTime) -> Duration {
-        self.ca.down_during(from, to)
-    }
-
     pub(super) fn max_concurrent(&self) -> usize {
         self.config.daemon.max_concurrent
     }

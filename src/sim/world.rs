@@ -21,6 +21,7 @@ use crate::reload;
 use crate::renew::{Attempt, Outcome, Slot};
 use crate::schedule;
 use crate::state::{CertState, Snapshot, State};
+use crate::status::rfc3339;
 use crate::store::{self, Lineage};
 use crate::verify::Served;
 
@@ -182,10 +183,13 @@ impl World for SimWorld {
             let mut sim = lock(&sim);
             let now = sim.now();
             let serial = ari_id.trim_start_matches("sim.");
-            let Some(issued) = sim.ca.issued.get(serial).cloned() else {
+            let Some(issued) = sim.ca.issued.get(serial) else {
                 return (Ok(RenewalInfo::Unsupported), None, None);
             };
-            let mid = issued.not_before + (issued.not_after - issued.not_before) / 2;
+            let (window, mid) = (
+                issued.window,
+                issued.not_before + (issued.not_after - issued.not_before) / 2,
+            );
             // Half the certificates name a CRL; renewd reads it at each poll.
             let on_crl = (serial.len() % 2 == 0).then_some(issued.revoked.is_some());
             if let Some(down) = sim.ca.down_at(now) {
@@ -197,11 +201,11 @@ impl World for SimWorld {
                 let source = instant_acme::Error::Str(error);
                 return (Err(acme::Error::Acme { ca, source }), None, Some(mid));
             }
-            sim.event(&name, Note::Poll(issued.window));
+            sim.event(&name, Note::Poll(window));
             // Let's Encrypt asks again after 6 hours.
             let retry_after = StdDuration::from_secs(6 * 3600);
             (
-                Ok(RenewalInfo::Window(issued.window, retry_after)),
+                Ok(RenewalInfo::Window(window, retry_after)),
                 on_crl,
                 Some(mid),
             )
@@ -218,17 +222,16 @@ impl World for SimWorld {
     fn reload(&self, target: ReloadTarget, names: Vec<String>) -> Work<Result<(), reload::Error>> {
         let sim = Arc::clone(&self.sim);
         Box::pin(async move {
-            let unit = match &target {
-                ReloadTarget::Unit(unit) => unit.clone(),
-                other => format!("{other:?}"),
-            };
-            let (latency, fails) = lock(&sim).start_reload(&unit, &names);
+            let (latency, fails) = lock(&sim).start_reload(&target, &names);
             tokio::time::sleep(latency).await;
-            if fails {
-                let message = "Job for the unit failed".to_owned();
-                return Err(reload::Error::Unit { unit, message });
+            match target {
+                // The simulated fleet's reload targets are systemd units.
+                ReloadTarget::Unit(unit) if fails => Err(reload::Error::Unit {
+                    unit,
+                    message: "Job for the unit failed".to_owned(),
+                }),
+                _ => Ok(()),
             }
-            Ok(())
         })
     }
 
@@ -443,14 +446,15 @@ impl Sim {
         seconds(self.rng.random_range(0.05..0.3))
     }
 
-    /// A reload of `unit` for `names` starts: how long it takes and whether
+    /// A reload of `target` for `names` starts: how long it takes and whether
     /// it fails.
-    fn start_reload(&mut self, unit: &str, names: &[String]) -> (StdDuration, bool) {
+    fn start_reload(&mut self, target: &ReloadTarget, names: &[String]) -> (StdDuration, bool) {
         let now = self.now();
+        let target = reload::describe(target);
         for name in names {
-            self.reloaded.insert((name.clone(), unit.to_owned()), now);
+            self.reloaded.insert((name.clone(), target.clone()), now);
             *self.reloads_since_publish.entry(name.clone()).or_default() += 1;
-            self.event(name, format!("reload {unit}"));
+            self.event(name, format!("reload {target}"));
         }
         if !self.faults.has(Fault::Reload) {
             return (seconds(0.5), false);
@@ -461,8 +465,4 @@ impl Sim {
         }
         (seconds(0.5), self.rng.random_bool(0.05))
     }
-}
-
-fn rfc3339(at: OffsetDateTime) -> String {
-    crate::status::rfc3339(at)
 }

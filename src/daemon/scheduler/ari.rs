@@ -27,12 +27,12 @@ impl Scheduler {
         let ca = world.issuer(cert, entry.issued_by.as_deref());
         let permits = Arc::clone(&self.poll_permits);
         let max = self.config().daemon.max_concurrent;
-        let name = name.to_owned();
-        self.polls.spawn(&name.clone(), async move {
+        let owned = name.to_owned();
+        self.polls.spawn(name, async move {
             let _slot = Arc::clone(&permits).acquire_owned().await;
             let in_flight = max.saturating_sub(permits.available_permits());
-            debug!(cert_name = %name, ca, in_flight, "ARI poll");
-            (serial, world.poll(name, ca, ari_id).await)
+            debug!(cert_name = %owned, ca, in_flight, "ARI poll");
+            (serial, world.poll(owned, ca, ari_id).await)
         });
     }
 
