@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use etcd_client::{DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{DeleteOptions, EventType, PutOptions, Txn, TxnOp, WatchOptions};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -169,21 +169,11 @@ impl Cluster {
         &self,
         presented: &Mutex<HashMap<String, (String, Response)>>,
     ) -> Result<(), Error> {
-        let mut client = self.client()?;
         let prefix = self.key("challenges/");
-        let response = client
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = response
-            .header()
-            .map_or(0, etcd_client::ResponseHeader::revision);
-        for kv in response.kvs() {
+        let (now, mut stream) = self.read_then_watch(&prefix, true).await?;
+        for kv in &now {
             self.present_for_other(kv.value(), presented).await;
         }
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision + 1);
-        let mut stream = client.watch(prefix.clone(), Some(options)).await?;
         while let Some(message) = stream.message().await? {
             for event in message.events() {
                 let Some(kv) = event.kv() else { continue };

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use etcd_client::{EventType, WatchOptions};
+use etcd_client::EventType;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
@@ -89,17 +89,11 @@ impl Cluster {
     }
 
     async fn follow_force(&self) -> Result<(), Error> {
-        let mut client = self.client()?;
         let key = self.key("force");
-        let response = client.get(key.clone(), None).await?;
-        let revision = response
-            .header()
-            .map_or(0, etcd_client::ResponseHeader::revision);
-        if let Some(kv) = response.kvs().first() {
+        let (now, mut stream) = self.read_then_watch(&key, false).await?;
+        if let Some(kv) = now.first() {
             self.forced(kv.value()).await;
         }
-        let options = WatchOptions::new().with_start_revision(revision + 1);
-        let mut stream = client.watch(key, Some(options)).await?;
         while let Some(message) = stream.message().await? {
             for event in message.events() {
                 if let (EventType::Put, Some(kv)) = (event.event_type(), event.kv()) {

@@ -247,6 +247,28 @@ impl Cluster {
         lock(&self.client).clone().ok_or(Error::NotConnected)
     }
 
+    /// What `key` holds now (with `prefix`: every key under it), and a watch
+    /// of every change after that read, so that nothing between the two is
+    /// missed.
+    async fn read_then_watch(
+        &self,
+        key: &str,
+        prefix: bool,
+    ) -> Result<(Vec<etcd_client::KeyValue>, etcd_client::WatchStream), Error> {
+        let mut client = self.client()?;
+        let get = prefix.then(|| etcd_client::GetOptions::new().with_prefix());
+        let mut response = client.get(key, get).await?;
+        let revision = response
+            .header()
+            .map_or(0, etcd_client::ResponseHeader::revision);
+        let mut watch = etcd_client::WatchOptions::new().with_start_revision(revision + 1);
+        if prefix {
+            watch = watch.with_prefix();
+        }
+        let stream = client.watch(key, Some(watch)).await?;
+        Ok((response.take_kvs(), stream))
+    }
+
     fn lease(&self) -> i64 {
         self.lease.load(Ordering::SeqCst)
     }

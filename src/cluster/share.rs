@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use etcd_client::{EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{EventType, KeyValue};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -99,27 +99,14 @@ impl Cluster {
     /// Publishes every version in etcd that is newer than the local one, then
     /// each new one as it comes.
     async fn follow_certs(&self) -> Result<(), Error> {
-        let mut client = self.client()?;
         let prefix = self.key("certs/");
-        let response = client
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = response
-            .header()
-            .map_or(0, etcd_client::ResponseHeader::revision);
-        for kv in response.kvs() {
+        let (now, mut stream) = self.read_then_watch(&prefix, true).await?;
+        for kv in &now {
             self.arrived(&prefix, kv).await;
         }
         if !self.synced.swap(true, Ordering::SeqCst) {
-            info!(
-                versions = response.kvs().len(),
-                "in step with the versions in etcd"
-            );
+            info!(versions = now.len(), "in step with the versions in etcd");
         }
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision + 1);
-        let mut stream = client.watch(prefix.clone(), Some(options)).await?;
         while let Some(message) = stream.message().await? {
             for event in message.events() {
                 if let (EventType::Put, Some(kv)) = (event.event_type(), event.kv()) {
