@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use time::OffsetDateTime;
 
-use super::{BucketSize, Entry, MAX_ROWS, buckets, span};
+use super::{BucketSize, Entry, MAX_ROWS, buckets, span, tallest};
 use crate::status::rfc3339;
 
 /// Width of the chart area, in SVG units (pixels).
@@ -164,12 +164,7 @@ fn bars(now: OffsetDateTime, days: f64, y: f64, entry: &Entry) -> String {
 
 fn histogram(now: OffsetDateTime, entries: &[Entry]) -> String {
     let (size, buckets, expired) = buckets(now, entries);
-    let most = buckets
-        .iter()
-        .map(|b| b.renewals.max(b.expiries))
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
+    let most = tallest(&buckets) as f64;
     let slot = CHART / buckets.len() as f64;
     let unit = match size {
         BucketSize::Day => "day",

@@ -92,6 +92,17 @@ pub struct Bucket {
     pub expiries: usize,
 }
 
+/// The largest count of any bucket (at least 1): the full height of a bar.
+#[must_use]
+pub fn tallest(buckets: &[Bucket]) -> usize {
+    buckets
+        .iter()
+        .map(|b| b.renewals.max(b.expiries))
+        .max()
+        .unwrap_or(0)
+        .max(1)
+}
+
 /// Every bucket from today to the end of the [`span`], empty ones included
 /// (gaps are part of the picture), and how many certificates expired already.
 #[must_use]

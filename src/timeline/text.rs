@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use time::{Duration, OffsetDateTime};
 
-use super::{BucketSize, Entry, MAX_ROWS, buckets, relative, span};
+use super::{BucketSize, Entry, MAX_ROWS, buckets, relative, span, tallest};
 
 /// Narrowest chart drawn, whatever `width` says.
 const MIN_CHART: usize = 20;
@@ -122,12 +122,7 @@ fn note(entry: &Entry, now: OffsetDateTime) -> String {
 
 fn histogram(now: OffsetDateTime, entries: &[Entry], width: usize) -> String {
     let (size, buckets, expired) = buckets(now, entries);
-    let most = buckets
-        .iter()
-        .map(|b| b.renewals.max(b.expiries))
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let most = tallest(&buckets);
     // Two bars side by side, each with its count.
     let bar_width = (width.saturating_sub(12 + 2 * 7) / 2).max(MIN_CHART / 2);
     let bar = |count: usize, mark: char| {
