@@ -167,20 +167,22 @@ async fn status(path: &Location, args: &args::StatusArgs) -> anyhow::Result<Exit
     };
     let statuses = match daemon_request(&socket, &request).await? {
         Some(mut client) => {
-            let reply = reply_ok(client.next().await?)?;
-            serde_json::from_value(reply["certificates"].clone())
+            let reply: StatusReply = client
+                .next_as()
+                .await
                 .context("unexpected status reply from the daemon")?
+                .context("the daemon closed the connection without replying")?;
+            if !reply.ok {
+                return Err(daemon_error(reply.error));
+            }
+            reply.certificates
         }
         None => {
             let config = config.ok_or(ConnectError::NotRunning(socket.display().to_string()))?;
             let store = open_store(&config)?;
             let state = State::load(&store);
-            let mut statuses =
-                status::collect(&config, &store, &state, time::OffsetDateTime::now_utc());
-            if !args.names.is_empty() {
-                statuses.retain(|s| args.names.contains(&s.name));
-            }
-            statuses
+            let now = time::OffsetDateTime::now_utc();
+            status::collect(&config, &store, &state, now, &args.names)
         }
     };
     let healthy = statuses.iter().all(|s| s.healthy);
@@ -235,15 +237,27 @@ fn terminal_width() -> usize {
 
 /// The table (after `summary`, a line about all certificates) or the JSON.
 fn print_status(statuses: &[status::CertStatus], summary: &str, json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    #[derive(serde::Serialize)]
+    struct Json<'a> {
+        certificates: &'a [status::CertStatus],
+    }
+    // Buffered: stdout flushes at every newline, a write(2) per line of
+    // pretty JSON, a quarter of `status --json`'s time with 10,000 certificates.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if json {
-        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "certificates": statuses }))?;
+        serde_json::to_writer_pretty(
+            &mut out,
+            &Json {
+                certificates: statuses,
+            },
+        )?;
         writeln!(out)?;
     } else {
         let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
         writeln!(out, "{summary}")?;
         write!(out, "{}", status::table(statuses, colour))?;
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -396,14 +410,26 @@ fn reply_ok(reply: Option<serde_json::Value>) -> anyhow::Result<serde_json::Valu
     if reply["ok"].as_bool() == Some(true) {
         return Ok(reply);
     }
-    let error = reply["error"]
-        .as_str()
-        .unwrap_or("unknown error")
-        .to_owned();
+    Err(daemon_error(reply["error"].as_str().map(str::to_owned)))
+}
+
+/// The error a daemon's `{"ok": false, "error": ...}` reply stands for.
+fn daemon_error(error: Option<String>) -> anyhow::Error {
+    let error = error.unwrap_or_else(|| "unknown error".to_owned());
     if error == "permission denied" {
-        return Err(Denied.into());
+        return Denied.into();
     }
-    Err(anyhow::anyhow!("daemon: {error}"))
+    anyhow::anyhow!("daemon: {error}")
+}
+
+/// The daemon's answer to `status`.
+#[derive(serde::Deserialize)]
+struct StatusReply {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    certificates: Vec<status::CertStatus>,
 }
 
 async fn import_certbot(path: &Location, dir: &Path) -> anyhow::Result<Exit> {

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use super::{Event, View};
 use crate::control::proto::{MAX_REQUEST, RenewEvent, Request, RevokeReason};
+use crate::status::CertStatus;
 
 /// The socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -231,8 +232,8 @@ async fn handle(
     match request {
         Request::Status { names } => {
             let view = view.borrow().clone();
-            let reply = status_reply(&view, &names).await;
-            send(&mut write, &reply).await
+            let statuses = view.statuses(&names).await;
+            send_status(&mut write, &statuses).await
         }
         Request::ReloadConfig => {
             let (tx, rx) = oneshot::channel();
@@ -292,12 +293,25 @@ async fn revoke(
     }
 }
 
-async fn status_reply(view: &View, names: &[String]) -> serde_json::Value {
-    let mut statuses = view.statuses().await;
-    if !names.is_empty() {
-        statuses.retain(|s| names.contains(&s.name));
+/// `{"ok":true,"certificates":[...]}`, serialized straight from the statuses:
+/// going through a `serde_json::Value` first cost as much as collecting them
+/// (a tree of small allocations per certificate).
+async fn send_status(
+    write: &mut (impl AsyncWriteExt + Unpin),
+    statuses: &[CertStatus],
+) -> std::io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Reply<'a> {
+        ok: bool,
+        certificates: &'a [CertStatus],
     }
-    json!({"ok": true, "certificates": statuses})
+    let reply = Reply {
+        ok: true,
+        certificates: statuses,
+    };
+    let mut line = serde_json::to_vec(&reply).unwrap_or_default();
+    line.push(b'\n');
+    write.write_all(&line).await
 }
 
 async fn renew(

@@ -64,11 +64,11 @@ async fn respond(
 ) -> Response<Full<Bytes>> {
     let (body, content_type) = match req.uri().path() {
         "/metrics" => (
-            metrics.render(&view.statuses().await),
+            metrics.render(&view.statuses(&[]).await),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         "/" => {
-            let entries = crate::timeline::entries(&view.statuses().await);
+            let entries = crate::timeline::entries(&view.statuses(&[]).await);
             let now = time::OffsetDateTime::now_utc();
             (
                 crate::timeline::html(now, &entries),
