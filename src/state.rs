@@ -390,6 +390,13 @@ impl State {
         }
     }
 
+    /// The entry for `name`, created empty if needed, *not* marked changed:
+    /// for reading, and for changes that need not be written (they are saved
+    /// with the certificate's next change, and made again if lost).
+    pub fn unsaved_entry(&mut self, name: &str) -> &mut CertState {
+        self.certificates.entry(name.to_owned()).or_default()
+    }
+
     /// The entry for `name`, created empty if needed, and marked changed.
     pub fn entry(&mut self, name: &str) -> &mut CertState {
         if !self.saves.dirty.contains(name) {

@@ -307,6 +307,36 @@ pub struct CertificateConfig {
     pub line: usize,
 }
 
+impl CertificateConfig {
+    /// Whether `other` asks for the same certificate in the same way: every
+    /// setting but the line it is written on. A config reload re-plans only
+    /// the certificates this is false for.
+    #[must_use]
+    pub fn same_as(&self, other: &Self) -> bool {
+        let Self {
+            name,
+            domains,
+            ca,
+            solvers,
+            key,
+            reuse_key,
+            profile,
+            reload,
+            verify,
+            line: _,
+        } = self;
+        *name == other.name
+            && *domains == other.domains
+            && *ca == other.ca
+            && *solvers == other.solvers
+            && *key == other.key
+            && *reuse_key == other.reuse_key
+            && *profile == other.profile
+            && *reload == other.reload
+            && *verify == other.verify
+    }
+}
+
 /// The serde shape of a `[[certificate]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
