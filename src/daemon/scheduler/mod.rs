@@ -379,7 +379,8 @@ impl Scheduler {
         let live = lineage.as_ref().ok().and_then(Option::as_ref);
         let serial = live.map(|l| l.cert.serial.clone());
         let ari_id = live.and_then(|l| l.cert.ari_id.clone());
-        let random = self.rng.random();
+        let check_interval = world.config().daemon.check_interval.0;
+        let (random, poll_random) = (self.rng.random(), self.rng.random());
         let state = Arc::clone(&self.state);
         let mut state = state.lock().await;
         let cs = state.unsaved_entry(name);
@@ -393,7 +394,11 @@ impl Scheduler {
             now,
             random,
         );
-        let ari_poll_at = ari_id.as_ref().map(|_| cs.ari_poll_at.unwrap_or(now));
+        let ari_poll_at = ari_id.as_ref().map(|_| {
+            let at = ari::poll_time(cs.ari_poll_at, now, check_interval, poll_random);
+            cs.ari_poll_at = Some(at);
+            at
+        });
         let (fresh_key, issued_by) = (cs.needs_fresh_key(), cs.ca.clone());
         if changed || reset {
             state.entry(name);
