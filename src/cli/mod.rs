@@ -158,14 +158,65 @@ fn check_config(location: &Location) -> Exit {
 }
 
 async fn status(path: &Location, args: &args::StatusArgs) -> anyhow::Result<Exit> {
+    let statuses = match named_status_from_daemon(path, &args.names).await {
+        Some(statuses) => statuses,
+        None => collect_status(path, &args.names).await?,
+    };
+    let healthy = statuses.iter().all(|s| s.healthy);
+    let summary = status::summary(&statuses);
+    let shown: Vec<status::CertStatus> = statuses
+        .into_iter()
+        .filter(|s| !args.problems || !s.healthy)
+        .collect();
+    if args.timeline {
+        let entries = crate::timeline::entries(&shown);
+        let now = time::OffsetDateTime::now_utc();
+        print!("{}", crate::timeline::text(now, &entries, terminal_width()));
+    } else {
+        print_status(&shown, &summary, args.json)?;
+    }
+    Ok(if healthy { Exit::Ok } else { Exit::Failed })
+}
+
+/// `status NAME...` asked of a running daemon before the config is loaded:
+/// loading 100,000 certificates takes longer than the daemon's answer about
+/// one. The socket comes from the file's `control_socket` line. `None` —
+/// and the usual way, with its checks and messages — when no daemon answers
+/// there or its answer does not cover every NAME exactly once.
+async fn named_status_from_daemon(
+    path: &Location,
+    names: &[String],
+) -> Option<Vec<status::CertStatus>> {
+    if names.is_empty() {
+        return None;
+    }
+    let socket = config::control_socket_quick(&path.file);
+    let request = Request::Status {
+        names: names.to_vec(),
+    };
+    let mut client = daemon_request(&socket, &request).await.ok()??;
+    let reply: StatusReply = client.next_as().await.ok()??;
+    let mut asked: Vec<&String> = names.iter().collect();
+    let mut got: Vec<&String> = reply.certificates.iter().map(|s| &s.name).collect();
+    asked.sort();
+    got.sort();
+    (reply.ok && asked == got).then_some(reply.certificates)
+}
+
+/// The statuses of `names` (all when empty): from the daemon if one answers,
+/// else read from the state directory.
+async fn collect_status(
+    path: &Location,
+    names: &[String],
+) -> anyhow::Result<Vec<status::CertStatus>> {
     let (config, socket) = config_or_daemon(path).await?;
     if let Some(config) = &config {
-        unknown_names(config, &args.names)?;
+        unknown_names(config, names)?;
     }
     let request = Request::Status {
-        names: args.names.clone(),
+        names: names.to_vec(),
     };
-    let statuses = match daemon_request(&socket, &request).await? {
+    Ok(match daemon_request(&socket, &request).await? {
         Some(mut client) => {
             let reply: StatusReply = client
                 .next_as()
@@ -182,23 +233,9 @@ async fn status(path: &Location, args: &args::StatusArgs) -> anyhow::Result<Exit
             let store = open_store(&config)?;
             let state = State::load(&store);
             let now = time::OffsetDateTime::now_utc();
-            status::collect(&config, &store, &state, now, &args.names)
+            status::collect(&config, &store, &state, now, names)
         }
-    };
-    let healthy = statuses.iter().all(|s| s.healthy);
-    let summary = status::summary(&statuses);
-    let shown: Vec<status::CertStatus> = statuses
-        .into_iter()
-        .filter(|s| !args.problems || !s.healthy)
-        .collect();
-    if args.timeline {
-        let entries = crate::timeline::entries(&shown);
-        let now = time::OffsetDateTime::now_utc();
-        print!("{}", crate::timeline::text(now, &entries, terminal_width()));
-    } else {
-        print_status(&shown, &summary, args.json)?;
-    }
-    Ok(if healthy { Exit::Ok } else { Exit::Failed })
+    })
 }
 
 /// Loads the config and finds the control socket. When the file on disk is
