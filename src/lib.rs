@@ -66,6 +66,7 @@ pub mod hook;
 pub mod logging;
 pub mod metrics;
 pub mod oneshot;
+pub mod parallel;
 pub mod reload;
 pub mod renew;
 pub mod schedule;

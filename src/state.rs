@@ -330,6 +330,21 @@ impl State {
         Ok(state)
     }
 
+    /// A copy holding only the certificates in `names` (those it knows), to
+    /// read without the lock: copying all of them for a question about one
+    /// cost milliseconds per thousand certificates.
+    #[must_use]
+    pub fn only(&self, names: &[String]) -> Self {
+        let certificates = names
+            .iter()
+            .filter_map(|n| Some((n.clone(), self.certificates.get(n)?.clone())))
+            .collect();
+        Self {
+            certificates,
+            ..Self::default()
+        }
+    }
+
     /// Writes what changed atomically, off the runtime's worker threads and
     /// without holding the lock during the fsyncs, so renewals in flight do not
     /// wait for them.
@@ -378,6 +393,13 @@ impl State {
             number,
             written: Arc::clone(&self.saves.written),
         }
+    }
+
+    /// The entry for `name`, created empty if needed, *not* marked changed:
+    /// for reading, and for changes that need not be written (they are saved
+    /// with the certificate's next change, and made again if lost).
+    pub fn unsaved_entry(&mut self, name: &str) -> &mut CertState {
+        self.certificates.entry(name.to_owned()).or_default()
     }
 
     /// The entry for `name`, created empty if needed, and marked changed.

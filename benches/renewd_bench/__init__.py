@@ -17,6 +17,9 @@ Parts:
   d  startup to READY with --startup-n issued certificates
   e  SIGUSR1 -> first newOrder reaching the CA (timestamped by nginx, or a
      built-in TLS relay, in front of Pebble)
+  f  scale (only when asked: --parts f): one daemon with each N of --scale-n
+     (default 1000,10000,100000) issued certificates, cached between runs:
+     startup, status, reload, idle, ARI poll spread, bytes written per renewal
 
 Every measurement gets a fresh Pebble 2.10 (tests/tools/pebble up, with its own
 ports and state dir, PEBBLE_VA_ALWAYS_VALID=1 PEBBLE_VA_NOSLEEP=1
@@ -40,4 +43,7 @@ docs/benchmarks.md and docs/benchmarks.svg.
 #   part_c_idle.py     part c: the idle daemon
 #   part_d_startup.py  part d: startup to READY
 #   part_e_latency.py  part e: SIGUSR1 -> first newOrder at the CA
+#   part_f_scale.py    part f: one daemon with N certificates, every figure
+#   cache.py           the issued sets of part f, kept between runs
 #   report.py          markdown, SVG, merging results, docs/benchmarks.md
+#   report_scale.py    part f's table and its plot of each figure against N

@@ -23,10 +23,13 @@ from .part_ab_mass import certbot_mass, ceiling_mass, lego_mass, renewd_mass, re
 from .part_c_idle import bench_idle
 from .part_d_startup import bench_startup
 from .part_e_latency import LATENCY_TRIALS, bench_latency
+from .part_f_scale import bench_scale
+from .cache import cached, issue_set
 from .pebble import PEBBLE_TOOL, with_pebble
 from .processes import CLEANUP, Interrupted, install_signal_handlers, loadavg
 from .renewd import build_renewd
 from .report import markdown, merge_results, svg_plot, write_docs
+from . import report_scale
 
 
 def parse_args():
@@ -38,7 +41,8 @@ def parse_args():
     ap.add_argument("--n", help="comma-separated N for parts a and b (default 100,1000)")
     ap.add_argument("--tools", default="renewd,certbot,lego",
                     help="tools for part a (default renewd,certbot,lego)")
-    ap.add_argument("--parts", default="a,b,c,d,e", help="parts to run (default a,b,c,d,e)")
+    ap.add_argument("--parts", default="a,b,c,d,e",
+                    help="parts to run (default a,b,c,d,e; f, scale, runs only when asked)")
     ap.add_argument("--concurrency", type=int, default=32,
                     help="renewd daemon.max_concurrent for parts a and e (default 32)")
     ap.add_argument("--ceiling-concurrency", type=int, default=32,
@@ -66,6 +70,22 @@ def parse_args():
     ap.add_argument("--startup-n", type=int, help="certificates for part d (default 10000)")
     ap.add_argument("--startup-trials", type=int, default=3)
     ap.add_argument("--latency-n", type=int, help="certificates for part e (default 1000)")
+    ap.add_argument("--scale-n", help="comma-separated N for part f (default 1000,10000,100000; "
+                                      "each runs on its own, e.g. --parts f --scale-n 100000)")
+    ap.add_argument("--scale-mass-seconds", type=int, default=120,
+                    help="part f: at most this long a mass renewal for its bytes written per "
+                         "renewal (default 120; N = 10,000 takes about a minute)")
+    ap.add_argument("--issue-only", action="store_true",
+                    help="part f: issue (and cache) the sets of --scale-n that are missing, "
+                         "measure nothing")
+    ap.add_argument("--scale-concurrency", type=int, default=8,
+                    help="part f: daemon.max_concurrent (default 8: its mass renewal of "
+                         "10,000 wedges Pebble at 32 within seconds)")
+    ap.add_argument("--cache", help="where issued sets are kept between runs (default "
+                                    "target/bench/cache; part f issues a missing one)")
+    ap.add_argument("--issue-restart-every", type=int, default=20000,
+                    help="part f: a fresh Pebble every this many certificates while issuing "
+                         "a set (default 20000; Pebble slows down with every one it holds)")
     ap.add_argument("--latency-trials", default="cold,warm,idle",
                     help="part e trials in order: cold, warm, idle (default cold,warm,idle)")
     ap.add_argument("--latency-concurrency", type=int, default=8,
@@ -106,6 +126,8 @@ def parse_args():
     args.idle_seconds = args.idle_seconds or (10 if q else 60)
     args.startup_n = args.startup_n or (200 if q else 10000)
     args.latency_n = args.latency_n or (20 if q else 1000)
+    args.scale_n = ([int(x) for x in args.scale_n.split(",")] if args.scale_n
+                    else [200] if q else [1000, 10000, 100000])
     args.latency_trials = [t for t in args.latency_trials.split(",") if t]
     bad = [t for t in args.latency_trials if t not in LATENCY_TRIALS]
     if bad:
@@ -134,9 +156,10 @@ def report_only(args):
         res["meta"]["note"] = args.note
     md = markdown(res)
     (path.parent / f"{path.stem}.md").write_text(md + "\n")
-    svg_plot(res.get("mass", []), path.parent / f"{path.stem}.svg",
-             f"{res['meta']['started']}, {res['meta']['cpus']} CPUs"
-             + (", quick run" if res["meta"].get("quick") else ""))
+    subtitle = (f"{res['meta']['started']}, {res['meta']['cpus']} CPUs"
+                + (", quick run" if res["meta"].get("quick") else ""))
+    svg_plot(res.get("mass", []), path.parent / f"{path.stem}.svg", subtitle)
+    report_scale.svg(res, path.parent / f"{path.stem}-scale.svg", subtitle)
     if args.docs:
         write_docs(res, REPO / "docs")
         log("wrote docs/benchmarks.md and docs/benchmarks.svg")
@@ -161,7 +184,7 @@ def main():
         ensure_certbot(args)
     if "b" in args.parts:
         args.ceiling_bin = build_ceiling(args).resolve()
-    args.work = Path(tempfile.mkdtemp(prefix="renewd-bench.", dir=args.tmp))
+    args.work = Path(tempfile.mkdtemp(prefix="renewd-bench.", dir=args.tmp)).resolve()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -172,7 +195,7 @@ def main():
         "loadavg_before": loadavg(), "quick": args.quick, "n": args.n, "tools": args.tools,
         "note": args.note,
         "parts": sorted(args.parts), "concurrency": args.concurrency, "repeat": args.repeat,
-        "issue_concurrency": args.issue_concurrency,
+        "issue_concurrency": args.issue_concurrency, "scale_n": args.scale_n,
         "ceiling_concurrency": args.ceiling_concurrency,
         "ceiling_poll_ms": args.ceiling_poll_ms,
         "versions": versions(args), "work": str(args.work), "json": str(json_path),
@@ -260,6 +283,24 @@ def main():
             res["latency"] = attempt("latency", lambda: with_pebble(
                 args.work, "latency", lambda pb: bench_latency(args, pb)))
             save()
+        if "f" in args.parts:
+            res["scale"] = []
+            for n in args.scale_n:
+                meta = cached(args, n)
+                if not meta:
+                    log(f"(f) issuing the set of {n} (cached for later runs)")
+                    meta = attempt(f"issue N={n}", lambda: with_pebble(
+                        args.work, f"issue-{n}", lambda pb: issue_set(args, pb, n),
+                        attempts=1))
+                if not meta or args.issue_only:
+                    continue
+                log(f"(f) scale, N={n}")
+                r = attempt(f"scale N={n}", lambda: with_pebble(
+                    args.work, f"scale-{n}", lambda pb: bench_scale(args, pb, n, meta)))
+                if r:
+                    r["loadavg"] = loadavg()
+                    res["scale"].append(r)
+                save()
     except Interrupted:
         interrupted = True
         failures.append("interrupted")
@@ -269,9 +310,10 @@ def main():
         save()
         md = markdown(res)
         (out_dir / f"{json_path.stem}.md").write_text(md + "\n")
-        svg_plot(res.get("mass", []), out_dir / f"{json_path.stem}.svg",
-                 f"{res['meta']['started']}, {res['meta']['cpus']} CPUs"
-                 + (", quick run" if args.quick else ""))
+        subtitle = (f"{res['meta']['started']}, {res['meta']['cpus']} CPUs"
+                    + (", quick run" if args.quick else ""))
+        svg_plot(res.get("mass", []), out_dir / f"{json_path.stem}.svg", subtitle)
+        report_scale.svg(res, out_dir / f"{json_path.stem}-scale.svg", subtitle)
         if args.docs and not failures:
             write_docs(res, REPO / "docs")
             log("wrote docs/benchmarks.md and docs/benchmarks.svg")

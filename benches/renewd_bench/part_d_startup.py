@@ -75,6 +75,50 @@ class NotifyListener:
         self.path.unlink(missing_ok=True)
 
 
+def start_trial(args, cfg, d, i, extra_env=None):
+    """Starts `renewd run` on cfg (control socket d/control.sock) and times it to
+    READY=1, to the control socket accepting and to its first status answer; then,
+    once it is quiet, one more status query. Returns (the trial's figures, the
+    running Daemon)."""
+    sock = d / "control.sock"
+    notify = NotifyListener(d / f"notify-{i}.sock")
+    t0 = time.time()
+    daemon = Daemon(args.renewd, cfg, d / f"renewd-start{i}.log",
+                    extra_env=dict(extra_env or {}, NOTIFY_SOCKET=str(notify.path)))
+    reply = None
+    deadline = time.monotonic() + 120
+    while reply is None:
+        daemon.check()
+        if time.monotonic() > deadline:
+            raise Fail("the control socket never answered")
+        reply = control_status(sock) if sock.exists() else None
+        if reply is None:
+            time.sleep(0.001)
+    while notify.ready_at is None and time.monotonic() < deadline:
+        daemon.check()
+        time.sleep(0.005)
+    notify.close()
+    rss = proc_kib(daemon.pid, "VmRSS")
+    # With 100,000 certificates ARI polls go out several times a second, and
+    # the daemon is never quiet for long.
+    settle([daemon.pid], quiet=1.0, timeout=60)
+    q = control_status(sock)  # on the running, settled daemon
+    trial = {
+        "t0": t0,
+        "ready_s": notify.ready_at - t0 if notify.ready_at else None,
+        "socket_accepts_s": reply[0] - t0,
+        "status_answered_s": reply[1] - t0,
+        "status_reply_bytes": reply[2],
+        "status_reply_certificates": reply[3],
+        "status_query_when_running_s": q[1] - q[0],
+        "rss_after_ready_kib": rss,
+    }
+    log(f"  startup trial {i + 1}: READY {fmt(trial['ready_s'], 3)} s, socket accepts "
+        f"{trial['socket_accepts_s']:.3f} s, status answered "
+        f"{trial['status_answered_s']:.3f} s")
+    return trial, daemon
+
+
 def bench_startup(args, pb):
     n = args.startup_n
     d = args.work / pb.tag
@@ -85,42 +129,11 @@ def bench_startup(args, pb):
         f"{args.startup_issue_concurrency}, {pb.restarts} Pebble restarts); settling")
     settle([daemon.pid, pb.pid], quiet=2.0, timeout=300)
     daemon.stop()
-    sock = d / "control.sock"
     trials = []
     for i in range(args.startup_trials):
-        notify = NotifyListener(d / f"notify-{i}.sock")
-        t0 = time.time()
-        daemon = Daemon(args.renewd, cfg, d / f"renewd-start{i}.log",
-                        extra_env={"NOTIFY_SOCKET": str(notify.path)})
-        reply = None
-        deadline = time.monotonic() + 120
-        while reply is None:
-            daemon.check()
-            if time.monotonic() > deadline:
-                raise Fail("the control socket never answered")
-            reply = control_status(sock) if sock.exists() else None
-            if reply is None:
-                time.sleep(0.001)
-        while notify.ready_at is None and time.monotonic() < deadline:
-            daemon.check()
-            time.sleep(0.005)
-        notify.close()
-        rss = proc_kib(daemon.pid, "VmRSS")
-        settle([daemon.pid], quiet=1.0)
-        q = control_status(sock)  # on the running, settled daemon
+        trial, daemon = start_trial(args, cfg, d, i)
         daemon.stop()
-        trials.append({
-            "ready_s": notify.ready_at - t0 if notify.ready_at else None,
-            "socket_accepts_s": reply[0] - t0,
-            "status_answered_s": reply[1] - t0,
-            "status_reply_bytes": reply[2],
-            "status_reply_certificates": reply[3],
-            "status_query_when_running_s": q[1] - q[0],
-            "rss_after_ready_kib": rss,
-        })
-        t = trials[-1]
-        log(f"  startup trial {i + 1}: READY {fmt(t['ready_s'], 3)} s, socket accepts "
-            f"{t['socket_accepts_s']:.3f} s, status answered {t['status_answered_s']:.3f} s")
+        trials.append(trial)
 
     def med(key):
         vals = [t[key] for t in trials if t[key] is not None]

@@ -143,9 +143,16 @@ class Relay:
 class NginxRelay:
     """The same as Relay, but nginx: it speaks HTTP/2 to the client as Pebble does, and
     logs when each request's first byte arrived ($msec - $request_time, 1 ms
-    resolution). Used for part e when nginx is installed."""
+    resolution). Used for part e when nginx is installed.
 
-    def __init__(self, pebble, work):
+    With `ari_window` (start, end: RFC 3339), nginx answers every renewalInfo request
+    itself, with that window and `Retry-After: 21600` (what Let's Encrypt sends), as
+    a CA that knows every certificate would: part f works on a cached set that the
+    Pebble behind it never issued (Pebble would answer 404, and renewd retry within
+    minutes)."""
+
+    def __init__(self, pebble, work, ari_window=None):
+        self.ari_window = ari_window
         self.pebble = pebble
         self.port = free_ports(1)[0]
         self.dir_url = f"https://127.0.0.1:{self.port}/dir"
@@ -184,6 +191,7 @@ http {{
         listen 127.0.0.1:{self.port} ssl http2;
         ssl_certificate {certs}/localhost.pem;
         ssl_certificate_key {certs}/localhost.key;
+        {self._ari_location()}
         location / {{
             proxy_pass https://pebble;
             proxy_http_version 1.1;
@@ -209,6 +217,14 @@ http {{
                     break
                 time.sleep(0.05)
         raise Fail(f"nginx did not come up; see {d}/logs")
+
+    def _ari_location(self):
+        if not self.ari_window:
+            return ""
+        start, end = self.ari_window
+        body = '{"suggestedWindow":{"start":"%s","end":"%s"}}' % (start, end)
+        return ("location ~ /renewalInfo/ { default_type application/json; "
+                "add_header Retry-After 21600 always; return 200 '" + body + "'; }")
 
     def stop(self):
         if self.proc:

@@ -1,5 +1,6 @@
 """The report: the markdown summary (tables of parts a and b, the targets, the
-paragraphs of parts c, d and e) and the SVG plot (certs/s vs N, log-log) rendered
+paragraphs of parts c, d and e; part f's in report_scale) and the SVG plot
+(certs/s vs N, log-log) rendered
 from a run's raw results; merging several results files (later runs replace
 earlier measurements); writing the results section of docs/benchmarks.md,
 between its markers, and docs/benchmarks.svg."""
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from .common import Fail, fmt
 from .part_e_latency import LATENCY_TRIALS
+from . import report_scale
 
 RESULTS_BEGIN = "<!-- benchmark results: begin (written by benches/run) -->"
 RESULTS_END = "<!-- benchmark results: end -->"
@@ -38,6 +40,14 @@ def verdict(ok):
     return "✅ met" if ok else "❌ not met"
 
 
+def run_sizes(res):
+    """The N a run measured: parts a and b's, and part f's."""
+    m = res["meta"]
+    sizes = set(m["n"]) if res.get("mass") or "a" in m.get("parts", "ab") else set()
+    sizes |= {r["n"] for r in res.get("scale") or []}
+    return sorted(sizes or m["n"])
+
+
 def markdown(res):
     out = []
     m = res["meta"]
@@ -47,7 +57,7 @@ def markdown(res):
                f"load average before {', '.join(f'{x:.2f}' for x in m['loadavg_before'])}"
                f" / after {', '.join(f'{x:.2f}' for x in m['loadavg_after'])}; "
                f"{'**quick run** (development only), ' if m['quick'] else ''}"
-               f"N = {', '.join(f'{n:,}' for n in m['n'])}; "
+               f"N = {', '.join(f'{n:,}' for n in run_sizes(res))}; "
                f"took {m['duration_s'] / 60:.1f} min. Raw results: `{m['json']}`"
                + (f", merged from {len(m['merged_from'])} runs: "
                   + ", ".join(f"`{Path(p).name}`" for p in m["merged_from"])
@@ -184,6 +194,7 @@ def markdown(res):
                        f"{fmt(t['first_request_ms'])} (`{t.get('first_request')}`) | "
                        f"**{fmt(t['first_new_order_ms'])}** |")
         out.append("")
+    out += report_scale.markdown(res)
     return "\n".join(out)
 
 
@@ -267,8 +278,9 @@ def write_docs(res, docs_dir):
     head, rest = text.split(RESULTS_BEGIN, 1)
     _, tail = rest.split(RESULTS_END, 1)
     md_path.write_text(head + RESULTS_BEGIN + "\n" + markdown(res) + "\n" + RESULTS_END + tail)
-    svg_plot(res.get("mass", []), docs_dir / "benchmarks.svg",
-             f"{res['meta']['started']}, {res['meta']['cpus']} CPUs, Pebble 2.10 on loopback")
+    subtitle = f"{res['meta']['started']}, {res['meta']['cpus']} CPUs, Pebble 2.10 on loopback"
+    svg_plot(res.get("mass", []), docs_dir / "benchmarks.svg", subtitle)
+    report_scale.svg(res, docs_dir / report_scale.SCALE_SVG, subtitle)
 
 
 # --------------------------------------------------------------------------------------
@@ -286,6 +298,9 @@ def merge_results(paths):
         for part in ("idle", "startup", "latency"):
             if run.get(part):
                 res[part] = run[part]
+        sizes = {r["n"] for r in run.get("scale") or []}
+        res["scale"] = [r for r in res.get("scale") or [] if r["n"] not in sizes]
+        res["scale"] += run.get("scale") or []
         m, other = res["meta"], run["meta"]
         m["n"] = sorted(set(m["n"]) | set(other["n"]))
         m["duration_s"] += other["duration_s"]

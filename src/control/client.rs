@@ -84,6 +84,17 @@ impl Client {
     ///
     /// I/O errors, or invalid JSON from the daemon.
     pub async fn next(&mut self) -> io::Result<Option<serde_json::Value>> {
+        self.next_as().await
+    }
+
+    /// As [`Client::next`], read straight into `T`: a status reply about
+    /// 100,000 certificates is tens of MB, too much to go through a
+    /// [`serde_json::Value`] first.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors, or JSON from the daemon that is not a `T`.
+    pub async fn next_as<T: serde::de::DeserializeOwned>(&mut self) -> io::Result<Option<T>> {
         let mut line = String::new();
         if self.reader.read_line(&mut line).await? == 0 {
             return Ok(None);

@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{Event, View};
+use crate::cluster::FleetStatus;
 use crate::control::proto::{MAX_REQUEST, RenewEvent, Request, RevokeReason};
+use crate::status::CertStatus;
 
 /// The socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -317,8 +319,12 @@ async fn handle(
     match request {
         Request::Status { names } => {
             let view = view.borrow().clone();
-            let reply = status_reply(&view, &names).await;
-            send(&mut write, &reply).await
+            let mut statuses = view.statuses(&names).await;
+            let fleet = match &view.cluster {
+                Some(cluster) => Some(cluster.fill_status(&mut statuses).await),
+                None => None,
+            };
+            send_status(&mut write, &statuses, fleet.as_ref()).await
         }
         Request::ReloadConfig => {
             let (tx, rx) = oneshot::channel();
@@ -378,18 +384,30 @@ async fn revoke(
     }
 }
 
-async fn status_reply(view: &View, names: &[String]) -> serde_json::Value {
-    let mut statuses = view.statuses().await;
-    if !names.is_empty() {
-        statuses.retain(|s| names.contains(&s.name));
+/// `{"ok":true,"certificates":[...]}` (and `"cluster"` in fleet mode),
+/// serialized straight from the statuses:
+/// going through a `serde_json::Value` first cost as much as collecting them
+/// (a tree of small allocations per certificate).
+async fn send_status(
+    write: &mut (impl AsyncWriteExt + Unpin),
+    statuses: &[CertStatus],
+    fleet: Option<&FleetStatus>,
+) -> std::io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Reply<'a> {
+        ok: bool,
+        certificates: &'a [CertStatus],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cluster: Option<&'a FleetStatus>,
     }
-    match &view.cluster {
-        Some(cluster) => {
-            let fleet = cluster.fill_status(&mut statuses).await;
-            json!({"ok": true, "certificates": statuses, "cluster": fleet})
-        }
-        None => json!({"ok": true, "certificates": statuses}),
-    }
+    let reply = Reply {
+        ok: true,
+        certificates: statuses,
+        cluster: fleet,
+    };
+    let mut line = serde_json::to_vec(&reply).unwrap_or_default();
+    line.push(b'\n');
+    write.write_all(&line).await
 }
 
 async fn renew(

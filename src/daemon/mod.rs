@@ -191,7 +191,7 @@ async fn report_deployments(
             () = tokio::time::sleep(REPORT_INTERVAL) => {}
         }
         let view = view.borrow().clone();
-        cluster.report(&view.statuses().await).await;
+        cluster.report(&view.statuses(&[]).await).await;
     }
 }
 
@@ -220,10 +220,26 @@ impl View {
         }
     }
 
-    /// The status of every certificate, as `renewd status` shows it.
-    async fn statuses(&self) -> Vec<CertStatus> {
-        let state = self.state.lock().await.clone();
-        let (config, store) = (&self.renewer.config, &self.renewer.store);
-        status::collect(config, store, &state, OffsetDateTime::now_utc())
+    /// The status of every certificate, or of those in `names`, as `renewd
+    /// status` shows it. Reading the certificates is file I/O: it runs on the
+    /// blocking pool, with a copy of the state (only the certificates asked
+    /// for), so neither the runtime's workers nor the scheduler wait for it.
+    async fn statuses(&self, names: &[String]) -> Vec<CertStatus> {
+        let state = {
+            let state = self.state.lock().await;
+            if names.is_empty() {
+                state.clone()
+            } else {
+                state.only(names)
+            }
+        };
+        let renewer = Arc::clone(&self.renewer);
+        let names = names.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let (config, store) = (&renewer.config, &renewer.store);
+            status::collect(config, store, &state, OffsetDateTime::now_utc(), &names)
+        })
+        .await
+        .unwrap_or_default()
     }
 }

@@ -68,12 +68,12 @@ async fn respond(
                 if let Some(cluster) = &view.cluster {
                     metrics.cluster(cluster.connected(), cluster.leases_held());
                 }
-                metrics.render(&view.statuses().await)
+                metrics.render(&view.statuses(&[]).await)
             },
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         "/" => {
-            let entries = crate::timeline::entries(&view.statuses().await);
+            let entries = crate::timeline::entries(&view.statuses(&[]).await);
             let now = time::OffsetDateTime::now_utc();
             (
                 crate::timeline::html(now, &entries),

@@ -113,6 +113,25 @@ impl Scheduler {
     }
 }
 
+/// When to poll a certificate for its ARI window, given the time remembered
+/// (`known`): none yet, at once; a time missed by more than
+/// [`MIN_ARI_INTERVAL`] (the daemon was not running then), a random point of
+/// the next `check_interval`, so that the polls of 100,000 certificates that
+/// came due while it was stopped neither go out at once nor come due together
+/// ever after; otherwise the time remembered. `random` is uniform in `[0, 1)`.
+pub(super) fn poll_time(
+    known: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    check_interval: std::time::Duration,
+    random: f64,
+) -> OffsetDateTime {
+    match known {
+        None => now,
+        Some(at) if at + MIN_ARI_INTERVAL < now => now + check_interval.mul_f64(random),
+        Some(at) => at,
+    }
+}
+
 /// Counts a failed poll of `entry`; when to try again (backoff with jitter).
 /// `random` is a uniform sample in `[0, 1)`.
 fn retry_poll_at(
@@ -123,4 +142,45 @@ fn retry_poll_at(
 ) -> OffsetDateTime {
     entry.ari_failures += 1;
     now + schedule::backoff(entry.ari_failures, check_interval, 0.5 + random / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    #[test]
+    fn a_certificate_never_polled_is_polled_at_once() {
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(poll_time(None, now, 6 * HOUR, 0.7), now);
+    }
+
+    #[test]
+    fn a_poll_time_ahead_or_just_passed_is_kept() {
+        let now = OffsetDateTime::now_utc();
+        let ahead = now + time::Duration::hours(2);
+        assert_eq!(poll_time(Some(ahead), now, 6 * HOUR, 0.7), ahead);
+        let just = now - time::Duration::seconds(30);
+        assert_eq!(poll_time(Some(just), now, 6 * HOUR, 0.7), just);
+    }
+
+    #[test]
+    fn polls_missed_while_stopped_are_spread_over_the_next_interval() {
+        let now = OffsetDateTime::now_utc();
+        let missed = Some(now - time::Duration::days(2));
+        let times: Vec<OffsetDateTime> = (0..100)
+            .map(|i| poll_time(missed, now, 6 * HOUR, f64::from(i) / 100.0))
+            .collect();
+        assert!(times.iter().all(|t| *t >= now && *t < now + 6 * HOUR));
+        // Evenly: each hour of the interval gets its sixth of them.
+        for hour in 0..6 {
+            let start = now + HOUR * hour;
+            let n = times
+                .iter()
+                .filter(|t| **t >= start && **t < start + HOUR)
+                .count();
+            assert!((16..=17).contains(&n), "hour {hour}: {n} polls");
+        }
+    }
 }

@@ -44,6 +44,12 @@ pub(crate) trait World: Send + Sync + 'static {
     /// What `live/<name>` holds.
     fn lineage(&self, name: &str) -> Result<Option<Lineage>, String>;
 
+    /// [`World::lineage`] of each of `names`, in order (the daemon reads them
+    /// in parallel).
+    fn lineages(&self, names: &[String]) -> Vec<Result<Option<Lineage>, String>> {
+        names.iter().map(|name| self.lineage(name)).collect()
+    }
+
     /// Renews `cert` (order, publish), holding `slot` while the order is in
     /// flight; `fresh_key` forbids reusing the live key.
     fn renew(
@@ -177,6 +183,10 @@ impl World for Daemon {
 
     fn lineage(&self, name: &str) -> Result<Option<Lineage>, String> {
         self.renewer.store.lineage(name).map_err(|e| e.to_string())
+    }
+
+    fn lineages(&self, names: &[String]) -> Vec<Result<Option<Lineage>, String>> {
+        crate::parallel::map(names, |name| self.lineage(name))
     }
 
     fn renew(
