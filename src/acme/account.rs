@@ -1,5 +1,6 @@
 //! One ACME account per configured CA, created on first use and stored as
-//! `accounts/<ca>/account.json` (0600).
+//! `accounts/<ca>/account.json` (0600). In fleet mode the fleet keeps one
+//! account per CA ([`SharedAccounts`]) and each node's file is its copy.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +29,72 @@ fn path(ca: &str) -> PathBuf {
     PathBuf::from("accounts").join(ca).join("account.json")
 }
 
+/// Where a fleet keeps its ACME accounts ([`crate::cluster`]: etcd), so that
+/// every node orders with the same account at each CA. The bytes are those of
+/// `account.json`. Failures (etcd unreachable) are logged by the
+/// implementation and answered with `None`: the node then uses its own file.
+pub trait SharedAccounts: Send + Sync + std::fmt::Debug {
+    /// The fleet's account for CA `ca`, if it has one.
+    fn get<'a>(&'a self, ca: &'a str) -> BoxFuture<'a, Option<Vec<u8>>>;
+
+    /// Stores `account` as the fleet's account for `ca` unless one is stored
+    /// already; the fleet's account afterwards (`account` or the one another
+    /// node stored first).
+    fn put_first<'a>(&'a self, ca: &'a str, account: &'a [u8]) -> BoxFuture<'a, Option<Vec<u8>>>;
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The account URL in `account.json`'s bytes, if they are one for `directory`.
+fn account_url(bytes: &[u8], directory: &str) -> Option<String> {
+    let stored: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if stored["directory"] != directory {
+        return None;
+    }
+    stored["credentials"]["id"].as_str().map(str::to_owned)
+}
+
+/// Settles which stored account CA `name` is used with: `local` (this node's
+/// file) unless the fleet has another, which then replaces the file. Without
+/// a fleet, `local`.
+async fn settle(
+    store: &Store,
+    name: &str,
+    directory: &str,
+    local: Option<Vec<u8>>,
+    shared: Option<&dyn SharedAccounts>,
+) -> Result<Option<Vec<u8>>, Box<dyn std::error::Error + Send + Sync>> {
+    let Some(shared) = shared else {
+        return Ok(local);
+    };
+    let fleet = match shared.get(name).await {
+        Some(theirs) => Some(theirs),
+        None => match &local {
+            Some(mine) => shared.put_first(name, mine).await,
+            None => None,
+        },
+    };
+    let Some(fleet) = fleet.filter(|f| account_url(f, directory).is_some()) else {
+        return Ok(local);
+    };
+    let differs = local
+        .as_deref()
+        .is_none_or(|l| account_url(l, directory) != account_url(&fleet, directory));
+    if differs {
+        store.write_file(&path(name), &fleet)?;
+        tracing::info!(
+            ca = name,
+            id = account_url(&fleet, directory),
+            "using the fleet's ACME account"
+        );
+    }
+    Ok(Some(fleet))
+}
+
 /// Loads the account for CA `name`, registering a new one if none is stored.
+/// In a fleet (`shared`), the fleet's account wins over this node's file, and
+/// an account this node registers becomes the fleet's unless another node's
+/// got there first.
 ///
 /// # Errors
 ///
@@ -42,11 +108,8 @@ pub(super) async fn load_or_create(
     ca: &CaConfig,
     metrics: &Metrics,
     (notes, created): (&Arc<RetryAfterNotes>, &Arc<CreatedOrders>),
+    shared: Option<&dyn SharedAccounts>,
 ) -> Result<Account, Error> {
-    let acme = |source| Error::Acme {
-        ca: name.to_owned(),
-        source,
-    };
     let account_err = |source: Box<dyn std::error::Error + Send + Sync>| Error::Account {
         ca: name.to_owned(),
         source,
@@ -61,17 +124,26 @@ pub(super) async fn load_or_create(
         .map(|client| Account::builder_with_http(Box::new(client)))
         .map_err(|e| account_err(e.into()))
     };
-    let stored = store
-        .read_file(&path(name))
-        .map_err(|e| account_err(e.into()))?
-        .map(|bytes| serde_json::from_slice::<Stored>(&bytes))
-        .transpose()
-        .map_err(|e| account_err(format!("{}: {e}", path(name).display()).into()))?;
-    if let Some(stored) = stored.filter(|s| s.directory == ca.directory) {
-        return builder()?
+    let from_stored = async |bytes: &[u8]| {
+        let stored: Stored = serde_json::from_slice(bytes)
+            .map_err(|e| account_err(format!("{}: {e}", path(name).display()).into()))?;
+        builder()?
             .from_credentials(stored.credentials)
             .await
-            .map_err(acme);
+            .map_err(|source| Error::Acme {
+                ca: name.to_owned(),
+                source,
+            })
+    };
+    let local = store
+        .read_file(&path(name))
+        .map_err(|e| account_err(e.into()))?
+        .filter(|bytes| account_url(bytes, &ca.directory).is_some());
+    if let Some(bytes) = settle(store, name, &ca.directory, local, shared)
+        .await
+        .map_err(account_err)?
+    {
+        return from_stored(&bytes).await;
     }
     let contact: Vec<&str> = ca.contact.iter().map(String::as_str).collect();
     let eab = external_account_key(ca).map_err(account_err)?;
@@ -91,6 +163,21 @@ pub(super) async fn load_or_create(
         credentials,
     };
     let json = serde_json::to_vec_pretty(&stored).map_err(|e| account_err(e.into()))?;
+    if let Some(shared) = shared
+        && let Some(fleet) = shared.put_first(name, &json).await
+        && account_url(&fleet, &ca.directory).is_some_and(|url| url != account.id())
+    {
+        // Another node registered at the same time and stored its account
+        // first: the fleet uses that one, this one stays unused.
+        store
+            .write_file(&path(name), &fleet)
+            .map_err(|e| account_err(e.into()))?;
+        tracing::info!(
+            ca = name,
+            "using the ACME account another node of the fleet registered"
+        );
+        return from_stored(&fleet).await;
+    }
     store
         .write_file(&path(name), &json)
         .map_err(|e| account_err(e.into()))?;
@@ -158,12 +245,7 @@ pub(super) fn store_adopted(
 /// `directory` (one for another directory would be replaced on first use).
 #[must_use]
 pub fn stored_account_url(store: &Store, name: &str, directory: &str) -> Option<String> {
-    let bytes = store.read_file(&path(name)).ok()??;
-    let stored: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    if stored["directory"] != directory {
-        return None;
-    }
-    stored["credentials"]["id"].as_str().map(str::to_owned)
+    account_url(&store.read_file(&path(name)).ok()??, directory)
 }
 
 fn external_account_key(

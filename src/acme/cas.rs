@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use tracing::warn;
 
 use super::http::{CreatedOrders, RetryAfterNotes};
-use super::{Error, RenewalInfo, account, ari};
+use super::{Error, RenewalInfo, SharedAccounts, account, ari};
 use crate::config::CaConfig;
 use crate::metrics::Metrics;
 use crate::store::{Lineage, Store};
@@ -28,6 +28,8 @@ pub struct Cas {
     created: Arc<CreatedOrders>,
     /// CAs whose quirk was logged already.
     quirky: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// In fleet mode, where the fleet's accounts are.
+    shared: Option<Arc<dyn SharedAccounts>>,
 }
 
 impl Cas {
@@ -43,7 +45,15 @@ impl Cas {
             notes: Arc::default(),
             created: Arc::default(),
             quirky: std::sync::Mutex::default(),
+            shared: None,
         }
+    }
+
+    /// As [`Cas::new`], for a node of a fleet: the accounts are the fleet's.
+    #[must_use]
+    pub fn shared(mut self, shared: Option<Arc<dyn SharedAccounts>>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// The account at CA `ca`, registered if none is stored.
@@ -68,6 +78,7 @@ impl Cas {
             config,
             &self.metrics,
             (&self.notes, &self.created),
+            self.shared.as_deref(),
         )
         .await?;
         accounts.insert(ca.to_owned(), account.clone());

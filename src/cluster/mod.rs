@@ -12,6 +12,7 @@
 //! challenges/<token>       ChallengeRecord       an http-01 / tls-alpn-01 response presented
 //! acks/<token>/<node>      ""                    <node> answers that response too
 //! deployed/<name>/<node>   Deployed (JSON)       what <node> has live, and verified
+//! accounts/<ca>            account.json, sealed  the fleet's ACME account at <ca>
 //! ```
 //!
 //! Each node keeps one etcd lease alive (`session`). For every certificate,
@@ -28,6 +29,7 @@
 //! or polling, and receives [`crate::daemon::Event`]s (`Replan`,
 //! `FleetForce`, `Published`). This module owns no per-certificate decision.
 
+mod accounts;
 mod challenges;
 mod force;
 mod leases;

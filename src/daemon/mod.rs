@@ -136,7 +136,7 @@ pub async fn run(location: &Location) -> Result<(), Error> {
         Some(c) => Some(Cluster::new(&config, c, store.clone(), events_tx.clone())?),
         None => None,
     };
-    let fleet = cluster.clone().map(|c| c as Arc<dyn crate::solver::Fleet>);
+    let fleet = cluster.clone().map(|c| c as Arc<dyn crate::renew::Fleet>);
     let renewer = Arc::new(Renewer::in_fleet(
         None,
         Arc::clone(&config),

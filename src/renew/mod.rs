@@ -46,7 +46,14 @@ pub struct Renewer {
     pub cas: Cas,
     solvers: Solvers,
     metrics: Metrics,
+    fleet: Option<Arc<dyn Fleet>>,
 }
+
+/// What a node of a fleet shares with the others ([`crate::cluster`]): what
+/// its solvers present, and its ACME accounts.
+pub trait Fleet: crate::solver::Fleet + acme::SharedAccounts {}
+
+impl<T: crate::solver::Fleet + acme::SharedAccounts> Fleet for T {}
 
 impl Renewer {
     /// Prepares renewals of `config`'s certificates into `store`, counting CA
@@ -65,26 +72,30 @@ impl Renewer {
         store: Store,
         metrics: Metrics,
     ) -> Self {
-        let fleet = previous.and_then(|p| p.solvers.fleet());
+        let fleet = previous.and_then(|p| p.fleet.clone());
         Self::in_fleet(previous, config, store, metrics, fleet)
     }
 
     /// As [`Renewer::after`], for a node of a fleet: its http-01 and
-    /// tls-alpn-01 solvers share what they present with `fleet`.
+    /// tls-alpn-01 solvers share what they present with `fleet`, and its
+    /// accounts are the fleet's.
     #[must_use]
     pub fn in_fleet(
         previous: Option<&Self>,
         config: Arc<Config>,
         store: Store,
         metrics: Metrics,
-        fleet: Option<Arc<dyn crate::solver::Fleet>>,
+        fleet: Option<Arc<dyn Fleet>>,
     ) -> Self {
+        let challenges = fleet.clone().map(|f| f as Arc<dyn crate::solver::Fleet>);
         Self {
-            solvers: Solvers::in_fleet(&config.solvers, previous.map(|p| &p.solvers), fleet),
-            cas: Cas::new(config.cas.clone(), store.clone(), metrics.clone()),
+            solvers: Solvers::in_fleet(&config.solvers, previous.map(|p| &p.solvers), challenges),
+            cas: Cas::new(config.cas.clone(), store.clone(), metrics.clone())
+                .shared(fleet.clone().map(|f| f as Arc<dyn acme::SharedAccounts>)),
             metrics,
             config,
             store,
+            fleet,
         }
     }
 
@@ -306,7 +317,11 @@ impl Renewer {
                 ))
             })
             .collect();
-        Cas::new(staging, self.store.clone(), self.metrics.clone())
+        Cas::new(staging, self.store.clone(), self.metrics.clone()).shared(
+            self.fleet
+                .clone()
+                .map(|f| f as Arc<dyn acme::SharedAccounts>),
+        )
     }
 
     /// The key for the new certificate: the live one when `reuse_key` allows

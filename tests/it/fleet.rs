@@ -86,12 +86,29 @@ fn fifty_certificates_are_issued_once_each_and_live_on_every_node_with_no_clear_
     let nodes: HashSet<String> = holders(&fleet).into_iter().map(|(_, n)| n).collect();
     assert_eq!(nodes.len(), 3, "{nodes:?}");
 
+    // One ACME account for the fleet: every node's copy is the one in etcd.
+    let urls: HashSet<String> = (0..3).map(|i| account_url(&fleet, i)).collect();
+    assert_eq!(urls.len(), 1, "one account on every node: {urls:?}");
+
     // Nothing in etcd holds a private key in the clear.
     let all = fleet.etcd.etcdctl(&["get", "--prefix", ""]);
     let all = String::from_utf8_lossy(&all);
     assert!(all.contains("/renewd/certs/c0"), "versions are in etcd");
+    assert!(
+        all.contains("/renewd/accounts/pebble"),
+        "the account is in etcd"
+    );
     assert!(all.contains("BEGIN CERTIFICATE"));
     assert!(!all.contains("PRIVATE KEY"), "a clear private key in etcd");
+    assert!(!all.contains("key_pkcs8"), "a clear account key in etcd");
+}
+
+/// The URL of the ACME account node `i` uses at Pebble.
+fn account_url(fleet: &Fleet, i: usize) -> String {
+    let path = fleet.state_dir(i).join("accounts/pebble/account.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let stored: serde_json::Value = serde_json::from_str(&text).unwrap();
+    stored["credentials"]["id"].as_str().unwrap().to_owned()
 }
 
 #[test]

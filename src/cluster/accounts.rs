@@ -1,0 +1,93 @@
+//! The fleet's ACME accounts: one per CA for every node, in
+//! `accounts/<ca>` — the node's `account.json`, sealed (it holds the
+//! account's private key). The first node to store one wins, in a
+//! transaction that succeeds only when the key does not exist; the others
+//! adopt it, and each node's file is its copy. No lease: an account outlives
+//! the node that registered it.
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+use tracing::warn;
+
+use super::{Cluster, Error};
+use crate::acme::SharedAccounts;
+
+/// What the sealed value of `accounts/<ca>` is bound to: it opens only there.
+fn context(ca: &str) -> String {
+    format!("account {ca}")
+}
+
+impl Cluster {
+    async fn read_account(&self, ca: &str) -> Result<Option<Vec<u8>>, Error> {
+        let mut client = self.client()?;
+        let response = client
+            .get(self.key(&format!("accounts/{ca}")), None)
+            .await?;
+        response
+            .kvs()
+            .first()
+            .map(|kv| self.open_account(ca, kv.value()))
+            .transpose()
+    }
+
+    async fn put_first_account(&self, ca: &str, account: &[u8]) -> Result<Vec<u8>, Error> {
+        let key = self.key(&format!("accounts/{ca}"));
+        let sealed = self.sealer.seal(&context(ca), account)?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), sealed, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let mut client = self.client()?;
+        let response = client.txn(txn).await?;
+        if response.succeeded() {
+            return Ok(account.to_vec());
+        }
+        let theirs = response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
+            _ => None,
+        });
+        match theirs {
+            Some(sealed) => self.open_account(ca, &sealed),
+            None => Err(Error::Corrupt {
+                key: self.key(&format!("accounts/{ca}")),
+                why: "neither created nor there".to_owned(),
+            }),
+        }
+    }
+
+    fn open_account(&self, ca: &str, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        let corrupt = |why: String| Error::Corrupt {
+            key: self.key(&format!("accounts/{ca}")),
+            why,
+        };
+        let sealed = std::str::from_utf8(sealed).map_err(|e| corrupt(e.to_string()))?;
+        self.sealer.open(&context(ca), sealed)
+    }
+}
+
+impl SharedAccounts for Cluster {
+    fn get<'a>(
+        &'a self,
+        ca: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + 'a>> {
+        Box::pin(async move {
+            self.read_account(ca)
+                .await
+                .inspect_err(|e| warn!(ca, "cannot read the fleet's ACME account: {e}"))
+                .ok()
+                .flatten()
+        })
+    }
+
+    fn put_first<'a>(
+        &'a self,
+        ca: &'a str,
+        account: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + 'a>> {
+        Box::pin(async move {
+            self.put_first_account(ca, account)
+                .await
+                .inspect_err(|e| warn!(ca, "cannot store the fleet's ACME account: {e}"))
+                .ok()
+        })
+    }
+}
