@@ -333,12 +333,6 @@ impl Solvers {
         self.0.get(name).cloned()
     }
 
-    /// The fleet they share responses with, if any.
-    #[must_use]
-    pub fn fleet(&self) -> Option<Arc<dyn Fleet>> {
-        self.1.clone()
-    }
-
     /// See [`Solver::cleanup_abandoned`].
     pub async fn cleanup_abandoned(&self) {
         for solver in self.0.values() {
