@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::fixture::{Fleet, Nginx, many_certificates, toml_list, wait_until};
+use crate::fixture::{
+    EtcdSecure as Secure, Fleet, FleetSetup as Setup, Nginx, many_certificates, toml_list,
+    wait_until,
+};
 
 /// Orders in flight per node: Pebble 2.10 can deadlock under many concurrent
 /// orders (docs/benchmarks.md), and three nodes add theirs up.
@@ -130,6 +133,43 @@ fn validation_succeeds_when_the_ca_reaches_only_one_node_while_others_hold_the_l
         !validated_by_web1.contains("not every node acknowledged"),
         "{validated_by_web1}"
     );
+}
+
+#[test]
+fn tls_alpn_01_is_shared_by_the_fleet_over_an_etcd_with_mutual_tls_and_authentication() {
+    let (names, certs) = many_certificates(6);
+    let setup = Setup {
+        tls_alpn: true,
+        secure_etcd: true,
+    };
+    let mut fleet = Fleet::with_setup(&[], FEW_IN_FLIGHT, &certs, setup);
+    // challtestsrv answers 127.0.0.1 for every name: the CA reaches web1's
+    // tls-alpn-01 listener only.
+    fleet.start_all();
+
+    wait_in_step(&fleet, &names, Duration::from_secs(180));
+    assert_eq!(fleet.issued(), 6, "{}", fleet.logs());
+    let held_elsewhere = holders(&fleet)
+        .iter()
+        .filter(|(_, node)| node != "web1")
+        .count();
+    assert!(held_elsewhere > 0, "web2 and web3 ordered some");
+    for i in 0..3 {
+        let (code, status) = fleet.status(i);
+        assert_eq!(code, 0, "{status}");
+        assert_eq!(status["cluster"]["connected"], true, "{status}");
+    }
+
+    // etcd enforces its users: renewd's may use /renewd/ and nothing else,
+    // and the client certificate alone is no user.
+    for (user, key) in [(Some(Secure::USER), "/elsewhere"), (None, "/renewd/force")] {
+        let out = fleet.etcd.etcdctl_as(&["get", key], user).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("permission denied"),
+            "{user:?} {key}: {stderr}"
+        );
+    }
 }
 
 #[test]
