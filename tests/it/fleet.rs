@@ -7,8 +7,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::fixture::{
-    EtcdSecure as Secure, Fleet, FleetSetup as Setup, Nginx, many_certificates, toml_list,
-    wait_until,
+    EtcdSecure as Secure, Fleet, FleetSetup as Setup, FleetSolver, Nginx, WebrootServer,
+    many_certificates, toml_list, wait_until,
 };
 
 /// Orders in flight per node: Pebble 2.10 can deadlock under many concurrent
@@ -139,7 +139,7 @@ fn validation_succeeds_when_the_ca_reaches_only_one_node_while_others_hold_the_l
 fn tls_alpn_01_is_shared_by_the_fleet_over_an_etcd_with_mutual_tls_and_authentication() {
     let (names, certs) = many_certificates(6);
     let setup = Setup {
-        tls_alpn: true,
+        solver: FleetSolver::TlsAlpn01,
         secure_etcd: true,
     };
     let mut fleet = Fleet::with_setup(&[], FEW_IN_FLIGHT, &certs, setup);
@@ -169,6 +169,44 @@ fn tls_alpn_01_is_shared_by_the_fleet_over_an_etcd_with_mutual_tls_and_authentic
             !out.status.success() && stderr.contains("permission denied"),
             "{user:?} {key}: {stderr}"
         );
+    }
+}
+
+#[test]
+fn http_01_webroots_of_every_node_answer_for_the_fleet() {
+    let (names, certs) = many_certificates(6);
+    let setup = Setup {
+        solver: FleetSolver::Webroot,
+        ..Setup::default()
+    };
+    let mut fleet = Fleet::with_setup(&[], FEW_IN_FLIGHT, &certs, setup);
+    // Each node's web server serves its own webroot; the CA reaches web1's.
+    let _servers: Vec<WebrootServer> = (0..3)
+        .map(|i| {
+            std::fs::create_dir_all(fleet.webroot(i)).unwrap();
+            WebrootServer::start_on(
+                &fleet.webroot(i),
+                &fleet.address(i),
+                fleet.pebble.http01_port,
+            )
+        })
+        .collect();
+    fleet.start_all();
+
+    wait_in_step(&fleet, &names, Duration::from_secs(180));
+    assert_eq!(fleet.issued(), 6, "{}", fleet.logs());
+    let held_elsewhere = holders(&fleet)
+        .iter()
+        .filter(|(_, node)| node != "web1")
+        .count();
+    assert!(held_elsewhere > 0, "web2 and web3 ordered some");
+    // Every node cleaned up what it wrote for the others.
+    for i in 0..3 {
+        let dir = fleet.webroot(i).join(".well-known/acme-challenge");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "web{}: {left:?}", i + 1);
     }
 }
 
