@@ -89,12 +89,16 @@ impl Cluster {
                 }
             }
         }
-        let gained: Vec<String> = {
-            let mut current = lock(&self.held);
-            let gained = held.difference(&current).cloned().collect();
-            *current = held;
-            gained
-        };
+        let gained: Vec<String> = held.difference(&lock(&self.held)).cloned().collect();
+        // Adopted before they count as held: until then this node neither
+        // plans them nor writes its own (older) scheduling state over the
+        // fleet's.
+        if !gained.is_empty()
+            && let Err(e) = self.adopt_schedules(&gained).await
+        {
+            debug!("cannot read the fleet's scheduling state: {e}");
+        }
+        *lock(&self.held) = held;
         if !gained.is_empty() {
             info!(count = gained.len(), "took certificate leases");
             let forced = self.forced_among(&gained).await;

@@ -13,6 +13,7 @@
 //! acks/<token>/<node>      ""                    <node> answers that response too
 //! deployed/<name>/<node>   Deployed (JSON)       what <node> has live, and verified
 //! accounts/<ca>            account.json, sealed  the fleet's ACME account at <ca>
+//! sched/<name>             Schedule (JSON)       the holder's scheduling state of <name>
 //! ```
 //!
 //! Each node keeps one etcd lease alive (`session`). For every certificate,
@@ -34,6 +35,7 @@ mod challenges;
 mod force;
 mod leases;
 mod report;
+mod schedule;
 mod seal;
 mod session;
 mod share;
@@ -50,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ClusterConfig, Config};
 use crate::daemon::Event;
 use crate::solver::Solvers;
+use crate::state::State;
 use crate::store::Store;
 
 pub use report::FleetStatus;
@@ -95,6 +98,9 @@ pub struct Cluster {
     config: ClusterConfig,
     sealer: Sealer,
     store: Store,
+    /// The scheduler's state, which a node adopts the fleet's scheduling
+    /// state into (`schedule`).
+    state: Arc<tokio::sync::Mutex<State>>,
     events: mpsc::Sender<Event>,
     /// Connected client; `None` until the first connection and after a
     /// failed session.
@@ -144,8 +150,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Cluster {
-    /// A node of the fleet `config` describes, publishing into `store` and
-    /// telling the scheduler through `events`. Nothing is contacted yet.
+    /// A node of the fleet `config` describes, publishing into `store`,
+    /// sharing the scheduling state in `state` and telling the scheduler
+    /// through `events`. Nothing is contacted yet.
     ///
     /// # Errors
     ///
@@ -153,13 +160,14 @@ impl Cluster {
     pub fn new(
         config: &Config,
         cluster: &ClusterConfig,
-        store: Store,
+        (store, state): (Store, Arc<tokio::sync::Mutex<State>>),
         events: mpsc::Sender<Event>,
     ) -> Result<Arc<Self>, Error> {
         Ok(Arc::new(Self {
             sealer: Sealer::load(&cluster.secret_key_file)?,
             config: cluster.clone(),
             store,
+            state,
             events,
             client: Mutex::new(None),
             endpoint: std::sync::atomic::AtomicUsize::new(0),
@@ -179,7 +187,8 @@ impl Cluster {
     }
 
     /// Starts the background tasks: the lease, the balance of certificate
-    /// leases, the watchers of versions, mass renewals and challenges. They
+    /// leases, the watchers of versions, mass renewals and challenges, the
+    /// sharing of scheduling state. They
     /// reconnect by themselves and end with `cancel`.
     pub fn spawn(self: &Arc<Self>, cancel: &CancellationToken) {
         tokio::spawn(Arc::clone(self).session(cancel.clone()));
@@ -187,6 +196,7 @@ impl Cluster {
         tokio::spawn(Arc::clone(self).watch_certs(cancel.clone()));
         tokio::spawn(Arc::clone(self).watch_force(cancel.clone()));
         tokio::spawn(Arc::clone(self).watch_challenges(cancel.clone()));
+        tokio::spawn(Arc::clone(self).share_schedules(cancel.clone()));
     }
 
     /// The config changed: these are the certificates and solvers now.

@@ -133,7 +133,12 @@ pub async fn run(location: &Location) -> Result<(), Error> {
     let metrics = Metrics::new();
     let state = Arc::new(Mutex::new(State::load(&store)));
     let cluster = match &config.cluster {
-        Some(c) => Some(Cluster::new(&config, c, store.clone(), events_tx.clone())?),
+        Some(c) => Some(Cluster::new(
+            &config,
+            c,
+            (store.clone(), Arc::clone(&state)),
+            events_tx.clone(),
+        )?),
         None => None,
     };
     let fleet = cluster.clone().map(|c| c as Arc<dyn crate::renew::Fleet>);

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use crate::fixture::{
     EtcdSecure as Secure, Fleet, FleetSetup as Setup, FleetSolver, Nginx, WebrootServer,
-    many_certificates, toml_list, wait_until,
+    challtestsrv, many_certificates, toml_list, wait_until,
 };
 
 /// Orders in flight per node: Pebble 2.10 can deadlock under many concurrent
@@ -339,6 +339,93 @@ fn a_holder_killed_in_the_middle_of_a_mass_renewal_leaves_the_others_to_finish_i
         names.len(),
         fleet.logs()
     );
+}
+
+#[test]
+fn a_node_that_takes_a_certificate_over_keeps_its_holders_backoff_and_renewal_time() {
+    let (names, mut certs) = many_certificates(6);
+    certs += "[[certificate]]\nname = \"bad\"\ndomains = [\"bad.example.com\"]\n";
+    let fleet_setup = Fleet::new(FEW_IN_FLIGHT, &certs);
+    let mut fleet = fleet_setup;
+    // Nothing answers there: every validation of `bad` fails.
+    challtestsrv(
+        fleet.pebble.challtestsrv_mgmt_port(),
+        "/add-a",
+        &serde_json::json!({ "host": "bad.example.com.", "addresses": ["127.0.0.9"] }),
+    )
+    .unwrap();
+    fleet.start_all();
+    wait_in_step(&fleet, &names, Duration::from_secs(180));
+
+    // `bad` failed once: its holder waits a minute before the next attempt.
+    let holder = |fleet: &Fleet, name: &str| {
+        holders(fleet)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, node)| node)
+    };
+    let node_index = |node: &str| node.trim_start_matches("web").parse::<usize>().unwrap() - 1;
+    let status_of = |fleet: &Fleet, i: usize, name: &str| {
+        let (_, json) = fleet.status(i);
+        json["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let mut old = None;
+    wait_until(Duration::from_secs(60), "bad to fail once", || {
+        let Some(node) = holder(&fleet, "bad") else {
+            return false;
+        };
+        let status = status_of(&fleet, node_index(&node), "bad");
+        let failed = status["last_attempt"].is_string();
+        old = Some((node, status));
+        failed
+    });
+    let (old_node, old_status) = old.unwrap();
+    let i = node_index(&old_node);
+    // A good certificate of the same holder, with the renewal time it drew.
+    let good = holders(&fleet)
+        .into_iter()
+        .find(|(n, node)| *node == old_node && n != "bad")
+        .map(|(n, _)| (n.clone(), status_of(&fleet, i, &n)["next_renewal"].clone()));
+    std::thread::sleep(Duration::from_secs(2)); // a tick to write it to etcd
+    fleet.nodes[i].as_mut().unwrap().kill9();
+
+    let mut new_node = String::new();
+    wait_until(
+        Duration::from_secs(30),
+        "another node to take bad over",
+        || {
+            holder(&fleet, "bad").is_some_and(|node| {
+                new_node = node;
+                new_node != old_node
+            })
+        },
+    );
+    let j = node_index(&new_node);
+    let taken = status_of(&fleet, j, "bad");
+    assert_eq!(taken["last_attempt"], old_status["last_attempt"], "{taken}");
+    assert_eq!(taken["last_result"], old_status["last_result"], "{taken}");
+    // Without the holder's backoff it would order at once.
+    std::thread::sleep(Duration::from_secs(8));
+    let log = fleet.node(j).log_text();
+    assert!(
+        !log.contains("certificate{cert_name=bad}: renewd::renew: renewing"),
+        "{new_node} retried before the backoff ended:\n{log}"
+    );
+    if let Some((name, next_renewal)) = good {
+        let mut took = false;
+        wait_until(Duration::from_secs(30), "the good one taken over", || {
+            took = holder(&fleet, &name).is_some_and(|node| node != old_node);
+            took
+        });
+        let node = node_index(&holder(&fleet, &name).unwrap());
+        assert_eq!(status_of(&fleet, node, &name)["next_renewal"], next_renewal);
+    }
 }
 
 #[test]
