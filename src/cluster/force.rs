@@ -46,6 +46,20 @@ impl Cluster {
                         renewd_event = "fleet-renew-all-failed",
                         "cannot ask the fleet to renew: {e}; nothing was forced (try again once etcd answers)"
                     );
+                    // Answers the `renew --force` requests waiting for it.
+                    let names = if names.is_empty() {
+                        self.names()
+                    } else {
+                        names.to_vec()
+                    };
+                    for name in names {
+                        self.tell(Event::FleetFailed {
+                            name,
+                            at: time::OffsetDateTime::now_utc(),
+                            detail: format!("cannot ask the fleet to renew: {e}"),
+                        })
+                        .await;
+                    }
                     return;
                 }
                 Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,

@@ -197,6 +197,7 @@ impl Cluster {
         tokio::spawn(Arc::clone(self).watch_force(cancel.clone()));
         tokio::spawn(Arc::clone(self).watch_challenges(cancel.clone()));
         tokio::spawn(Arc::clone(self).share_schedules(cancel.clone()));
+        tokio::spawn(Arc::clone(self).watch_failures(cancel.clone()));
     }
 
     /// The config changed: these are the certificates and solvers now.

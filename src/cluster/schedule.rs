@@ -9,18 +9,21 @@
 //!
 //! The holder writes what changed every [`Cluster::tick`], so what a new
 //! holder adopts is at most that old. Each node's own deployment (reload
-//! errors, served checks) stays its own.
+//! errors, served checks) stays its own. Every node also watches the records
+//! for failed attempts: a `renew --force` waiting on one node learns so of a
+//! failure on another.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use etcd_client::{GetOptions, TxnOp};
+use etcd_client::{EventType, GetOptions, TxnOp};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::{Cluster, Error, lock, pause};
+use crate::daemon::Event;
 use crate::state::{CertState, Window};
 
 /// etcd's default limit of operations in one transaction is 128.
@@ -89,6 +92,56 @@ impl Schedule {
 }
 
 impl Cluster {
+    /// Tells the scheduler about every failed attempt another node records,
+    /// for the `renew --force` requests that wait on this node.
+    pub(super) async fn watch_failures(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                result = self.follow_failures() => if let Err(e) = result {
+                    debug!("watching scheduling state: {e}");
+                },
+            }
+            if !pause(&cancel, self.tick()).await {
+                return;
+            }
+        }
+    }
+
+    async fn follow_failures(&self) -> Result<(), Error> {
+        let prefix = self.key("sched/");
+        // What is there already is older than any request still waiting.
+        let (_, mut stream) = self.read_then_watch(&prefix, true).await?;
+        while let Some(message) = stream.message().await? {
+            for event in message.events() {
+                let Some(kv) = event.kv().filter(|_| event.event_type() == EventType::Put) else {
+                    continue;
+                };
+                let Some(name) = kv.key_str().ok().and_then(|k| k.strip_prefix(&prefix)) else {
+                    continue;
+                };
+                let Ok(schedule) = serde_json::from_slice::<Schedule>(kv.value()) else {
+                    continue;
+                };
+                if let (Some(at), Some(detail)) = (
+                    schedule.last_attempt,
+                    schedule
+                        .last_result
+                        .as_deref()
+                        .and_then(|r| r.strip_prefix("error: ")),
+                ) {
+                    self.tell(Event::FleetFailed {
+                        name: name.to_owned(),
+                        at,
+                        detail: detail.to_owned(),
+                    })
+                    .await;
+                }
+            }
+        }
+        Err(Error::NotConnected)
+    }
+
     /// Writes the scheduling state of every certificate this node holds to
     /// etcd when it changed, every tick.
     pub(super) async fn share_schedules(self: Arc<Self>, cancel: CancellationToken) {

@@ -62,6 +62,16 @@ pub enum Event {
         /// The CA that issued it.
         ca: Option<String>,
     },
+    /// Fleet mode: the holder of `name` failed to renew it, in an attempt
+    /// started `at` (its scheduling state in etcd says so).
+    FleetFailed {
+        /// The certificate.
+        name: String,
+        /// When the attempt started.
+        at: time::OffsetDateTime,
+        /// Why it failed, as the holder recorded it.
+        detail: String,
+    },
     /// A control-socket `renew`: `names` empty means all. The reply lists each
     /// certificate with a channel that yields its outcome.
     Renew {

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use crate::fixture::{
     EtcdSecure as Secure, Fleet, FleetSetup as Setup, FleetSolver, Nginx, WebrootServer,
-    challtestsrv, many_certificates, toml_list, wait_until,
+    challtestsrv, many_certificates, run_renewd, toml_list, wait_until,
 };
 
 /// Orders in flight per node: Pebble 2.10 can deadlock under many concurrent
@@ -426,6 +426,41 @@ fn a_node_that_takes_a_certificate_over_keeps_its_holders_backoff_and_renewal_ti
         let node = node_index(&holder(&fleet, &name).unwrap());
         assert_eq!(status_of(&fleet, node, &name)["next_renewal"], next_renewal);
     }
+}
+
+#[test]
+fn renew_force_on_one_node_waits_for_the_outcomes_wherever_they_happen() {
+    let (names, mut certs) = many_certificates(5);
+    certs += "[[certificate]]\nname = \"bad\"\ndomains = [\"bad.example.com\"]\n";
+    let mut fleet = Fleet::new(FEW_IN_FLIGHT, &certs);
+    challtestsrv(
+        fleet.pebble.challtestsrv_mgmt_port(),
+        "/add-a",
+        &serde_json::json!({ "host": "bad.example.com.", "addresses": ["127.0.0.9"] }),
+    )
+    .unwrap();
+    fleet.start_all();
+    let before = wait_in_step(&fleet, &names, Duration::from_secs(180));
+
+    let mut args = vec!["renew", "--force"];
+    args.extend(names.iter().map(String::as_str));
+    args.push("bad");
+    let run = run_renewd(&fleet.config(2), &args);
+    assert_eq!(run.code, 1, "bad failed: {run:?}");
+    for name in &names {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no line for {name}: {run:?}"));
+        assert!(line.contains("renewed: version 2"), "{line}");
+    }
+    assert!(
+        run.stdout.contains("bad: failed: ") && run.stdout.contains("127.0.0.9"),
+        "{run:?}"
+    );
+    // The versions it reported are live on every node.
+    wait_renewed(&fleet, &[0, 1, 2], &names, &before, Duration::from_secs(30));
 }
 
 #[test]

@@ -157,6 +157,10 @@ pub(crate) struct Scheduler {
     /// target's batch is complete when none is left.
     held: HashMap<ReloadTarget, usize>,
     waiters: HashMap<String, Vec<oneshot::Sender<RenewEvent>>>,
+    /// Fleet mode: forced renewals asked of the fleet through the control
+    /// socket, waiting for the first outcome of an attempt started after the
+    /// request (`since`), whichever node makes it.
+    fleet_waiters: HashMap<String, Vec<(OffsetDateTime, oneshot::Sender<RenewEvent>)>>,
     /// The forced mass renewal in progress, if any.
     batch: Option<Batch>,
     save_at: Option<Instant>,
@@ -207,6 +211,7 @@ impl Scheduler {
             outstanding: HashMap::new(),
             held: HashMap::new(),
             waiters: HashMap::new(),
+            fleet_waiters: HashMap::new(),
             batch: None,
             save_at: None,
             due: BTreeSet::new(),

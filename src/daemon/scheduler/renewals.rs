@@ -125,6 +125,9 @@ impl Scheduler {
                 detail: outcome.to_string(),
             });
         }
+        if matches!(outcome, Outcome::Renewed { .. } | Outcome::Failed(_)) {
+            self.fleet_outcome(&name, None, outcome.event(), &outcome.to_string());
+        }
         if self.batch.as_mut().is_some_and(|b| b.ended(&name)) {
             info!("mass renewal ended");
             self.batch = None;

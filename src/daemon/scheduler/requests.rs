@@ -40,6 +40,9 @@ impl Scheduler {
             }
             Event::FleetForce(names) => self.force(&names).await,
             Event::Published { name, serial, ca } => self.published(&name, &serial, ca).await,
+            Event::FleetFailed { name, at, detail } => {
+                self.fleet_outcome(&name, Some(at), "failed", &format!("failed: {detail}"));
+            }
             Event::Renew {
                 names,
                 force,
@@ -81,7 +84,7 @@ impl Scheduler {
             let fleet = if all { Vec::new() } else { names.clone() };
             match self.world.fleet_force(&fleet).await {
                 None => self.force(&names).await,
-                Some(Ok(())) => return Ok(queued_in_fleet(names)),
+                Some(Ok(())) => return Ok(self.wait_for_fleet(names)),
                 Some(Err(e)) => return Err(format!("cannot ask the fleet to renew: {e}")),
             }
         }
@@ -131,9 +134,20 @@ impl Scheduler {
                 return;
             }
             cs.renewed(serial);
-            cs.ca = ca;
+            cs.ca.clone_from(&ca);
             cs.last_result = Some("ok".to_owned());
             cs.deploy_pending = true;
+        }
+        if self.fleet_waiters.contains_key(name)
+            && let Ok(Some(lineage)) = self.world.lineage(name)
+        {
+            let detail = format!(
+                "renewed: version {}, serial {serial}, valid until {} (CA {}, by another node)",
+                lineage.version,
+                crate::status::rfc3339(lineage.cert.not_after),
+                ca.as_deref().unwrap_or("?"),
+            );
+            self.fleet_outcome(name, None, "renewed", &detail);
         }
         self.replan(name).await;
         self.deploy(name, false).await;
@@ -141,6 +155,54 @@ impl Scheduler {
         self.dispatch_reloads().await;
         self.schedule_save();
         self.status_changed();
+    }
+
+    /// The reply to a forced `renew` in fleet mode: each certificate is
+    /// renewed by the node that holds its lease; its line comes with the
+    /// first outcome of an attempt started from now on, here or elsewhere.
+    fn wait_for_fleet(&mut self, names: Vec<String>) -> Vec<Pending> {
+        let since = self.clock.now();
+        names
+            .into_iter()
+            .map(|name| {
+                let (tx, rx) = oneshot::channel();
+                self.fleet_waiters
+                    .entry(name.clone())
+                    .or_default()
+                    .push((since, tx));
+                (name, rx)
+            })
+            .collect()
+    }
+
+    /// Answers the fleet waiters of `name` with an outcome (`event`,
+    /// `detail`) of an attempt started `at` (`None`: after every request,
+    /// as a renewal that just ended here or a version just published is).
+    pub(super) fn fleet_outcome(
+        &mut self,
+        name: &str,
+        at: Option<time::OffsetDateTime>,
+        event: &str,
+        detail: &str,
+    ) {
+        let Some(waiters) = self.fleet_waiters.get_mut(name) else {
+            return;
+        };
+        let (answered, waiting): (Vec<_>, Vec<_>) = std::mem::take(waiters)
+            .into_iter()
+            .partition(|(since, _)| at.is_none_or(|at| at >= *since));
+        for (_, tx) in answered {
+            let _ = tx.send(RenewEvent {
+                event: event.to_owned(),
+                name: name.to_owned(),
+                detail: detail.to_owned(),
+            });
+        }
+        if waiting.is_empty() {
+            self.fleet_waiters.remove(name);
+        } else {
+            *waiters = waiting;
+        }
     }
 
     /// Re-reads the config; an invalid one is reported and the old one kept.
@@ -220,23 +282,6 @@ impl Scheduler {
         self.replan(name).await;
         self.status_changed();
     }
-}
-
-/// The reply to a forced `renew` in fleet mode: each certificate is renewed by
-/// the node that holds its lease, which the request does not wait for.
-fn queued_in_fleet(names: Vec<String>) -> Vec<Pending> {
-    names
-        .into_iter()
-        .map(|name| {
-            let (tx, rx) = oneshot::channel();
-            let _ = tx.send(RenewEvent {
-                event: "queued".to_owned(),
-                name: name.clone(),
-                detail: "fleet-wide: renewed by the node that holds its lease".to_owned(),
-            });
-            (name, rx)
-        })
-        .collect()
 }
 
 /// The certificates of `new` whose plan may differ from the one made under
