@@ -103,6 +103,10 @@ impl Scheduler {
             )
         });
         self.record(&name, started, &outcome).await;
+        if matches!(outcome, Outcome::Renewed { .. } | Outcome::Failed(_)) {
+            let (event, detail) = (outcome.event(), outcome.to_string());
+            self.fleet_outcome(&name, Some(started), event, &detail);
+        }
         self.finished(name, outcome).await;
     }
 
@@ -124,9 +128,6 @@ impl Scheduler {
                 name: name.clone(),
                 detail: outcome.to_string(),
             });
-        }
-        if matches!(outcome, Outcome::Renewed { .. } | Outcome::Failed(_)) {
-            self.fleet_outcome(&name, None, outcome.event(), &outcome.to_string());
         }
         if self.batch.as_mut().is_some_and(|b| b.ended(&name)) {
             info!("mass renewal ended");

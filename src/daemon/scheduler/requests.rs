@@ -176,8 +176,10 @@ impl Scheduler {
     }
 
     /// Answers the fleet waiters of `name` with an outcome (`event`,
-    /// `detail`) of an attempt started `at` (`None`: after every request,
-    /// as a renewal that just ended here or a version just published is).
+    /// `detail`) of an attempt started `at`. `None` counts for every request:
+    /// a version another node published just now, whose order's start this
+    /// node does not know (one that started a moment before the request
+    /// answers it too; the fleet still renews once more for the request).
     pub(super) fn fleet_outcome(
         &mut self,
         name: &str,
