@@ -5,6 +5,10 @@
 //! its holder died mid-way — forces exactly what the batch has not renewed
 //! yet: each certificate once, plus at most the order the dead holder had in
 //! flight.
+//!
+//! Revocations the same way: a node that revoked a certificate at the CA
+//! (`revoke`) writes `revoked/<name>` (the serial), and every node treats it
+//! as revoked — its holder replaces it at once, with a new key.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -95,11 +99,53 @@ impl Cluster {
                 result = self.follow_force() => if let Err(e) = result {
                     debug!("watching force: {e}");
                 },
+                result = self.follow_revocations() => if let Err(e) = result {
+                    debug!("watching revocations: {e}");
+                },
             }
             if !pause(&cancel, self.tick()).await {
                 return;
             }
         }
+    }
+
+    /// Tells the fleet that this node revoked `name`'s certificate `serial`
+    /// at the CA.
+    ///
+    /// # Errors
+    ///
+    /// [`Error`] when etcd does not take it.
+    pub async fn announce_revoked(&self, name: &str, serial: &str) -> Result<(), Error> {
+        let key = self.key(&format!("revoked/{name}"));
+        self.client()?.put(key, serial, None).await?;
+        Ok(())
+    }
+
+    /// Passes every revocation announced from now on to the scheduler (one
+    /// announced earlier was acted on, or the CA's ARI answer shows it).
+    async fn follow_revocations(&self) -> Result<(), Error> {
+        let prefix = self.key("revoked/");
+        let (_, mut stream) = self.read_then_watch(&prefix, true).await?;
+        while let Some(message) = stream.message().await? {
+            for event in message.events() {
+                let Some(kv) = event.kv().filter(|_| event.event_type() == EventType::Put) else {
+                    continue;
+                };
+                let (Some(name), Ok(serial)) = (
+                    kv.key_str().ok().and_then(|k| k.strip_prefix(&prefix)),
+                    kv.value_str(),
+                ) else {
+                    continue;
+                };
+                info!(cert_name = %name, serial, "the fleet revoked a certificate");
+                self.tell(Event::Revoked {
+                    name: name.to_owned(),
+                    serial: serial.to_owned(),
+                })
+                .await;
+            }
+        }
+        Err(Error::NotConnected)
     }
 
     async fn follow_force(&self) -> Result<(), Error> {

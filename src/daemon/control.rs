@@ -372,6 +372,11 @@ async fn revoke(
     let ca = renewer.issuer(cert, issued_by.as_deref());
     match renewer.revoke(cert, &ca, reason.map(Into::into)).await {
         Ok(serial) => {
+            if let Some(cluster) = &view.cluster
+                && let Err(e) = cluster.announce_revoked(&name, &serial).await
+            {
+                warn!(cert_name = %name, "cannot tell the fleet about the revocation: {e}");
+            }
             let _ = events
                 .send(Event::Revoked {
                     name,

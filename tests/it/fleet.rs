@@ -464,6 +464,46 @@ fn renew_force_on_one_node_waits_for_the_outcomes_wherever_they_happen() {
 }
 
 #[test]
+fn a_revocation_on_a_node_that_does_not_hold_the_certificate_is_replaced_by_its_holder() {
+    let (names, certs) = many_certificates(3);
+    let mut fleet = Fleet::new(FEW_IN_FLIGHT, &certs);
+    fleet.start_all();
+    let before = wait_in_step(&fleet, &names, Duration::from_secs(120));
+    let holder = holders(&fleet)
+        .into_iter()
+        .find(|(name, _)| name == "c0")
+        .map(|(_, node)| node)
+        .unwrap();
+    let other = (0..3).find(|i| format!("web{}", i + 1) != holder).unwrap();
+    let old_key = std::fs::read(fleet.state_dir(0).join("live/c0/privkey.pem")).unwrap();
+
+    let run = run_renewd(
+        &fleet.config(other),
+        &["revoke", "c0", "--reason", "keyCompromise"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let c0 = vec!["c0".to_owned()];
+    wait_renewed(
+        &fleet,
+        &[0, 1, 2],
+        &c0,
+        &before[..1],
+        Duration::from_secs(60),
+    );
+    let new_key = std::fs::read(fleet.state_dir(0).join("live/c0/privkey.pem")).unwrap();
+    assert_ne!(old_key, new_key, "a new key after keyCompromise");
+    assert!(
+        fleet
+            .node(other)
+            .log_text()
+            .contains("the fleet revoked a certificate"),
+        "{}",
+        fleet.logs()
+    );
+}
+
+#[test]
 fn etcd_without_quorum_stops_orders_but_not_serving_and_the_work_resumes_with_it() {
     let (names, certs) = many_certificates(6);
     let mut fleet = Fleet::new(FEW_IN_FLIGHT, &certs);
