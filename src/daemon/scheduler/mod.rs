@@ -54,10 +54,11 @@ use crate::systemd::notify;
 const DRAIN: StdDuration = StdDuration::from_secs(5);
 /// Coalesces state writes during a mass renewal.
 const SAVE_DELAY: StdDuration = StdDuration::from_secs(1);
-/// How long routine bookkeeping (an ARI poll that changed nothing but its
-/// next time, a periodic check) may wait to be written: with 100,000
-/// certificates polls end several times a second, and each save is an fsync.
-/// A crash loses at most this much of it, which only means polling again.
+/// How long bookkeeping that changes no plan (an ARI window that moved
+/// without a new renewal time, a periodic check) may wait to be written: with
+/// 100,000 certificates checks end several times a second, and each save is
+/// an fsync. A crash loses at most this much of it, which only means checking
+/// again. (An ARI poll that found the same window writes nothing at all.)
 const LAZY_SAVE_DELAY: StdDuration = StdDuration::from_secs(60);
 /// At most one `STATUS=` a second: a mass renewal finishes hundreds of
 /// certificates a second, and each line costs a pass over all of them.
@@ -285,11 +286,10 @@ impl Scheduler {
     /// Starts every renewal, ARI poll and check whose time has come.
     fn start_due(&mut self) {
         let now = self.clock.now();
-        while let Some((at, name)) = self.due.first().cloned() {
-            if at > now {
+        while self.due.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((at, name)) = self.due.pop_first() else {
                 break;
-            }
-            self.due.pop_first();
+            };
             if let Some(entry) = self.entries.get_mut(&name) {
                 if entry.indexed == Some(at) {
                     entry.indexed = None;
