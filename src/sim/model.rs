@@ -221,7 +221,12 @@ impl Sim {
         if self.trace.as_deref() == Some(name) {
             eprintln!("trace {name}: {} {what}", crate::status::rfc3339(now));
         }
-        let recent = self.recent.entry(name.to_owned()).or_default();
+        if !self.recent.contains_key(name) {
+            self.recent.insert(name.to_owned(), VecDeque::new());
+        }
+        let Some(recent) = self.recent.get_mut(name) else {
+            return;
+        };
         if recent.len() == RECENT {
             recent.pop_front();
         }
