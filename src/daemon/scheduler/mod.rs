@@ -463,6 +463,9 @@ impl Scheduler {
     async fn save_state(&mut self) {
         self.save_at = None;
         let snapshot = self.state.lock().await.snapshot();
+        if snapshot.is_empty() {
+            return;
+        }
         if let Err(e) = self.world.save(snapshot).await {
             warn!("cannot save state: {e}");
         }
