@@ -290,44 +290,44 @@ impl Scheduler {
             let Some((at, name)) = self.due.pop_first() else {
                 break;
             };
-            if let Some(entry) = self.entries.get_mut(&name) {
-                if entry.indexed == Some(at) {
-                    entry.indexed = None;
-                }
-                self.start_what_is_due(&name, now);
+            if self.start_what_is_due(&name, at, now) {
                 self.touched(&name);
             }
         }
     }
 
-    fn start_what_is_due(&mut self, name: &str, now: OffsetDateTime) {
-        let Some(entry) = self.entries.get(name) else {
-            return;
+    /// Starts what is due of `name`, taken out of the due index where it
+    /// was at `at`; whether it is still a certificate of the config.
+    fn start_what_is_due(&mut self, name: &str, at: OffsetDateTime, now: OffsetDateTime) -> bool {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return false;
         };
+        if entry.indexed == Some(at) {
+            entry.indexed = None;
+        }
         if entry.running {
-            return;
+            return true;
         }
-        let renew_due = entry.plan.as_ref().is_some_and(|p| p.at <= now);
-        let poll_due = !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now);
-        if (renew_due || poll_due) && !self.world.holds(name) {
-            self.park(name);
-        }
-        let Some(entry) = self.entries.get(name) else {
-            return;
-        };
-        if let Some(plan) = entry.plan.as_ref().filter(|p| p.at <= now) {
-            let reason = plan.reason.clone();
-            self.start_renewal(name, &reason);
-            return;
-        }
+        let renew = entry
+            .plan
+            .as_ref()
+            .filter(|p| p.at <= now)
+            .map(|p| p.reason.clone());
         let poll = !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now);
         let verify = !entry.verifying && entry.verify_at.is_some_and(|at| at <= now);
-        if poll {
+        if (renew.is_some() || poll) && !self.world.holds(name) {
+            // Parked: neither renewed nor polled here.
+            self.park(name);
+        } else if let Some(reason) = renew {
+            self.start_renewal(name, &reason);
+            return true;
+        } else if poll {
             self.start_poll(name);
         }
         if verify {
             self.start_verify(name, deploy::Verify::Periodic);
         }
+        true
     }
 
     /// Another node of the fleet holds `name`'s lease: it renews and polls,
