@@ -221,11 +221,9 @@ impl Sim {
         if self.trace.as_deref() == Some(name) {
             eprintln!("trace {name}: {} {what}", crate::status::rfc3339(now));
         }
-        if !self.recent.contains_key(name) {
-            self.recent.insert(name.to_owned(), VecDeque::new());
-        }
-        let Some(recent) = self.recent.get_mut(name) else {
-            return;
+        let recent = match self.recent.get_mut(name) {
+            Some(recent) => recent,
+            None => self.recent.entry(name.to_owned()).or_default(),
         };
         if recent.len() == RECENT {
             recent.pop_front();
