@@ -167,6 +167,8 @@ impl OneShot {
                 check,
                 OffsetDateTime::now_utc(),
             );
+            // Written even when it found the same: this process ends here.
+            self.state.entry(&cert.name);
         }
         for cert in renewed {
             self.state.entry(&cert.name).deploy_pending = false;

@@ -168,6 +168,10 @@ pub struct Facts<'a> {
 
 /// Decides when to renew (`docs/reference/daemon.md`). `random` is a uniform sample in
 /// `[0, 1)` used only when a new time must be picked.
+///
+/// The clock matters only through the times returned: a plan made once
+/// holds until something it was made from changes, so a certificate need not
+/// be planned again at every ARI poll.
 #[must_use]
 pub fn plan(config: &CertificateConfig, facts: &Facts<'_>, random: f64) -> Plan {
     let now = facts.now;
@@ -178,7 +182,7 @@ pub fn plan(config: &CertificateConfig, facts: &Facts<'_>, random: f64) -> Plan 
     };
     let base = match (urgent(config, facts.lineage, now), facts.lineage) {
         (Some(u), _) => plan(now, &u.to_string(), None),
-        (None, Ok(Some(lineage))) => scheduled(lineage, facts, random),
+        (None, Ok(Some(lineage))) => by_nearly_expired(scheduled(lineage, facts, random), lineage),
         (None, _) => plan(now, "no certificate", None),
     };
     match facts.state.retry_at {
@@ -225,6 +229,22 @@ pub fn plan_and_remember(
         cs.next_renewal_for = chosen.window;
     }
     (plan, changed)
+}
+
+/// `plan`, or the time less than a tenth of the certificate's lifetime is
+/// left ([`Urgent::NearlyExpired`]) if that comes first: a CA may move its
+/// window past it.
+fn by_nearly_expired(plan: Plan, lineage: &Lineage) -> Plan {
+    let cert = &lineage.cert;
+    let nearly_expired = cert.not_after - cert.lifetime() / 10;
+    if plan.at <= nearly_expired {
+        return plan;
+    }
+    Plan {
+        at: nearly_expired,
+        reason: Urgent::NearlyExpired.to_string(),
+        chosen: plan.chosen,
+    }
 }
 
 fn scheduled(lineage: &Lineage, facts: &Facts<'_>, random: f64) -> Plan {
@@ -478,6 +498,24 @@ mod tests {
             moved.ari_window = window(30, 32);
             let redrawn = plan_with(&l, &moved, 0.75);
             assert_eq!(redrawn.at, NOW + Duration::days(31) + Duration::hours(12));
+        }
+
+        /// Found by the simulation once polls stopped re-planning: a CA
+        /// window moved past the point where a tenth of the lifetime is left
+        /// was waited for until the certificate expired.
+        #[test]
+        fn a_window_after_the_nearly_expired_point_plans_that_point() {
+            // Issued 10 days ago: a tenth of 90 days is left from day 71.
+            let l = lineage(10);
+            let mut s = state();
+            s.ari_window = window(75, 77);
+            let p = plan_with(&l, &s, 0.5);
+            assert_eq!(p.at, NOW + Duration::days(71));
+            assert_eq!(p.reason, Urgent::NearlyExpired.to_string());
+            let chosen = p.chosen.unwrap();
+            assert_eq!(chosen.at, NOW + Duration::days(76), "the draw is kept");
+            let again = plan_with(&l, &remembering(chosen), 0.9);
+            assert_eq!(again.at, NOW + Duration::days(71));
         }
 
         #[test]

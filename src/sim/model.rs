@@ -221,7 +221,10 @@ impl Sim {
         if self.trace.as_deref() == Some(name) {
             eprintln!("trace {name}: {} {what}", crate::status::rfc3339(now));
         }
-        let recent = self.recent.entry(name.to_owned()).or_default();
+        let recent = match self.recent.get_mut(name) {
+            Some(recent) => recent,
+            None => self.recent.entry(name.to_owned()).or_default(),
+        };
         if recent.len() == RECENT {
             recent.pop_front();
         }

@@ -183,13 +183,20 @@ impl World for SimWorld {
             let mut sim = lock(&sim);
             let now = sim.now();
             let serial = ari_id.trim_start_matches("sim.");
+            // What renewd reads from live/ at each poll.
+            let live = sim.live(&name).map(|l| {
+                let issued = &l.issued;
+                let mid = issued.not_before + (issued.not_after - issued.not_before) / 2;
+                (l.serial.clone(), mid)
+            });
             let Some(issued) = sim.ca.issued.get(serial) else {
-                return (Ok(RenewalInfo::Unsupported), None, None);
+                return Polled {
+                    answer: Ok(RenewalInfo::Unsupported),
+                    on_crl: None,
+                    live: None,
+                };
             };
-            let (window, mid) = (
-                issued.window,
-                issued.not_before + (issued.not_after - issued.not_before) / 2,
-            );
+            let window = issued.window;
             // Half the certificates name a CRL; renewd reads it at each poll.
             let on_crl = (serial.len() % 2 == 0).then_some(issued.revoked.is_some());
             if let Some(down) = sim.ca.down_at(now) {
@@ -199,16 +206,20 @@ impl World for SimWorld {
                     Some(_) => "503 Service Unavailable",
                 };
                 let source = instant_acme::Error::Str(error);
-                return (Err(acme::Error::Acme { ca, source }), None, Some(mid));
+                return Polled {
+                    answer: Err(acme::Error::Acme { ca, source }),
+                    on_crl: None,
+                    live,
+                };
             }
             sim.event(&name, Note::Poll(window));
             // Let's Encrypt asks again after 6 hours.
             let retry_after = StdDuration::from_secs(6 * 3600);
-            (
-                Ok(RenewalInfo::Window(window, retry_after)),
+            Polled {
+                answer: Ok(RenewalInfo::Window(window, retry_after)),
                 on_crl,
-                Some(mid),
-            )
+                live,
+            }
         })
     }
 

@@ -8,7 +8,7 @@ use rand::Rng;
 use time::OffsetDateTime;
 use tracing::{debug, error, warn};
 
-use super::{Entry, MIN_ARI_INTERVAL, PollResult, Scheduler};
+use super::{Entry, MIN_ARI_INTERVAL, PollResult, Polled, Scheduler};
 use crate::acme::RenewalInfo;
 use crate::schedule;
 
@@ -36,11 +36,15 @@ impl Scheduler {
         });
     }
 
-    pub(super) async fn polled(
-        &mut self,
-        name: String,
-        (serial, (result, on_crl, lineage_mid)): PollResult,
-    ) {
+    /// A poll has ended. Routine bookkeeping — the same window, a next poll
+    /// time — is neither journalled nor re-planned: with 100,000 certificates
+    /// polls end several times a second, and a next poll time lost in a crash
+    /// only means polling sooner (polls missed while the daemon was down are
+    /// spread over the next `check_interval`); the plan holds as it is
+    /// ([`schedule::plan`] depends on the clock only through times it
+    /// returns). A new window, a revocation or a live certificate replaced
+    /// behind the scheduler's back is written and re-planned for.
+    pub(super) async fn polled(&mut self, name: String, (serial, polled): PollResult) {
         let now = self.clock.now();
         let random = self.rng.random();
         let check_interval = self.config().daemon.check_interval.0;
@@ -50,20 +54,26 @@ impl Scheduler {
         entry.polling = false;
         let state = Arc::clone(&self.state);
         let mut state = state.lock().await;
-        let cs = state.entry(&name);
+        let cs = state.unsaved_entry(&name);
         if !cs.is_for(&serial) {
             // Renewed meanwhile: the renewal planned the new certificate's poll.
             drop(state);
             self.touched(&name);
             return;
         }
-        let was_revoked = cs.revoked;
+        let Polled {
+            answer,
+            on_crl,
+            live,
+        } = polled;
+        let (was_revoked, window_before) = (cs.revoked, cs.ari_window);
         if on_crl == Some(true) && !cs.revoked {
             warn!(cert_name = %name, renewd_event = "revoked-detected", serial,
                 "serial listed on the CA's CRL: certificate revoked, renewing now");
             cs.revoked = true;
         }
-        let next = match result {
+        let lineage_mid = live.as_ref().map(|(_, mid)| *mid);
+        let next = match answer {
             Ok(RenewalInfo::Window(window, retry_after)) => {
                 entry.ari_failures = 0;
                 // A window that has passed before the middle of the lifetime is the
@@ -87,9 +97,20 @@ impl Scheduler {
         };
         cs.ari_poll_at = Some(next);
         let revoked = cs.revoked && !was_revoked;
+        let moved = cs.ari_window != window_before;
+        // Replaced behind the scheduler's back (by hand, by a one-shot run).
+        let replaced = live.is_none_or(|(live, _)| live != serial);
+        if !revoked && !moved && !replaced {
+            drop(state);
+            entry.ari_poll_at = Some(next);
+            self.touched(&name);
+            return;
+        }
+        state.entry(&name);
         drop(state);
         // A newly drawn renewal time is saved at once by `replan`; so is a
-        // revocation, here. The rest is bookkeeping.
+        // revocation, here. A window that moved without changing the plan
+        // can wait.
         self.replan(&name).await;
         if revoked {
             self.schedule_save();

@@ -106,13 +106,19 @@ impl Scheduler {
         let mut blocked: Vec<ReloadTarget> = self.reloading.clone();
         let mut ready = Vec::new();
         for (target, names) in std::mem::take(&mut self.pending_reloads) {
-            let earlier_waits = names.iter().filter_map(|n| config.certificate(n)).any(|c| {
-                c.reload
-                    .iter()
-                    .take_while(|t| **t != target)
-                    .any(|t| blocked.contains(t))
-            });
-            if self.held.contains_key(&target) || earlier_waits {
+            // Looked at only when needed: during a mass renewal, every
+            // renewal that ends dispatches, and the targets wait with all
+            // the certificates renewed so far.
+            let earlier_waits = || {
+                names.iter().filter_map(|n| config.certificate(n)).any(|c| {
+                    c.reload
+                        .iter()
+                        .take_while(|t| **t != target)
+                        .any(|t| blocked.contains(t))
+                })
+            };
+            let waits = self.held.contains_key(&target) || (!blocked.is_empty() && earlier_waits());
+            if waits {
                 blocked.push(target.clone());
                 self.pending_reloads.push((target, names));
             } else {

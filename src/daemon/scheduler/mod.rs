@@ -54,10 +54,11 @@ use crate::systemd::notify;
 const DRAIN: StdDuration = StdDuration::from_secs(5);
 /// Coalesces state writes during a mass renewal.
 const SAVE_DELAY: StdDuration = StdDuration::from_secs(1);
-/// How long routine bookkeeping (an ARI poll that changed nothing but its
-/// next time, a periodic check) may wait to be written: with 100,000
-/// certificates polls end several times a second, and each save is an fsync.
-/// A crash loses at most this much of it, which only means polling again.
+/// How long bookkeeping that changes no plan (an ARI window that moved
+/// without a new renewal time, a periodic check) may wait to be written: with
+/// 100,000 certificates checks end several times a second, and each save is
+/// an fsync. A crash loses at most this much of it, which only means checking
+/// again. (An ARI poll that found the same window writes nothing at all.)
 const LAZY_SAVE_DELAY: StdDuration = StdDuration::from_secs(60);
 /// At most one `STATUS=` a second: a mass renewal finishes hundreds of
 /// certificates a second, and each line costs a pass over all of them.
@@ -290,49 +291,48 @@ impl Scheduler {
     /// Starts every renewal, ARI poll and check whose time has come.
     fn start_due(&mut self) {
         let now = self.clock.now();
-        while let Some((at, name)) = self.due.first().cloned() {
-            if at > now {
+        while self.due.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((at, name)) = self.due.pop_first() else {
                 break;
-            }
-            self.due.pop_first();
-            if let Some(entry) = self.entries.get_mut(&name) {
-                if entry.indexed == Some(at) {
-                    entry.indexed = None;
-                }
-                self.start_what_is_due(&name, now);
+            };
+            if self.start_what_is_due(&name, at, now) {
                 self.touched(&name);
             }
         }
     }
 
-    fn start_what_is_due(&mut self, name: &str, now: OffsetDateTime) {
-        let Some(entry) = self.entries.get(name) else {
-            return;
+    /// Starts what is due of `name`, taken out of the due index where it
+    /// was at `at`; whether it is still a certificate of the config.
+    fn start_what_is_due(&mut self, name: &str, at: OffsetDateTime, now: OffsetDateTime) -> bool {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return false;
         };
+        if entry.indexed == Some(at) {
+            entry.indexed = None;
+        }
         if entry.running {
-            return;
+            return true;
         }
-        let renew_due = entry.plan.as_ref().is_some_and(|p| p.at <= now);
-        let poll_due = !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now);
-        if (renew_due || poll_due) && !self.world.holds(name) {
-            self.park(name);
-        }
-        let Some(entry) = self.entries.get(name) else {
-            return;
-        };
-        if let Some(plan) = entry.plan.as_ref().filter(|p| p.at <= now) {
-            let reason = plan.reason.clone();
-            self.start_renewal(name, &reason);
-            return;
-        }
+        let renew = entry
+            .plan
+            .as_ref()
+            .filter(|p| p.at <= now)
+            .map(|p| p.reason.clone());
         let poll = !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now);
         let verify = !entry.verifying && entry.verify_at.is_some_and(|at| at <= now);
-        if poll {
+        if (renew.is_some() || poll) && !self.world.holds(name) {
+            // Parked: neither renewed nor polled here.
+            self.park(name);
+        } else if let Some(reason) = renew {
+            self.start_renewal(name, &reason);
+            return true;
+        } else if poll {
             self.start_poll(name);
         }
         if verify {
             self.start_verify(name, deploy::Verify::Periodic);
         }
+        true
     }
 
     /// Another node of the fleet holds `name`'s lease: it renews and polls,
@@ -468,6 +468,9 @@ impl Scheduler {
     async fn save_state(&mut self) {
         self.save_at = None;
         let snapshot = self.state.lock().await.snapshot();
+        if snapshot.is_empty() {
+            return;
+        }
         if let Err(e) = self.world.save(snapshot).await {
             warn!("cannot save state: {e}");
         }

@@ -27,14 +27,17 @@ use crate::store::{self, Lineage};
 /// Work done outside the scheduler, as a task of its own.
 pub(crate) type Work<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// What an ARI poll found: the CA's answer, whether the CA's CRL lists the
-/// serial (`None`: not known), and the middle of the live certificate's
-/// lifetime.
-pub(crate) type Polled = (
-    Result<RenewalInfo, acme::Error>,
-    Option<bool>,
-    Option<OffsetDateTime>,
-);
+/// What an ARI poll found.
+#[derive(Debug)]
+pub(crate) struct Polled {
+    /// The CA's answer.
+    pub(crate) answer: Result<RenewalInfo, acme::Error>,
+    /// Whether the CA's CRL lists the serial (`None`: not known).
+    pub(crate) on_crl: Option<bool>,
+    /// The live certificate as the poll read it: its serial and the middle of
+    /// its lifetime (`None`: none could be read).
+    pub(crate) live: Option<(String, OffsetDateTime)>,
+}
 
 /// The scheduler's outside world.
 pub(crate) trait World: Send + Sync + 'static {
@@ -225,13 +228,20 @@ impl World for Daemon {
             // One read of the live certificate serves the CRL look and the
             // revocation heuristic.
             let lineage = renewer.store.lineage(&name).ok().flatten();
-            match &lineage {
-                Some(l) => (
-                    result,
-                    renewer.cas.crl_revoked(&name, l).await,
-                    Some(l.cert.not_before + l.cert.lifetime() / 2),
-                ),
-                None => (result, None, None),
+            match lineage {
+                Some(l) => Polled {
+                    answer: result,
+                    on_crl: renewer.cas.crl_revoked(&name, &l).await,
+                    live: Some((
+                        l.cert.serial.clone(),
+                        l.cert.not_before + l.cert.lifetime() / 2,
+                    )),
+                },
+                None => Polled {
+                    answer: result,
+                    on_crl: None,
+                    live: None,
+                },
             }
         })
     }
