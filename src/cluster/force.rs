@@ -39,7 +39,7 @@ struct Force {
 
 impl Cluster {
     /// Asks the whole fleet to renew `names` (empty: all) once, trying for
-    /// up to [`FORCE_PATIENCE`] while etcd does not answer (logged then).
+    /// up to `FORCE_PATIENCE` (30 s) while etcd does not answer (logged then).
     pub async fn request_force(&self, names: &[String]) {
         let deadline = tokio::time::Instant::now() + FORCE_PATIENCE;
         loop {

@@ -2,7 +2,7 @@
 //! (`docs/simulation.md`): the real scheduler — planning, ARI handling,
 //! backoff, Retry-After, the mass-renewal guard, state records, deployment
 //! batches — runs on tokio's paused time against a simulated CA, disk and host
-//! (a [`World`](crate::daemon::scheduler::World)), while invariants are
+//! (the scheduler's `World`), while invariants are
 //! checked all the way. The same seed gives the same run, event for event.
 //!
 //! What is simulated stands in only for the network, the disk and time: the
