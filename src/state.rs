@@ -221,8 +221,8 @@ struct LineRef<'a> {
     state: &'a CertState,
 }
 
-/// The journal is compacted into `state.json` once it is larger than this and
-/// than `state.json` itself.
+/// The journal is compacted into `state.json` once it would be larger than
+/// this and than half of `state.json`.
 const JOURNAL_MIN: u64 = 1 << 20;
 
 /// Orders the writes of one state: snapshots are numbered under the state's
@@ -406,14 +406,18 @@ impl State {
     }
 
     /// What changed since the last snapshot (or everything, when the journal
-    /// has grown past the full copy), numbered, to be written without holding
-    /// the state.
+    /// would grow past half the full copy), numbered, to be written without
+    /// holding the state.
     pub fn snapshot(&mut self) -> Snapshot {
         self.saves.taken += 1;
         let number = self.saves.taken;
         let dirty = std::mem::take(&mut self.saves.dirty);
-        let compact = self.saves.journal_bytes > JOURNAL_MIN.max(self.saves.full_bytes);
-        let (bytes, full) = if compact {
+        let lines = self.journal_lines(number, dirty);
+        // Half: loading reads both files, and a start that changed every
+        // certificate (the first after an upgrade) wrote a journal as large
+        // as the full copy, which every later start read twice over.
+        let limit = JOURNAL_MIN.max(self.saves.full_bytes / 2);
+        let (bytes, full) = if self.saves.journal_bytes + lines.len() as u64 > limit {
             self.snapshot = number;
             // Compact: pretty-printing made it half again as large, and with
             // 100,000 certificates loading it is most of a restart's reading.
@@ -422,18 +426,6 @@ impl State {
             self.saves.journal_bytes = 0;
             (json, true)
         } else {
-            let mut lines = Vec::new();
-            for name in dirty {
-                if let Some(cs) = self.certificates.get(&name) {
-                    let line = LineRef {
-                        n: number,
-                        name: &name,
-                        state: cs,
-                    };
-                    serde_json::to_writer(&mut lines, &line).unwrap_or_default();
-                    lines.push(b'\n');
-                }
-            }
             self.saves.journal_bytes += lines.len() as u64;
             (lines, false)
         };
@@ -443,6 +435,23 @@ impl State {
             number,
             written: Arc::clone(&self.saves.written),
         }
+    }
+
+    /// The journal lines of the certificates `dirty`, as snapshot `number`.
+    fn journal_lines(&self, number: u64, dirty: BTreeSet<String>) -> Vec<u8> {
+        let mut lines = Vec::new();
+        for name in dirty {
+            if let Some(cs) = self.certificates.get(&name) {
+                let line = LineRef {
+                    n: number,
+                    name: &name,
+                    state: cs,
+                };
+                serde_json::to_writer(&mut lines, &line).unwrap_or_default();
+                lines.push(b'\n');
+            }
+        }
+        lines
     }
 
     /// The entry for `name`, created empty if needed, *not* marked changed:

@@ -105,13 +105,32 @@ pub fn collect(
     now: OffsetDateTime,
     names: &[String],
 ) -> Vec<CertStatus> {
+    of(config, store, &selected(config, names), state, now)
+}
+
+/// The configured certificates `names` asks for (all when empty), in config
+/// order.
+#[must_use]
+pub fn selected<'a>(config: &'a Config, names: &[String]) -> Vec<&'a CertificateConfig> {
     let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
-    let certs: Vec<&CertificateConfig> = config
+    config
         .certificates
         .iter()
         .filter(|cert| wanted.is_empty() || wanted.contains(cert.name.as_str()))
-        .collect();
-    crate::parallel::map(&certs, |cert| one(config, cert, store, state, now))
+        .collect()
+}
+
+/// The status of each of `certs`, in order, from what `state` remembers of
+/// each (the certificates are read on one thread per CPU).
+#[must_use]
+pub fn of(
+    config: &Config,
+    store: &Store,
+    certs: &[&CertificateConfig],
+    state: &State,
+    now: OffsetDateTime,
+) -> Vec<CertStatus> {
+    crate::parallel::map(certs, |cert| one(config, cert, store, state, now))
 }
 
 fn one(

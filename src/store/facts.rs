@@ -46,7 +46,11 @@ impl Stamp {
     pub fn at_in(dir: &File, path: &Path) -> io::Result<Self> {
         let st = fstatat(dir, path, AtFlags::empty())?;
         let mtime = st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec;
-        Ok(Self(st.st_ino, u64::try_from(st.st_size).unwrap_or(0), mtime))
+        Ok(Self(
+            st.st_ino,
+            u64::try_from(st.st_size).unwrap_or(0),
+            mtime,
+        ))
     }
 }
 
