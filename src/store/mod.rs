@@ -13,7 +13,8 @@
 //! whose key matches its certificate. A new version is written into a hidden
 //! temporary directory, every file and the directory are fsynced, the directory is
 //! renamed to its number, and only then is a new symlink renamed over `live/<name>`.
-//! A crash leaves at most a stray `.tmp-*` entry, which [`Store::lock`] removes.
+//! A crash leaves at most a stray `.tmp-*` entry: [`Store::lock`] removes those
+//! in `live/`, the next publish of the certificate those in `archive/<name>/`.
 //!
 //! Readers (`renewd status`, tests) may look at any time. Writers — the daemon,
 //! a one-shot `renewd renew` — first take [`Store::lock`], an exclusive `flock`

@@ -50,8 +50,7 @@ pub(crate) trait World: Send + Sync + 'static {
     /// [`World::lineage`] of each of `names`, in order, taken from the facts
     /// `known` of each while they hold; with the facts read anew where they
     /// did not (the daemon reads them in parallel).
-    fn lineages(&self, names: &[String], known: &[Option<Facts>]) -> Vec<Read> {
-        let _ = known;
+    fn lineages(&self, names: &[String], _known: &[Option<Facts>]) -> Vec<Read> {
         names
             .iter()
             .map(|name| (self.lineage(name), None))
