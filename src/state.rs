@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::store::cert::normalize_serial;
-use crate::store::{self, Store};
+use crate::store::{self, Facts, Store};
 use crate::verify::Served;
 
 const FILE: &str = "state.json";
@@ -35,60 +35,97 @@ pub struct Window {
 #[serde(default)]
 pub struct CertState {
     /// When renewal was last attempted.
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_attempt: Option<OffsetDateTime>,
     /// `"ok"` or `"error: ..."`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_result: Option<String>,
     /// The kind of the last failure, while the certificate keeps failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<crate::failure::Kind>,
     /// CA that issued the live certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
     /// Solver that validated the live certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub solver: Option<String>,
     /// Serial of the live certificate the fields below were computed for; when
     /// the live serial differs, they are stale and ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
     /// Last known ARI window.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ari_window: Option<Window>,
     /// When to ask the CA for the ARI window again.
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ari_poll_at: Option<OffsetDateTime>,
     /// The renewal time chosen (randomly, inside the ARI window or after the
     /// fallback point), kept so a restart does not re-roll it.
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_renewal: Option<OffsetDateTime>,
     /// The ARI window `next_renewal` was drawn in (`None`: the lifetime
     /// fallback); a different window means a new draw.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_renewal_for: Option<Window>,
     /// The CA said (through ARI) that the certificate was revoked.
+    #[serde(skip_serializing_if = "is_false")]
     pub revoked: bool,
     /// The CA refused the key of the last attempt (`badCSR`).
+    #[serde(skip_serializing_if = "is_false")]
     pub key_refused: bool,
     /// Consecutive failed attempts.
+    #[serde(skip_serializing_if = "is_zero_u32")]
     pub failures: u32,
     /// Do not try again before this (backoff, Retry-After).
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retry_at: Option<OffsetDateTime>,
     /// The part of `retry_at` the CA asked for (a rate limit's time, a
     /// `Retry-After`): even a forced renewal waits for it.
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ca_retry_at: Option<OffsetDateTime>,
     /// A forced renewal (SIGUSR1, `renew --force`) was requested and has not
     /// succeeded yet; survives a crash so a restarted daemon finishes the job.
+    #[serde(skip_serializing_if = "is_false")]
     pub force_pending: bool,
     /// The live certificate was published and its deployment (reloads, then
     /// the served-certificate check) has not finished: written before the first
     /// reload runs, so a daemon that crashed meanwhile deploys it when it
     /// restarts.
+    #[serde(skip_serializing_if = "is_false")]
     pub deploy_pending: bool,
     /// Per reload target (as logged, e.g. `unit nginx.service`), why its last
     /// run for this certificate failed; a target's success clears only its own.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub reload_errors: BTreeMap<String, String>,
     /// Last served-certificate checks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub served: Vec<Served>,
     /// When they were made.
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub served_at: Option<OffsetDateTime>,
+    /// What `live/<name>` held when last read ([`Facts`]): a restart, a
+    /// `status` and a reload take it from here instead of reading and
+    /// parsing the certificate and key again while it still holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<Facts>,
 }
 
 impl CertState {
@@ -110,6 +147,7 @@ impl CertState {
         self.reload_errors.clear();
         self.served.clear();
         self.served_at = None;
+        self.live = None;
     }
 
     /// Whether the next order must use a new key: the live certificate was
@@ -156,6 +194,16 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// One line of `state.journal`.
 #[derive(Deserialize)]
 struct Line {
@@ -173,8 +221,8 @@ struct LineRef<'a> {
     state: &'a CertState,
 }
 
-/// The journal is compacted into `state.json` once it is larger than this and
-/// than `state.json` itself.
+/// The journal is compacted into `state.json` once it would be larger than
+/// this and than half of `state.json`.
 const JOURNAL_MIN: u64 = 1 << 20;
 
 /// Orders the writes of one state: snapshots are numbered under the state's
@@ -358,32 +406,26 @@ impl State {
     }
 
     /// What changed since the last snapshot (or everything, when the journal
-    /// has grown past the full copy), numbered, to be written without holding
-    /// the state.
+    /// would grow past half the full copy), numbered, to be written without
+    /// holding the state.
     pub fn snapshot(&mut self) -> Snapshot {
         self.saves.taken += 1;
         let number = self.saves.taken;
         let dirty = std::mem::take(&mut self.saves.dirty);
-        let compact = self.saves.journal_bytes > JOURNAL_MIN.max(self.saves.full_bytes);
-        let (bytes, full) = if compact {
+        let lines = self.journal_lines(number, dirty);
+        // Half: loading reads both files, and a start that changed every
+        // certificate (the first after an upgrade) wrote a journal as large
+        // as the full copy, which every later start read twice over.
+        let limit = JOURNAL_MIN.max(self.saves.full_bytes / 2);
+        let (bytes, full) = if self.saves.journal_bytes + lines.len() as u64 > limit {
             self.snapshot = number;
-            let json = serde_json::to_vec_pretty(&*self).unwrap_or_default();
+            // Compact: pretty-printing made it half again as large, and with
+            // 100,000 certificates loading it is most of a restart's reading.
+            let json = serde_json::to_vec(&*self).unwrap_or_default();
             self.saves.full_bytes = json.len() as u64;
             self.saves.journal_bytes = 0;
             (json, true)
         } else {
-            let mut lines = Vec::new();
-            for name in dirty {
-                if let Some(cs) = self.certificates.get(&name) {
-                    let line = LineRef {
-                        n: number,
-                        name: &name,
-                        state: cs,
-                    };
-                    serde_json::to_writer(&mut lines, &line).unwrap_or_default();
-                    lines.push(b'\n');
-                }
-            }
             self.saves.journal_bytes += lines.len() as u64;
             (lines, false)
         };
@@ -393,6 +435,23 @@ impl State {
             number,
             written: Arc::clone(&self.saves.written),
         }
+    }
+
+    /// The journal lines of the certificates `dirty`, as snapshot `number`.
+    fn journal_lines(&self, number: u64, dirty: BTreeSet<String>) -> Vec<u8> {
+        let mut lines = Vec::new();
+        for name in dirty {
+            if let Some(cs) = self.certificates.get(&name) {
+                let line = LineRef {
+                    n: number,
+                    name: &name,
+                    state: cs,
+                };
+                serde_json::to_writer(&mut lines, &line).unwrap_or_default();
+                lines.push(b'\n');
+            }
+        }
+        lines
     }
 
     /// The entry for `name`, created empty if needed, *not* marked changed:
@@ -539,5 +598,38 @@ mod tests {
         let loaded = files.load().unwrap();
         assert_eq!(loaded.certificates["a"].failures, 2, "the newer copy wins");
         assert_eq!(loaded.certificates["b"].failures, 5);
+    }
+
+    #[test]
+    fn a_state_written_before_facts_and_defaults_were_left_out_still_loads() {
+        let old = br#"{
+  "certificates": {
+    "a": {
+      "last_attempt": "2026-06-01T10:00:00Z",
+      "last_result": "ok",
+      "serial": "3a9f",
+      "ari_window": null,
+      "revoked": false,
+      "failures": 2,
+      "retry_at": null,
+      "reload_errors": {},
+      "served": []
+    }
+  }
+}"#;
+        let state = State::from_files(Some(old), None).unwrap();
+        let a = &state.certificates["a"];
+        assert_eq!((a.failures, a.live.is_none()), (2, true));
+        // Written back without what is unset, and read back the same.
+        let mut state = state;
+        state.saves.journal_bytes = u64::MAX;
+        let mut files = MemoryFiles::default();
+        state.snapshot().write_to(&mut files).unwrap();
+        let text = String::from_utf8(files.full.clone().unwrap()).unwrap();
+        assert!(
+            !text.contains("retry_at") && !text.contains("revoked"),
+            "{text}"
+        );
+        assert_eq!(files.load().unwrap().certificates["a"].failures, 2);
     }
 }

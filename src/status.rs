@@ -8,7 +8,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::{CertificateConfig, Config};
 use crate::schedule;
-use crate::state::{State, Window};
+use crate::state::{CertState, State, Window};
 use crate::store::Store;
 use crate::verify::Served;
 
@@ -105,13 +105,32 @@ pub fn collect(
     now: OffsetDateTime,
     names: &[String],
 ) -> Vec<CertStatus> {
+    of(config, store, &selected(config, names), state, now)
+}
+
+/// The configured certificates `names` asks for (all when empty), in config
+/// order.
+#[must_use]
+pub fn selected<'a>(config: &'a Config, names: &[String]) -> Vec<&'a CertificateConfig> {
     let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
-    let certs: Vec<&CertificateConfig> = config
+    config
         .certificates
         .iter()
         .filter(|cert| wanted.is_empty() || wanted.contains(cert.name.as_str()))
-        .collect();
-    crate::parallel::map(&certs, |cert| one(config, cert, store, state, now))
+        .collect()
+}
+
+/// The status of each of `certs`, in order, from what `state` remembers of
+/// each (the certificates are read on one thread per CPU).
+#[must_use]
+pub fn of(
+    config: &Config,
+    store: &Store,
+    certs: &[&CertificateConfig],
+    state: &State,
+    now: OffsetDateTime,
+) -> Vec<CertStatus> {
+    crate::parallel::map(certs, |cert| one(config, cert, store, state, now))
 }
 
 fn one(
@@ -121,12 +140,12 @@ fn one(
     state: &State,
     now: OffsetDateTime,
 ) -> CertStatus {
-    let remembered = state
-        .certificates
-        .get(&cert.name)
-        .cloned()
-        .unwrap_or_default();
-    let lineage = store.lineage(&cert.name).map_err(|e| e.to_string());
+    let unknown = CertState::default();
+    let remembered = state.certificates.get(&cert.name).unwrap_or(&unknown);
+    // From what the state remembers of the live version while it holds: one
+    // stat instead of reading and parsing the certificate and key.
+    let (lineage, _) = store.lineage_known(&cert.name, remembered.live.as_ref());
+    let lineage = lineage.map_err(|e| e.to_string());
     let mut problems = Vec::new();
     if let Some(urgent) = schedule::urgent(cert, &lineage, now) {
         problems.push(urgent.to_string());
@@ -152,12 +171,12 @@ fn one(
         holder: None,
         deployed: Vec::new(),
     };
-    if let Ok(Some(lineage)) = &lineage {
-        let c = &lineage.cert;
+    if let Ok(Some(live)) = &lineage {
+        let c = &live.cert;
         let renew_before = config.daemon.renew_before.0;
         let facts = schedule::Facts {
-            lineage: &Ok(Some(lineage.clone())),
-            state: &remembered,
+            lineage: &lineage,
+            state: remembered,
             renew_before,
             jitter: config.daemon.jitter.0,
             now,

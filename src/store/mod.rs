@@ -13,7 +13,8 @@
 //! whose key matches its certificate. A new version is written into a hidden
 //! temporary directory, every file and the directory are fsynced, the directory is
 //! renamed to its number, and only then is a new symlink renamed over `live/<name>`.
-//! A crash leaves at most a stray `.tmp-*` entry, which [`Store::lock`] removes.
+//! A crash leaves at most a stray `.tmp-*` entry: [`Store::lock`] removes those
+//! in `live/`, the next publish of the certificate those in `archive/<name>/`.
 //!
 //! Readers (`renewd status`, tests) may look at any time. Writers — the daemon,
 //! a one-shot `renewd renew` — first take [`Store::lock`], an exclusive `flock`
@@ -22,14 +23,17 @@
 //! This module knows files, not ACME: it never decides *when* to write.
 
 pub mod cert;
+pub mod facts;
 mod key;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use cert::CertInfo;
+pub use facts::{Facts, Stamp};
 
 /// A store operation that failed, with the path it failed on.
 #[derive(Debug, thiserror::Error)]
@@ -185,16 +189,42 @@ pub struct Lineage {
     pub version: u32,
     /// `archive/<name>/<n>`.
     pub dir: PathBuf,
-    /// The parsed leaf.
+    /// The parsed leaf. Its `der` and `spki_der` are empty when it was built
+    /// from remembered [`Facts`]: [`Lineage::der`] reads the DER then.
     pub cert: CertInfo,
     /// Whether `privkey.pem` belongs to `cert.pem`.
     pub key_matches: bool,
 }
 
+impl Lineage {
+    /// The DER of the leaf, read from `cert.pem` unless it was parsed just now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] / [`Error::Cert`] when `cert.pem` cannot be read.
+    pub fn der(&self) -> Result<Vec<u8>, Error> {
+        if !self.cert.der.is_empty() {
+            return Ok(self.cert.der.clone());
+        }
+        let path = self.dir.join("cert.pem");
+        let pem = fs::read(&path).map_err(io_err(&path))?;
+        CertInfo::from_pem(&pem)
+            .map(|c| c.der)
+            .map_err(|source| Error::Cert { path, source })
+    }
+}
+
+/// A lineage read with [`Store::lineage_known`], and its facts when they were
+/// read anew (`None`: those given still hold, or there is nothing to know).
+pub type Known = (Result<Option<Lineage>, Error>, Option<Facts>);
+
 /// Handle on a state directory.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// `live/`, open: lineages are looked up relative to it, which with
+    /// 100,000 of them saves walking the state directory's path each time.
+    live: Arc<File>,
 }
 
 impl Store {
@@ -221,8 +251,11 @@ impl Store {
             check_owned(dir, i > 0)?;
         }
         fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_err(root))?;
+        let live = root.join("live");
+        let live = File::open(&live).map_err(io_err(&live))?;
         Ok(Self {
             root: root.to_owned(),
+            live: Arc::new(live),
         })
     }
 
@@ -270,20 +303,16 @@ impl Store {
         self.root.join("archive").join(name)
     }
 
-    /// Removes temporary entries an interrupted [`Store::publish`] may have left.
+    /// Removes the temporary links an interrupted [`Store::publish`] may
+    /// have left in `live/`. Those in `archive/<name>/` are hidden and never
+    /// read; the next publish of `<name>` removes them (listing every
+    /// `archive/<name>/` here took seconds with 100,000 certificates).
     fn recover(&self) -> Result<(), Error> {
         let live = self.root.join("live");
         for entry in read_dir(&live)? {
             let name = entry.file_name();
             if name.to_string_lossy().starts_with(".tmp-") {
                 remove_path(&entry.path())?;
-            }
-        }
-        for lineage in read_dir(&self.root.join("archive"))? {
-            for entry in read_dir(&lineage.path())? {
-                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                    remove_path(&entry.path())?;
-                }
             }
         }
         Ok(())
@@ -311,6 +340,40 @@ impl Store {
     /// [`Error::Io`] / [`Error::Cert`] / [`Error::Corrupt`] when the link exists but
     /// what it points at cannot be read.
     pub fn lineage(&self, name: &str) -> Result<Option<Lineage>, Error> {
+        self.read_lineage(name)
+            .map(|read| read.map(|(lineage, _)| lineage))
+    }
+
+    /// [`Store::lineage`], from `known` when they still describe the live
+    /// version (one `stat(2)` of `live/<name>/cert.pem`, see [`facts`]), else
+    /// read, with the new facts.
+    pub fn lineage_known(&self, name: &str, known: Option<&Facts>) -> Known {
+        if let Some(known) = known {
+            let cert = Path::new(name).join("cert.pem");
+            if Stamp::at_in(&self.live, &cert).is_ok_and(|s| s == known.stamp) {
+                let lineage = Lineage {
+                    name: name.to_owned(),
+                    version: known.version,
+                    dir: self.archive_dir(name).join(known.version.to_string()),
+                    cert: known.cert(),
+                    key_matches: known.key_matches,
+                };
+                return (Ok(Some(lineage)), None);
+            }
+        }
+        match self.read_lineage(name) {
+            Ok(Some((lineage, stamp))) => {
+                let facts = Facts::new(lineage.version, stamp, &lineage.cert, lineage.key_matches);
+                let fresh = (known != Some(&facts)).then_some(facts);
+                (Ok(Some(lineage)), fresh)
+            }
+            Ok(None) => (Ok(None), None),
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    /// Reads the version `live/<name>` points at, with the stamp of its `cert.pem`.
+    fn read_lineage(&self, name: &str) -> Result<Option<(Lineage, Stamp)>, Error> {
         let link = self.live_dir(name);
         let target = match fs::read_link(&link) {
             Ok(target) => target,
@@ -327,20 +390,21 @@ impl Store {
             })?;
         let dir = self.archive_dir(name).join(version.to_string());
         let cert_path = dir.join("cert.pem");
-        let cert_pem = fs::read(&cert_path).map_err(io_err(&cert_path))?;
+        let (cert_pem, stamp) = facts::read_stamped(&cert_path).map_err(io_err(&cert_path))?;
         let cert = CertInfo::from_pem(&cert_pem).map_err(|source| Error::Cert {
             path: cert_path,
             source,
         })?;
         let key_path = dir.join("privkey.pem");
         let key_pem = fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
-        Ok(Some(Lineage {
+        let lineage = Lineage {
             name: name.to_owned(),
             version,
             key_matches: cert.matches_key(&key_pem),
             dir,
             cert,
-        }))
+        };
+        Ok(Some((lineage, stamp)))
     }
 
     /// The private key of the live version, for `reuse_key`.
@@ -382,8 +446,16 @@ impl Store {
         Ok(version)
     }
 
+    /// One more than the highest version in `archive`, after removing what
+    /// an interrupted publish left there (see [`Store::recover`]).
     fn next_version(&self, archive: &Path) -> Result<u32, Error> {
-        let highest = read_dir(archive)?
+        let entries = read_dir(archive)?;
+        for entry in &entries {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                remove_path(&entry.path())?;
+            }
+        }
+        let highest = entries
             .iter()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .max()
@@ -612,16 +684,60 @@ mod tests {
         let half = store.archive_dir("a").join(".tmp-2");
         fs::create_dir(&half).unwrap();
         fs::write(half.join("privkey.pem"), "partial").unwrap();
+        let older = store.archive_dir("a").join(".tmp-7");
+        fs::create_dir(&older).unwrap();
         std::os::unix::fs::symlink("../archive/a/2", root.join("live/.tmp-a")).unwrap();
 
         let store = Store::open(&root).unwrap();
         let _lock = store.lock().unwrap();
-        assert!(!half.exists());
         assert!(fs::symlink_metadata(root.join("live/.tmp-a")).is_err());
         let lineage = store.lineage("a").unwrap().unwrap();
         assert_eq!(lineage.version, 1);
         assert!(lineage.key_matches);
+        // The hidden leftovers in archive/a/ go with a's next publish.
         assert_eq!(store.publish("a", &issued(&["a.example"])).unwrap(), 2);
+        assert!(!older.exists());
+        let names: Vec<_> = fs::read_dir(store.archive_dir("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn remembered_facts_stand_for_the_files_until_the_link_or_file_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        assert!(matches!(store.lineage_known("a", None), (Ok(None), None)));
+        store.publish("a", &issued(&["a.example"])).unwrap();
+        let (read, facts) = store.lineage_known("a", None);
+        let facts = facts.expect("read anew");
+        let read = read.unwrap().unwrap();
+        assert!(!read.cert.der.is_empty());
+
+        // Still the same file: taken from the facts, nothing new to remember.
+        let (known, again) = store.lineage_known("a", Some(&facts));
+        let known = known.unwrap().unwrap();
+        assert!(again.is_none());
+        assert_eq!((known.version, known.key_matches), (1, true));
+        assert_eq!(known.cert.serial, read.cert.serial);
+        assert!(known.cert.der.is_empty(), "not read");
+        assert_eq!(known.der().unwrap(), read.cert.der);
+
+        // A new version is another file: read again.
+        store.publish("a", &issued(&["b.example"])).unwrap();
+        let (now, fresh) = store.lineage_known("a", Some(&facts));
+        assert_eq!(now.unwrap().unwrap().cert.domains, ["b.example"]);
+        assert_eq!(fresh.expect("read anew").version, 2);
+
+        // So is a copy of the state directory, or a file rewritten in place.
+        let cert = store.live_dir("a").join("cert.pem");
+        let (_, facts) = store.lineage_known("a", None);
+        let facts = facts.unwrap();
+        let pem = fs::read(&cert).unwrap();
+        fs::remove_file(&cert).unwrap();
+        fs::write(&cert, pem).unwrap();
+        assert!(store.lineage_known("a", Some(&facts)).1.is_some());
     }
 
     #[test]

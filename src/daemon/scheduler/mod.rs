@@ -47,7 +47,7 @@ use crate::reload;
 use crate::renew::Outcome;
 use crate::schedule::{self, Plan};
 use crate::state::State;
-use crate::store::Lineage;
+use crate::store::{Facts, Lineage};
 use crate::systemd::notify;
 
 /// How long in-flight renewals may finish after SIGTERM before they are abandoned.
@@ -72,6 +72,9 @@ const MAX_SLEEP: StdDuration = StdDuration::from_secs(300);
 /// this long, so that a fleet-wide mass renewal, whose versions arrive over its
 /// whole course, reloads each target once rather than once per arrival.
 const FLEET_QUIET: StdDuration = StdDuration::from_secs(2);
+/// Certificates whose lineages are read (in parallel) and planned at a time:
+/// reading all of 100,000 first held them all in memory at once.
+const REPLAN_CHUNK: usize = 4096;
 /// Never poll ARI more often than this (or `check_interval`, if shorter),
 /// whatever Retry-After says.
 const MIN_ARI_INTERVAL: StdDuration = StdDuration::from_secs(60);
@@ -386,25 +389,41 @@ impl Scheduler {
         self.replan_these(names).await;
     }
 
-    /// Re-plans `names`, their lineages read all at once (in parallel).
+    /// Re-plans `names`, their lineages read a chunk at a time (in parallel),
+    /// from the facts the state remembers where they still hold.
     async fn replan_these(&mut self, names: Vec<String>) {
-        let lineages = self.world.lineages(&names);
-        for (name, lineage) in names.into_iter().zip(lineages) {
-            self.entries.entry(name.clone()).or_default();
-            self.replan_with(&name, lineage).await;
+        for chunk in names.chunks(REPLAN_CHUNK) {
+            let known: Vec<_> = {
+                let state = self.state.lock().await;
+                chunk
+                    .iter()
+                    .map(|n| state.certificates.get(n).and_then(|cs| cs.live.clone()))
+                    .collect()
+            };
+            let read = self.world.lineages(chunk, &known);
+            drop(known);
+            for (name, (lineage, fresh)) in chunk.iter().zip(read) {
+                self.entries.entry(name.clone()).or_default();
+                self.replan_with(name, lineage, fresh).await;
+            }
         }
     }
 
     /// Re-reads `live/<name>` and decides anew when to renew and poll it.
     async fn replan(&mut self, name: &str) {
-        let lineage = self.world.lineage(name);
-        self.replan_with(name, lineage).await;
+        self.replan_these(vec![name.to_owned()]).await;
     }
 
-    /// [`Scheduler::replan`] with `live/<name>` read already. The state is
-    /// marked changed only when the plan changed it: replanning 100,000
+    /// [`Scheduler::replan`] with `live/<name>` read already (and its facts,
+    /// if they were read anew, to remember). The state is marked changed only
+    /// when the plan or the facts changed it: replanning 100,000
     /// certificates at startup or on a reload must not write 100,000 lines.
-    async fn replan_with(&mut self, name: &str, lineage: Result<Option<Lineage>, String>) {
+    async fn replan_with(
+        &mut self,
+        name: &str,
+        lineage: Result<Option<Lineage>, String>,
+        fresh: Option<Facts>,
+    ) {
         let world = Arc::clone(&self.world);
         let Some(cert) = world.config().certificate(name) else {
             return;
@@ -419,6 +438,10 @@ impl Scheduler {
         let mut state = state.lock().await;
         let cs = state.unsaved_entry(name);
         let reset = serial.as_deref().is_some_and(|s| !cs.is_for(s));
+        let learnt = fresh.is_some();
+        if learnt {
+            cs.live = fresh;
+        }
         let daemon = &world.config().daemon;
         let (plan, changed) = schedule::plan_and_remember(
             cert,
@@ -434,7 +457,7 @@ impl Scheduler {
             at
         });
         let (fresh_key, issued_by) = (cs.needs_fresh_key(), cs.ca.clone());
-        if changed || reset {
+        if changed || reset || learnt {
             state.entry(name);
             self.schedule_save();
         }

@@ -22,7 +22,10 @@ use crate::metrics::Metrics;
 use crate::reload;
 use crate::renew::{Outcome, Renewer, Slot};
 use crate::state::{CertState, Snapshot, State};
-use crate::store::{self, Lineage};
+use crate::store::{self, Facts, Lineage};
+
+/// A lineage as [`World::lineages`] read it, and its facts if read anew.
+pub(crate) type Read = (Result<Option<Lineage>, String>, Option<Facts>);
 
 /// Work done outside the scheduler, as a task of its own.
 pub(crate) type Work<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -47,10 +50,14 @@ pub(crate) trait World: Send + Sync + 'static {
     /// What `live/<name>` holds.
     fn lineage(&self, name: &str) -> Result<Option<Lineage>, String>;
 
-    /// [`World::lineage`] of each of `names`, in order (the daemon reads them
-    /// in parallel).
-    fn lineages(&self, names: &[String]) -> Vec<Result<Option<Lineage>, String>> {
-        names.iter().map(|name| self.lineage(name)).collect()
+    /// [`World::lineage`] of each of `names`, in order, taken from the facts
+    /// `known` of each while they hold; with the facts read anew where they
+    /// did not (the daemon reads them in parallel).
+    fn lineages(&self, names: &[String], _known: &[Option<Facts>]) -> Vec<Read> {
+        names
+            .iter()
+            .map(|name| (self.lineage(name), None))
+            .collect()
     }
 
     /// Renews `cert` (order, publish), holding `slot` while the order is in
@@ -188,8 +195,20 @@ impl World for Daemon {
         self.renewer.store.lineage(name).map_err(|e| e.to_string())
     }
 
-    fn lineages(&self, names: &[String]) -> Vec<Result<Option<Lineage>, String>> {
-        crate::parallel::map(names, |name| self.lineage(name))
+    fn lineages(&self, names: &[String], known: &[Option<Facts>]) -> Vec<Read> {
+        let items: Vec<(&String, Option<&Facts>)> = names
+            .iter()
+            .zip(
+                known
+                    .iter()
+                    .map(Option::as_ref)
+                    .chain(std::iter::repeat(None)),
+            )
+            .collect();
+        crate::parallel::map(&items, |(name, known)| {
+            let (lineage, fresh) = self.renewer.store.lineage_known(name, *known);
+            (lineage.map_err(|e| e.to_string()), fresh)
+        })
     }
 
     fn renew(
