@@ -150,8 +150,7 @@ impl Cluster {
     }
 
     pub(super) async fn watch_challenges(self: Arc<Self>, cancel: CancellationToken) {
-        // token → (solver, response) presented here for another node.
-        let presented: Mutex<HashMap<String, (String, Response)>> = Mutex::default();
+        let presented = Arc::new(Mutex::new(Presented::default()));
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -166,27 +165,27 @@ impl Cluster {
     }
 
     async fn follow_challenges(
-        &self,
-        presented: &Mutex<HashMap<String, (String, Response)>>,
+        self: &Arc<Self>,
+        presented: &Arc<Mutex<Presented>>,
     ) -> Result<(), Error> {
         let prefix = self.key("challenges/");
         let (now, mut stream) = self.read_then_watch(&prefix, true).await?;
         for kv in &now {
-            self.present_for_other(kv.value(), presented).await;
+            self.present_for_other(kv.value(), presented);
         }
         while let Some(message) = stream.message().await? {
             for event in message.events() {
                 let Some(kv) = event.kv() else { continue };
                 match event.event_type() {
-                    EventType::Put => self.present_for_other(kv.value(), presented).await,
+                    EventType::Put => self.present_for_other(kv.value(), presented),
                     EventType::Delete => {
-                        let token = kv.key_str().ok().and_then(|k| k.strip_prefix(&prefix));
-                        let gone = token.and_then(|t| lock(presented).remove(t));
+                        let Some(token) = kv.key_str().ok().and_then(|k| k.strip_prefix(&prefix))
+                        else {
+                            continue;
+                        };
+                        let gone = lock(presented).withdrawn(token);
                         if let Some((solver, response)) = gone {
-                            let solver = lock(&self.solvers).get(&solver);
-                            if let Some(solver) = solver {
-                                solver.cleanup_here(&response).await;
-                            }
+                            self.clean_up(&solver, &response).await;
                         }
                     }
                 }
@@ -195,12 +194,10 @@ impl Cluster {
         Err(Error::NotConnected)
     }
 
-    /// Presents what another node shared, and acknowledges it.
-    async fn present_for_other(
-        &self,
-        value: &[u8],
-        presented: &Mutex<HashMap<String, (String, Response)>>,
-    ) {
+    /// Presents what another node shared, and acknowledges it — in a task of
+    /// its own: the orders of the other nodes wait for the acknowledgements,
+    /// and one at a time they would queue behind each other's etcd commits.
+    fn present_for_other(self: &Arc<Self>, value: &[u8], presented: &Arc<Mutex<Presented>>) {
         let Ok(record) = serde_json::from_slice::<Record>(value) else {
             return;
         };
@@ -215,17 +212,67 @@ impl Cluster {
             warn!(solver = %record.solver, "a node shared a challenge of a solver this node lacks");
             return;
         };
-        if let Err(e) = solver.present_here(&response).await {
-            warn!("cannot present the fleet's challenge: {e}");
-            return;
-        }
-        lock(presented).insert(record.token.clone(), (record.solver, response));
-        let ack = self.key(&format!("acks/{}/{}", record.token, self.config.node));
-        if let Ok(mut client) = self.client() {
-            let options = PutOptions::new().with_lease(self.lease());
-            if let Err(e) = client.put(ack, "", Some(options)).await {
-                debug!("cannot acknowledge a challenge: {e}");
+        lock(presented).pending.insert(record.token.clone());
+        let (cluster, presented) = (Arc::clone(self), Arc::clone(presented));
+        tokio::spawn(async move {
+            if let Err(e) = solver.present_here(&response).await {
+                warn!("cannot present the fleet's challenge: {e}");
+                lock(&presented).pending.remove(&record.token);
+                return;
             }
+            let token = record.token.clone();
+            let withdrawn = lock(&presented).presented(token.clone(), (record.solver, response));
+            if let Some((solver, response)) = withdrawn {
+                // Withdrawn while it was being presented.
+                cluster.clean_up(&solver, &response).await;
+                return;
+            }
+            let ack = cluster.key(&format!("acks/{token}/{}", cluster.config.node));
+            if let Ok(mut client) = cluster.client() {
+                let options = PutOptions::new().with_lease(cluster.lease());
+                if let Err(e) = client.put(ack, "", Some(options)).await {
+                    debug!("cannot acknowledge a challenge: {e}");
+                }
+            }
+        });
+    }
+
+    async fn clean_up(&self, solver: &str, response: &Response) {
+        let solver = lock(&self.solvers).get(solver);
+        if let Some(solver) = solver {
+            solver.cleanup_here(response).await;
         }
+    }
+}
+
+/// What this node presents for other nodes, by token.
+#[derive(Default)]
+struct Presented {
+    /// Presented: the solver and the response, to clean up when withdrawn.
+    done: HashMap<String, (String, Response)>,
+    /// Being presented.
+    pending: HashSet<String>,
+    /// Withdrawn while being presented: cleaned up once presented.
+    withdrawn: HashSet<String>,
+}
+
+impl Presented {
+    /// `token` was withdrawn: what to clean up now, if it was presented.
+    fn withdrawn(&mut self, token: &str) -> Option<(String, Response)> {
+        if self.pending.contains(token) {
+            self.withdrawn.insert(token.to_owned());
+        }
+        self.done.remove(token)
+    }
+
+    /// `token` is presented now: what to clean up at once, if it was
+    /// withdrawn meanwhile.
+    fn presented(&mut self, token: String, what: (String, Response)) -> Option<(String, Response)> {
+        self.pending.remove(&token);
+        if self.withdrawn.remove(&token) {
+            return Some(what);
+        }
+        self.done.insert(token, what);
+        None
     }
 }
