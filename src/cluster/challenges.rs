@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{Cluster, Error, lock, pause};
+use super::{Cluster, Error, lock};
 use crate::solver::{Fleet, Response};
 
 /// The longest a presenting node waits for the others to acknowledge.
@@ -151,17 +151,8 @@ impl Cluster {
 
     pub(super) async fn watch_challenges(self: Arc<Self>, cancel: CancellationToken) {
         let presented = Arc::new(Mutex::new(Presented::default()));
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                result = self.follow_challenges(&presented) => if let Err(e) = result {
-                    debug!("watching challenges: {e}");
-                },
-            }
-            if !pause(&cancel, self.tick()).await {
-                return;
-            }
-        }
+        self.keep_following(&cancel, "challenges", || self.follow_challenges(&presented))
+            .await;
     }
 
     async fn follow_challenges(

@@ -16,10 +16,10 @@ use std::sync::atomic::Ordering;
 use etcd_client::EventType;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info};
+use tracing::{error, info};
 
 use super::share::Shared;
-use super::{Cluster, Error, lock, pause};
+use super::{Cluster, Error, lock};
 use crate::daemon::Event;
 
 /// How long a mass renewal request keeps trying to reach etcd.
@@ -93,20 +93,13 @@ impl Cluster {
     }
 
     pub(super) async fn watch_force(self: Arc<Self>, cancel: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                result = self.follow_force() => if let Err(e) = result {
-                    debug!("watching force: {e}");
-                },
-                result = self.follow_revocations() => if let Err(e) = result {
-                    debug!("watching revocations: {e}");
-                },
-            }
-            if !pause(&cancel, self.tick()).await {
-                return;
-            }
-        }
+        self.keep_following(&cancel, "force", || self.follow_force())
+            .await;
+    }
+
+    pub(super) async fn watch_revocations(self: Arc<Self>, cancel: CancellationToken) {
+        self.keep_following(&cancel, "revocations", || self.follow_revocations())
+            .await;
     }
 
     /// Tells the fleet that this node revoked `name`'s certificate `serial`

@@ -187,14 +187,15 @@ impl Cluster {
     }
 
     /// Starts the background tasks: the lease, the balance of certificate
-    /// leases, the watchers of versions, mass renewals and challenges, the
-    /// sharing of scheduling state. They
+    /// leases, the watchers of versions, mass renewals, revocations,
+    /// challenges and failures, the sharing of scheduling state. They
     /// reconnect by themselves and end with `cancel`.
     pub fn spawn(self: &Arc<Self>, cancel: &CancellationToken) {
         tokio::spawn(Arc::clone(self).session(cancel.clone()));
         tokio::spawn(Arc::clone(self).balance(cancel.clone()));
         tokio::spawn(Arc::clone(self).watch_certs(cancel.clone()));
         tokio::spawn(Arc::clone(self).watch_force(cancel.clone()));
+        tokio::spawn(Arc::clone(self).watch_revocations(cancel.clone()));
         tokio::spawn(Arc::clone(self).watch_challenges(cancel.clone()));
         tokio::spawn(Arc::clone(self).share_schedules(cancel.clone()));
         tokio::spawn(Arc::clone(self).watch_failures(cancel.clone()));
@@ -293,6 +294,26 @@ impl Cluster {
     /// How often the tasks look again: a third of the lease, at most 2 s.
     fn tick(&self) -> Duration {
         (self.config.lease_ttl.0 / 3).min(Duration::from_secs(2))
+    }
+
+    /// Follows a watch of etcd (`follow`) until `cancel`: a watch ends with
+    /// its connection and is started again a tick later.
+    async fn keep_following<F, Fut>(&self, cancel: &CancellationToken, what: &str, follow: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), Error>>,
+    {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                result = follow() => if let Err(e) = result {
+                    tracing::debug!("watching {what}: {e}");
+                },
+            }
+            if !pause(cancel, self.tick()).await {
+                return;
+            }
+        }
     }
 
     /// Tells the scheduler; a scheduler gone (stopping) is no error.

@@ -95,17 +95,8 @@ impl Cluster {
     /// Tells the scheduler about every failed attempt another node records,
     /// for the `renew --force` requests that wait on this node.
     pub(super) async fn watch_failures(self: Arc<Self>, cancel: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                result = self.follow_failures() => if let Err(e) = result {
-                    debug!("watching scheduling state: {e}");
-                },
-            }
-            if !pause(&cancel, self.tick()).await {
-                return;
-            }
-        }
+        self.keep_following(&cancel, "scheduling state", || self.follow_failures())
+            .await;
     }
 
     async fn follow_failures(&self) -> Result<(), Error> {

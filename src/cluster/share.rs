@@ -14,9 +14,9 @@ use std::sync::atomic::Ordering;
 use etcd_client::{EventType, KeyValue};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::{Cluster, Error, pause};
+use super::{Cluster, Error};
 use crate::daemon::Event;
 use crate::store::{CertInfo, Issued, Store};
 
@@ -83,17 +83,8 @@ impl Cluster {
     }
 
     pub(super) async fn watch_certs(self: Arc<Self>, cancel: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                result = self.follow_certs() => if let Err(e) = result {
-                    debug!("watching certs: {e}");
-                },
-            }
-            if !pause(&cancel, self.tick()).await {
-                return;
-            }
-        }
+        self.keep_following(&cancel, "certs", || self.follow_certs())
+            .await;
     }
 
     /// Publishes every version in etcd that is newer than the local one, then
