@@ -124,9 +124,12 @@ pub(super) async fn load_or_create(
         .map(|client| Account::builder_with_http(Box::new(client)))
         .map_err(|e| account_err(e.into()))
     };
+    let parse = |bytes: &[u8]| {
+        serde_json::from_slice::<Stored>(bytes)
+            .map_err(|e| account_err(format!("{}: {e}", path(name).display()).into()))
+    };
     let from_stored = async |bytes: &[u8]| {
-        let stored: Stored = serde_json::from_slice(bytes)
-            .map_err(|e| account_err(format!("{}: {e}", path(name).display()).into()))?;
+        let stored = parse(bytes)?;
         builder()?
             .from_credentials(stored.credentials)
             .await
@@ -135,10 +138,15 @@ pub(super) async fn load_or_create(
                 source,
             })
     };
-    let local = store
+    // A file that does not parse is an error, not a reason to register
+    // anew over it; one for another directory is replaced.
+    let local = match store
         .read_file(&path(name))
         .map_err(|e| account_err(e.into()))?
-        .filter(|bytes| account_url(bytes, &ca.directory).is_some());
+    {
+        Some(bytes) => (parse(&bytes)?.directory == ca.directory).then_some(bytes),
+        None => None,
+    };
     if let Some(bytes) = settle(store, name, &ca.directory, local, shared)
         .await
         .map_err(account_err)?
@@ -283,6 +291,19 @@ mod tests {
     fn ca(contact: &[&str]) -> CaConfig {
         let toml = format!("directory = \"https://ca.example/dir\"\ncontact = {contact:?}\n");
         toml::from_str(&toml).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_account_file_that_does_not_parse_is_an_error_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.write_file(&path("a"), b"{not json").unwrap();
+        let http = (&Arc::default(), &Arc::default());
+        let result = load_or_create(&store, "a", &ca(&[]), &Metrics::new(), http, None).await;
+        let error = result.err().expect("an error");
+        assert!(matches!(error, Error::Account { .. }), "{error}");
+        assert!(error.to_string().contains("account.json"), "{error}");
+        assert_eq!(store.read_file(&path("a")).unwrap().unwrap(), b"{not json");
     }
 
     #[test]
