@@ -1,10 +1,14 @@
 //! Fleet-wide challenges: the CA may reach any node, so an http-01 token or a
 //! tls-alpn-01 key authorization one node presents goes to
 //! `challenges/<token>` (with that node's lease, so it vanishes with it), and
-//! every other node presents it through its own solver of the same name —
-//! standalone listener or webroot — then acknowledges under
-//! `acks/<token>/<node>`. The presenting node tells the CA to validate once
-//! every live node acknowledged, or after [`ACK_WAIT`] at most.
+//! every other node presents it through its own solver of the same name.
+//!
+//! A standalone listener is bound on every node and waits for a token it
+//! does not know yet (`crate::solver`), so the presenting node tells the CA
+//! to validate as soon as etcd took the challenge. A webroot's file must be
+//! in place before the CA asks the web server: for those the other nodes
+//! acknowledge under `acks/<token>/<node>`, and the presenting node tells the
+//! CA once every live node did, or after [`ACK_WAIT`] at most.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -34,6 +38,14 @@ struct Record {
     /// base64 of the SHA-256 digest (tls-alpn-01).
     digest: String,
     dns_value: String,
+    /// Whether the presenting node waits for acknowledgements (absent in
+    /// records of older nodes, which always wait).
+    #[serde(default = "yes")]
+    ack: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Record {
@@ -59,9 +71,10 @@ impl Fleet for Cluster {
         &'a self,
         solver: &'a str,
         response: &'a Response,
+        wait: bool,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            if let Err(e) = self.share_challenge(solver, response).await {
+            if let Err(e) = self.share_challenge(solver, response, wait).await {
                 warn!(solver, "cannot share the challenge with the fleet: {e}");
             }
         })
@@ -93,7 +106,12 @@ impl Fleet for Cluster {
 }
 
 impl Cluster {
-    async fn share_challenge(&self, solver: &str, response: &Response) -> Result<(), Error> {
+    async fn share_challenge(
+        &self,
+        solver: &str,
+        response: &Response,
+        wait: bool,
+    ) -> Result<(), Error> {
         let record = Record {
             solver: solver.to_owned(),
             node: self.config.node.clone(),
@@ -102,6 +120,7 @@ impl Cluster {
             key_authorization: response.key_authorization.clone(),
             digest: STANDARD.encode(response.digest),
             dns_value: response.dns_value.clone(),
+            ack: wait,
         };
         let value = serde_json::to_string(&record).unwrap_or_default();
         let mut client = self.client()?;
@@ -117,7 +136,7 @@ impl Cluster {
             .filter(|n| **n != self.config.node)
             .cloned()
             .collect();
-        if others.is_empty() {
+        if !wait || others.is_empty() {
             return Ok(());
         }
         let acks = self.key(&format!("acks/{}/", response.token));
@@ -185,9 +204,10 @@ impl Cluster {
         Err(Error::NotConnected)
     }
 
-    /// Presents what another node shared, and acknowledges it — in a task of
-    /// its own: the orders of the other nodes wait for the acknowledgements,
-    /// and one at a time they would queue behind each other's etcd commits.
+    /// Presents what another node shared, and acknowledges it if asked to —
+    /// in a task of its own: the orders of the other nodes wait for the
+    /// acknowledgements, and one at a time they would queue behind each
+    /// other's etcd commits.
     fn present_for_other(self: &Arc<Self>, value: &[u8], presented: &Arc<Mutex<Presented>>) {
         let Ok(record) = serde_json::from_slice::<Record>(value) else {
             return;
@@ -216,6 +236,9 @@ impl Cluster {
             if let Some((solver, response)) = withdrawn {
                 // Withdrawn while it was being presented.
                 cluster.clean_up(&solver, &response).await;
+                return;
+            }
+            if !record.ack {
                 return;
             }
             let ack = cluster.key(&format!("acks/{token}/{}", cluster.config.node));

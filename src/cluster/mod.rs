@@ -205,6 +205,8 @@ impl Cluster {
     pub fn reconfigure(&self, config: &Config, solvers: &Solvers) {
         *lock(&self.names) = config.names();
         *lock(&self.solvers) = solvers.clone();
+        let solvers = solvers.clone();
+        tokio::spawn(async move { solvers.listen_for_fleet().await });
     }
 
     /// This node's name.

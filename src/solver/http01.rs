@@ -41,6 +41,10 @@ impl Standalone {
     pub(super) async fn cleanup(&self, token: &str) {
         self.0.remove(token).await;
     }
+
+    pub(super) fn listener(&self) -> &OnDemand<String> {
+        &self.0
+    }
 }
 
 async fn serve(listener: TcpListener, tokens: Tokens) {
@@ -53,8 +57,8 @@ async fn serve(listener: TcpListener, tokens: Tokens) {
         let tokens = tokens.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let response = respond(&req, &tokens);
-                async move { Ok::<_, Infallible>(response) }
+                let tokens = tokens.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &tokens).await) }
             });
             // A client that misbehaves only loses its own connection.
             let _ = hyper::server::conn::http1::Builder::new()
@@ -64,12 +68,11 @@ async fn serve(listener: TcpListener, tokens: Tokens) {
     }
 }
 
-fn respond(req: &Request<Incoming>, tokens: &Tokens) -> Response<Full<Bytes>> {
-    let key_auth = req
-        .uri()
-        .path()
-        .strip_prefix(PREFIX)
-        .and_then(|token| tokens.read().ok()?.get(token).cloned());
+async fn respond(req: &Request<Incoming>, tokens: &Tokens) -> Response<Full<Bytes>> {
+    let key_auth = match req.uri().path().strip_prefix(PREFIX) {
+        Some(token) => tokens.get_or_wait(token).await,
+        None => None,
+    };
     let (status, body) = match key_auth {
         Some(key_auth) => (StatusCode::OK, key_auth),
         None => (StatusCode::NOT_FOUND, String::new()),

@@ -123,12 +123,15 @@ pub struct Response {
 /// reaches ([`crate::cluster`] does it on etcd). Failures are logged, not
 /// returned: the presenting node still answers itself.
 pub trait Fleet: Send + Sync + std::fmt::Debug {
-    /// Shares `response`, presented by solver `solver`, with the other nodes
-    /// and waits (bounded) until they present it too.
+    /// Shares `response`, presented by solver `solver`, with the other nodes;
+    /// with `wait`, waits (bounded) until they present it too (a webroot's
+    /// file must be there before the CA asks the web server; a standalone
+    /// listener waits for what it does not know yet instead).
     fn share<'a>(
         &'a self,
         solver: &'a str,
         response: &'a Response,
+        wait: bool,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
     /// Withdraws what [`Fleet::share`] shared.
@@ -212,7 +215,8 @@ impl Solver {
     pub async fn present(&self, response: &Response) -> Result<(), Error> {
         self.present_here(response).await?;
         if let Some(fleet) = self.fleet_wide() {
-            fleet.share(&self.name, response).await;
+            let wait = matches!(self.kind, Kind::Http01Webroot(_));
+            fleet.share(&self.name, response, wait).await;
         }
         Ok(())
     }
@@ -274,6 +278,34 @@ impl Solver {
 }
 
 impl Solver {
+    /// Joins `fleet`: what this solver presents is shared, and a standalone
+    /// listener, once bound, stays bound (see [`listener`]).
+    fn join(&mut self, fleet: Arc<dyn Fleet>) {
+        match &self.kind {
+            Kind::Http01Standalone(s) => s.listener().stay_bound(),
+            Kind::TlsAlpn01(t) => t.listener().stay_bound(),
+            Kind::Http01Webroot(_) | Kind::Dns01(_) => {}
+        }
+        self.fleet = Some(fleet);
+    }
+
+    /// Binds a fleet's standalone listener now, so that the CA finds it
+    /// whichever node it reaches, before this node hears of the challenge.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Bind`].
+    pub async fn listen_for_fleet(&self) -> Result<(), Error> {
+        if self.fleet.is_none() {
+            return Ok(());
+        }
+        match &self.kind {
+            Kind::Http01Standalone(s) => s.listener().listen(&self.name).await,
+            Kind::TlsAlpn01(t) => t.listener().listen(&self.name).await,
+            Kind::Http01Webroot(_) | Kind::Dns01(_) => Ok(()),
+        }
+    }
+
     /// Removes what is still presented for orders that were abandoned (the
     /// daemon stopping): TXT records and webroot files. Listeners of renewd's
     /// own go with the process.
@@ -318,7 +350,9 @@ impl Solvers {
                     .map(Arc::clone);
                 let solver = kept.unwrap_or_else(|| {
                     let mut solver = Solver::new(name, c);
-                    solver.fleet.clone_from(&fleet);
+                    if let Some(fleet) = &fleet {
+                        solver.join(Arc::clone(fleet));
+                    }
                     Arc::new(solver)
                 });
                 (name.clone(), solver)
@@ -331,6 +365,16 @@ impl Solvers {
     #[must_use]
     pub fn get(&self, name: &str) -> Option<Arc<Solver>> {
         self.0.get(name).cloned()
+    }
+
+    /// See [`Solver::listen_for_fleet`]; failures are logged: a listener
+    /// is bound again when a challenge needs it.
+    pub async fn listen_for_fleet(&self) {
+        for solver in self.0.values() {
+            if let Err(e) = solver.listen_for_fleet().await {
+                tracing::warn!("{e}: the CA cannot validate the fleet's orders through this node");
+            }
+        }
     }
 
     /// See [`Solver::cleanup_abandoned`].

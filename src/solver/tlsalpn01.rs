@@ -14,11 +14,12 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use rustls::server::Acceptor;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::LazyConfigAcceptor;
 
 use super::listener::{Entries, OnDemand};
 use crate::config::Identifier;
@@ -67,6 +68,10 @@ impl Standalone {
     pub(super) async fn cleanup(&self, identifier: &Identifier) {
         self.0.remove(&sni_name(identifier)).await;
     }
+
+    pub(super) fn listener(&self) -> &OnDemand<Arc<CertifiedKey>> {
+        &self.0
+    }
 }
 
 /// The SNI a validator sends for `identifier`, lowercase as the resolver looks
@@ -114,53 +119,60 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Picks the validation certificate by SNI, only for `acme-tls/1` clients.
+/// Presents the one validation certificate chosen for a connection.
 #[derive(Debug)]
-struct Resolver(Entries<Arc<CertifiedKey>>);
+struct Chosen(Arc<CertifiedKey>);
 
-impl ResolvesServerCert for Resolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let acme = hello.alpn()?.any(|p| p == ACME_TLS_1);
-        // A fully qualified name may come with its root dot.
-        let name = hello
-            .server_name()?
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        if !acme {
-            return None;
-        }
-        self.0.read().ok()?.get(&name).cloned()
+impl ResolvesServerCert for Chosen {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
     }
 }
 
 async fn serve(listener: TcpListener, certs: Entries<Arc<CertifiedKey>>) {
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
-        .map(|builder| {
-            builder
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::new(Resolver(certs)))
-        });
-    let Ok(mut config) = config else {
-        tracing::error!("tls-alpn-01: cannot build the TLS configuration");
-        return;
-    };
-    config.alpn_protocols = vec![ACME_TLS_1.to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors, say: pause instead of spinning.
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
-        let acceptor = acceptor.clone();
+        let certs = Arc::clone(&certs);
         tokio::spawn(async move {
             // The handshake is the whole exchange; the validator then closes.
-            if let Ok(mut tls) = acceptor.accept(stream).await {
+            if let Some(mut tls) = handshake(stream, &certs).await {
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
             }
         });
     }
+}
+
+/// Reads the ClientHello and, to an `acme-tls/1` client, presents the
+/// validation certificate for its SNI — waited for in a fleet (see
+/// [`super::listener`]), hence not a synchronous rustls resolver.
+async fn handshake(
+    stream: TcpStream,
+    certs: &Entries<Arc<CertifiedKey>>,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let start = LazyConfigAcceptor::new(Acceptor::default(), stream)
+        .await
+        .ok()?;
+    let hello = start.client_hello();
+    if !hello.alpn()?.any(|p| p == ACME_TLS_1) {
+        return None;
+    }
+    // A fully qualified name may come with its root dot.
+    let name = hello
+        .server_name()?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let cert = certs.get_or_wait(&name).await?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .ok()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Chosen(cert)));
+    config.alpn_protocols = vec![ACME_TLS_1.to_vec()];
+    start.into_stream(Arc::new(config)).await.ok()
 }
 
 #[cfg(test)]
