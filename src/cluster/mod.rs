@@ -145,6 +145,10 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Puts written in one transaction (etcd's default limit of operations in
+/// one is 128).
+const PUTS_PER_TXN: usize = 64;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

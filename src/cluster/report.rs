@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use etcd_client::{GetOptions, PutOptions};
+use etcd_client::{GetOptions, PutOptions, Txn, TxnOp};
 use serde::Serialize;
 use tracing::debug;
 
-use super::{Cluster, Error, lock};
+use super::{Cluster, Error, PUTS_PER_TXN, lock};
 use crate::status::{CertStatus, Deployed};
 
 /// The longest `status` waits for etcd.
@@ -58,13 +58,23 @@ impl Cluster {
         let Ok(mut client) = self.client() else {
             return;
         };
-        for (name, here) in changed {
-            let key = self.key(&format!("deployed/{name}/{}", self.config.node));
-            let value = serde_json::to_string(&here).unwrap_or_default();
-            let options = PutOptions::new().with_lease(lease);
-            if let Err(e) = client.put(key, value, Some(options)).await {
-                debug!("cannot report a deployment: {e}");
-                lock(&self.reported).1.remove(&name);
+        // A mass renewal changes many at once: a transaction per batch, not a
+        // commit per certificate.
+        for batch in changed.chunks(PUTS_PER_TXN) {
+            let puts: Vec<TxnOp> = batch
+                .iter()
+                .map(|(name, here)| {
+                    let key = self.key(&format!("deployed/{name}/{}", self.config.node));
+                    let value = serde_json::to_string(here).unwrap_or_default();
+                    TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))
+                })
+                .collect();
+            if let Err(e) = client.txn(Txn::new().and_then(puts)).await {
+                debug!("cannot report deployments: {e}");
+                let mut reported = lock(&self.reported);
+                for (name, _) in batch {
+                    reported.1.remove(name);
+                }
             }
         }
     }

@@ -22,12 +22,9 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::{Cluster, Error, lock, pause};
+use super::{Cluster, Error, PUTS_PER_TXN, lock, pause};
 use crate::daemon::Event;
 use crate::state::{CertState, Window};
-
-/// etcd's default limit of operations in one transaction is 128.
-const PUTS_PER_TXN: usize = 64;
 
 /// The value of `sched/<name>`: the part of a [`CertState`] about renewing
 /// the live certificate `serial` (`None`: about issuing the first one).
