@@ -36,7 +36,7 @@ impl Scheduler {
     /// Deploys every certificate whose deployment a previous run left
     /// pending, as one batch.
     pub(super) async fn resume_deploys(&mut self) {
-        let pending: Vec<String> = {
+        let mut pending: Vec<String> = {
             let state = self.state.lock().await;
             self.entries
                 .iter()
@@ -48,6 +48,8 @@ impl Scheduler {
                 .map(|(name, _)| name.clone())
                 .collect()
         };
+        // In name order, whatever the map's.
+        pending.sort_unstable();
         for name in &pending {
             info!(cert_name = %name, "deploying what the last run left pending");
             self.deploy(name, false).await;
