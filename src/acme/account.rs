@@ -37,10 +37,23 @@ pub trait SharedAccounts: Send + Sync + std::fmt::Debug {
     /// The fleet's account for CA `ca`, if it has one.
     fn get<'a>(&'a self, ca: &'a str) -> BoxFuture<'a, Option<Vec<u8>>>;
 
-    /// Stores `account` as the fleet's account for `ca` unless one is stored
-    /// already; the fleet's account afterwards (`account` or the one another
-    /// node stored first).
+    /// Stores `account` as the fleet's account for `ca` unless one for the
+    /// same directory is stored already (one for another directory — the
+    /// CA's URL changed — is replaced, once); the fleet's account afterwards
+    /// (`account` or the one another node stored first).
     fn put_first<'a>(&'a self, ca: &'a str, account: &'a [u8]) -> BoxFuture<'a, Option<Vec<u8>>>;
+}
+
+/// Whether `account` (the bytes of an `account.json`) and `other` belong to
+/// the same ACME directory.
+#[must_use]
+pub fn same_directory(account: &[u8], other: &[u8]) -> bool {
+    let directory = |bytes: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| v["directory"].as_str().map(str::to_owned))
+    };
+    directory(account).is_some_and(|d| Some(d) == directory(other))
 }
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -67,12 +80,11 @@ async fn settle(
     let Some(shared) = shared else {
         return Ok(local);
     };
-    let fleet = match shared.get(name).await {
-        Some(theirs) => Some(theirs),
-        None => match &local {
-            Some(mine) => shared.put_first(name, mine).await,
-            None => None,
-        },
+    // `local` is for `directory`; the fleet's may be for an old one.
+    let fleet = match (shared.get(name).await, &local) {
+        (Some(theirs), _) if account_url(&theirs, directory).is_some() => Some(theirs),
+        (_, Some(mine)) => shared.put_first(name, mine).await,
+        (theirs, None) => theirs,
     };
     let Some(fleet) = fleet.filter(|f| account_url(f, directory).is_some()) else {
         return Ok(local);

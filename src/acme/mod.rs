@@ -34,7 +34,7 @@ mod cas;
 mod http;
 mod order;
 
-pub use account::{SharedAccounts, stored_account_url};
+pub use account::{SharedAccounts, same_directory, stored_account_url};
 pub use adopt::{Adopted, ForeignKey, adopt};
 pub use ari::RenewalInfo;
 pub use cas::Cas;

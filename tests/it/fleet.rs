@@ -106,6 +106,55 @@ fn fifty_certificates_are_issued_once_each_and_live_on_every_node_with_no_clear_
     assert!(!all.contains("key_pkcs8"), "a clear account key in etcd");
 }
 
+#[test]
+fn a_changed_ca_directory_gives_the_fleet_one_new_account() {
+    let (names, certs) = many_certificates(12);
+    let mut fleet = Fleet::new(FEW_IN_FLIGHT, &certs);
+    fleet.start_all();
+    let before = wait_in_step(&fleet, &names, Duration::from_secs(180));
+    // A node that ordered nothing has no copy of the account yet.
+    let accounts = |fleet: &Fleet| -> Vec<(String, serde_json::Value)> {
+        (0..3)
+            .filter_map(|i| {
+                let path = fleet.state_dir(i).join("accounts/pebble/account.json");
+                let stored: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(path).ok()?).unwrap();
+                let url = stored["credentials"]["id"].as_str()?.to_owned();
+                Some((url, stored["directory"].clone()))
+            })
+            .collect()
+    };
+    let old: HashSet<String> = accounts(&fleet).into_iter().map(|(url, _)| url).collect();
+    assert_eq!(old.len(), 1, "{old:?}");
+
+    // The same Pebble under another URL is another directory to renewd.
+    let moved = fleet.pebble.dir_url.replace("127.0.0.1", "localhost");
+    let ca = fleet
+        .pebble
+        .ca_toml("pebble")
+        .replace(&fleet.pebble.dir_url, &moved);
+    fleet.use_ca(ca, &certs);
+    for i in 0..3 {
+        drop(fleet.nodes[i].take());
+        fleet.start(i);
+    }
+    let mut args = vec!["renew", "--force"];
+    args.extend(names.iter().map(String::as_str));
+    let run = run_renewd(&fleet.config(0), &args);
+    assert_eq!(run.code, 0, "{run:?}\n{}", fleet.logs());
+    wait_renewed(&fleet, &[0, 1, 2], &names, &before, Duration::from_secs(60));
+
+    let now = accounts(&fleet);
+    assert!(now.len() >= 2, "at least two nodes ordered: {now:?}");
+    let new: HashSet<&String> = now.iter().map(|(url, _)| url).collect();
+    assert_eq!(new.len(), 1, "one new account for the fleet: {now:?}");
+    assert!(
+        !old.contains(new.iter().next().unwrap().as_str()),
+        "{now:?} {old:?}"
+    );
+    assert!(now.iter().all(|(_, dir)| dir == moved.as_str()), "{now:?}");
+}
+
 /// The URL of the ACME account node `i` uses at Pebble.
 fn account_url(fleet: &Fleet, i: usize) -> String {
     let path = fleet.state_dir(i).join("accounts/pebble/account.json");
@@ -456,6 +505,19 @@ fn renew_force_on_one_node_waits_for_the_outcomes_wherever_they_happen() {
     );
     // The versions it reported are live on every node.
     wait_renewed(&fleet, &[0, 1, 2], &names, &before, Duration::from_secs(30));
+
+    // Without --force, a certificate another node holds is that node's to
+    // renew when due, and the answer says so.
+    let (elsewhere, _) = holders(&fleet)
+        .into_iter()
+        .find(|(name, node)| node != "web3" && names.contains(name))
+        .expect("a certificate web3 does not hold");
+    let run = run_renewd(&fleet.config(2), &["renew", &elsewhere]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("another node of the fleet holds it"),
+        "{run:?}"
+    );
 }
 
 #[test]

@@ -102,7 +102,16 @@ impl Scheduler {
                         detail: "already renewed in the mass renewal in progress".to_owned(),
                     });
                 }
-                Some(plan) if plan.at <= now && self.world.holds(&name) => {
+                _ if !self.world.holds(&name) => {
+                    let _ = tx.send(RenewEvent {
+                        event: "not-due".to_owned(),
+                        name: name.clone(),
+                        detail: "another node of the fleet holds it and renews it when it is \
+                                 due (renew --force renews it now, from any node)"
+                            .to_owned(),
+                    });
+                }
+                Some(plan) if plan.at <= now => {
                     let reason = plan.reason.clone();
                     self.start_renewal(&name, &reason);
                     self.waiters.entry(name.clone()).or_default().push(tx);
