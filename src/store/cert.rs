@@ -123,6 +123,23 @@ impl CertInfo {
     }
 }
 
+/// Whether two serials are the same number, as [`normalize_serial`] would
+/// have them, without allocating (the scheduler and `status` compare one per
+/// certificate).
+#[must_use]
+pub fn same_serial(a: &str, b: &str) -> bool {
+    fn digits(serial: &str) -> impl Iterator<Item = u8> + '_ {
+        serial
+            .trim()
+            .trim_start_matches("0x")
+            .bytes()
+            .filter(u8::is_ascii_hexdigit)
+            .map(|b| b.to_ascii_lowercase())
+            .skip_while(|b| *b == b'0')
+    }
+    a == b || digits(a).eq(digits(b))
+}
+
 /// Normalizes a serial as CAs publish them (`03:AB:…`, `0x03ab…`, `3ab…`) for comparison.
 #[must_use]
 pub fn normalize_serial(serial: &str) -> String {
@@ -201,6 +218,18 @@ mod tests {
         assert_eq!(normalize_serial("03:AB:0c"), "3ab0c");
         assert_eq!(normalize_serial("0x03ab0c\n"), "3ab0c");
         assert_eq!(normalize_serial("3AB0C"), "3ab0c");
+        for (a, b) in [
+            ("03:AB:0c", "3ab0c"),
+            ("0x03ab0c\n", "3AB0C"),
+            ("00", "0x0"),
+        ] {
+            assert!(same_serial(a, b), "{a} {b}");
+            assert_eq!(normalize_serial(a), normalize_serial(b));
+        }
+        for (a, b) in [("3ab0c", "3ab0d"), ("3ab0c", "3ab0c0"), ("1", "")] {
+            assert!(!same_serial(a, b), "{a} {b}");
+            assert_ne!(normalize_serial(a), normalize_serial(b));
+        }
     }
 
     #[test]
