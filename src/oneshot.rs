@@ -113,7 +113,7 @@ impl OneShot {
         if force {
             Ok("forced".to_owned())
         } else if plan.at <= now {
-            Ok(plan.reason)
+            Ok(plan.reason.to_string())
         } else {
             Err(plan.at)
         }

@@ -134,10 +134,53 @@ pub fn ca_retry_time(
 pub struct Plan {
     /// The time to start the renewal (may be in the past: start now).
     pub at: OffsetDateTime,
-    /// Human-readable reason, for logs and status.
-    pub reason: String,
+    /// Why, for logs and status.
+    pub reason: Reason,
     /// A time picked randomly now, to be remembered.
     pub chosen: Option<Chosen>,
+}
+
+/// Why a [`Plan`] has its time. Kept as a value and written out only when
+/// shown: every certificate has a plan, and planning 100,000 of them must
+/// not format 100,000 strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Renew now, whatever the schedule.
+    Urgent(Urgent),
+    /// `live/<name>` could not be looked at.
+    NoCertificate,
+    /// A forced renewal has not succeeded yet.
+    ForcePending,
+    /// The CA said the certificate was revoked.
+    Revoked,
+    /// A random time inside the CA's ARI window.
+    AriWindow,
+    /// The lifetime-based fallback time plus jitter.
+    LifetimeFallback,
+    /// `reason`'s time, put off to the retry time after `failures` failed
+    /// attempts.
+    Retry {
+        /// Why it would be renewed otherwise.
+        reason: Box<Reason>,
+        /// Consecutive failed attempts.
+        failures: u32,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Urgent(u) => u.fmt(f),
+            Self::NoCertificate => f.write_str("no certificate"),
+            Self::ForcePending => f.write_str("forced renewal pending"),
+            Self::Revoked => f.write_str("revoked"),
+            Self::AriWindow => f.write_str("inside ARI window"),
+            Self::LifetimeFallback => f.write_str("lifetime fallback"),
+            Self::Retry { reason, failures } => {
+                write!(f, "{reason} (retry after {failures} failure(s))")
+            }
+        }
+    }
 }
 
 /// A renewal time picked at random, and the ARI window it was picked in (`None`:
@@ -175,23 +218,23 @@ pub struct Facts<'a> {
 #[must_use]
 pub fn plan(config: &CertificateConfig, facts: &Facts<'_>, random: f64) -> Plan {
     let now = facts.now;
-    let plan = |at, reason: &str, chosen| Plan {
-        at,
-        reason: reason.to_owned(),
-        chosen,
+    let now_plan = |reason| Plan {
+        at: now,
+        reason,
+        chosen: None,
     };
     let base = match (urgent(config, facts.lineage, now), facts.lineage) {
-        (Some(u), _) => plan(now, &u.to_string(), None),
+        (Some(u), _) => now_plan(Reason::Urgent(u)),
         (None, Ok(Some(lineage))) => by_nearly_expired(scheduled(lineage, facts, random), lineage),
-        (None, _) => plan(now, "no certificate", None),
+        (None, _) => now_plan(Reason::NoCertificate),
     };
     match facts.state.retry_at {
         Some(retry) if retry > base.at && facts.state.failures > 0 => Plan {
             at: retry,
-            reason: format!(
-                "{} (retry after {} failure(s))",
-                base.reason, facts.state.failures
-            ),
+            reason: Reason::Retry {
+                reason: Box::new(base.reason),
+                failures: facts.state.failures,
+            },
             chosen: base.chosen,
         },
         _ => base,
@@ -242,7 +285,7 @@ fn by_nearly_expired(plan: Plan, lineage: &Lineage) -> Plan {
     }
     Plan {
         at: nearly_expired,
-        reason: Urgent::NearlyExpired.to_string(),
+        reason: Reason::Urgent(Urgent::NearlyExpired),
         chosen: plan.chosen,
     }
 }
@@ -251,16 +294,16 @@ fn scheduled(lineage: &Lineage, facts: &Facts<'_>, random: f64) -> Plan {
     let now = facts.now;
     let state = facts.state;
     let current = state.is_for(&lineage.cert.serial);
-    let now_plan = |reason: &str| Plan {
+    let now_plan = |reason| Plan {
         at: now,
-        reason: reason.to_owned(),
+        reason,
         chosen: None,
     };
     if state.force_pending {
-        return now_plan("forced renewal pending");
+        return now_plan(Reason::ForcePending);
     }
     if current && state.revoked {
-        return now_plan("revoked");
+        return now_plan(Reason::Revoked);
     }
     // A time remembered for the same window (or for the fallback: `None`).
     let remembered = |window: Option<Window>| {
@@ -269,7 +312,7 @@ fn scheduled(lineage: &Lineage, facts: &Facts<'_>, random: f64) -> Plan {
             .filter(|_| current && state.next_renewal_for == window)
     };
     if let Some(window) = state.ari_window.filter(|_| current) {
-        let reason = "inside ARI window".to_owned();
+        let reason = Reason::AriWindow;
         if let Some(at) = remembered(Some(window)) {
             return Plan {
                 at,
@@ -293,7 +336,7 @@ fn scheduled(lineage: &Lineage, facts: &Facts<'_>, random: f64) -> Plan {
     }
     let fallback = fallback_time(lineage, facts.renew_before);
     let latest = fallback + Duration::try_from(facts.jitter).unwrap_or(Duration::ZERO);
-    let reason = "lifetime fallback".to_owned();
+    let reason = Reason::LifetimeFallback;
     if let Some(at) = remembered(None).filter(|at| *at >= fallback && *at <= latest) {
         return Plan {
             at,
@@ -511,7 +554,7 @@ mod tests {
             s.ari_window = window(75, 77);
             let p = plan_with(&l, &s, 0.5);
             assert_eq!(p.at, NOW + Duration::days(71));
-            assert_eq!(p.reason, Urgent::NearlyExpired.to_string());
+            assert_eq!(p.reason, Reason::Urgent(Urgent::NearlyExpired));
             let chosen = p.chosen.unwrap();
             assert_eq!(chosen.at, NOW + Duration::days(76), "the draw is kept");
             let again = plan_with(&l, &remembering(chosen), 0.9);
@@ -555,7 +598,7 @@ mod tests {
             s.ari_window = window(20, 22);
             let p = plan_with(&lineage(10), &s, 0.25);
             assert_eq!(p.at, NOW + Duration::days(20) + Duration::hours(12));
-            assert_eq!(p.reason, "inside ARI window");
+            assert_eq!(p.reason.to_string(), "inside ARI window");
         }
 
         #[test]
@@ -565,7 +608,7 @@ mod tests {
             assert!(plan_with(&lineage(10), &s, 0.5).at <= NOW);
             let mut s = state();
             s.revoked = true;
-            assert_eq!(plan_with(&lineage(10), &s, 0.5).reason, "revoked");
+            assert_eq!(plan_with(&lineage(10), &s, 0.5).reason, Reason::Revoked);
         }
 
         #[test]
@@ -583,7 +626,7 @@ mod tests {
             assert_eq!(plan_with(&Ok(None), &state(), 0.5).at, NOW);
             let p = plan_with(&lineage(85), &state(), 0.5);
             assert_eq!(
-                (p.at, p.reason.as_str()),
+                (p.at, p.reason.to_string().as_str()),
                 (NOW, "less than 1/10 of its lifetime left")
             );
         }
@@ -596,7 +639,7 @@ mod tests {
             let p = plan_with(&Ok(None), &s, 0.5);
             assert_eq!(p.at, NOW + Duration::minutes(2));
             assert!(
-                p.reason.contains("retry after 2 failure(s)"),
+                p.reason.to_string().contains("retry after 2 failure(s)"),
                 "{}",
                 p.reason
             );

@@ -328,14 +328,14 @@ impl Scheduler {
             .plan
             .as_ref()
             .filter(|p| p.at <= now)
-            .map(|p| p.reason.clone());
+            .map(|p| p.reason.to_string());
         let poll = !entry.polling && entry.ari_poll_at.is_some_and(|at| at <= now);
         let verify = !entry.verifying && entry.verify_at.is_some_and(|at| at <= now);
         if (renew.is_some() || poll) && !self.world.holds(name) {
             // Parked: neither renewed nor polled here.
             self.park(name);
         } else if let Some(reason) = renew {
-            self.start_renewal(name, &reason);
+            self.start_renewal(name, reason);
             return true;
         } else if poll {
             self.start_poll(name);

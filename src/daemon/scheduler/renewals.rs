@@ -52,7 +52,7 @@ impl Batch {
 }
 
 impl Scheduler {
-    pub(super) fn start_renewal(&mut self, name: &str, reason: &str) {
+    pub(super) fn start_renewal(&mut self, name: &str, reason: String) {
         let Some(cert) = self.config().certificate(name).cloned() else {
             return;
         };
@@ -68,7 +68,6 @@ impl Scheduler {
         let fresh_key = entry.fresh_key;
         let permits = Arc::clone(&self.permits);
         let max = self.config().daemon.max_concurrent;
-        let reason = reason.to_owned();
         let clock = self.clock.clone();
         self.renewals.spawn(name, async move {
             let started = clock.now();
@@ -181,7 +180,7 @@ impl Scheduler {
             match self.entries.get_mut(name) {
                 Some(entry) if entry.running => entry.reforce = true,
                 Some(_) if held.contains(name) => self.replan(name).await,
-                Some(_) => self.start_renewal(name, "forced"),
+                Some(_) => self.start_renewal(name, "forced".to_owned()),
                 None => {}
             }
         }

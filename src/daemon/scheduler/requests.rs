@@ -112,8 +112,8 @@ impl Scheduler {
                     });
                 }
                 Some(plan) if plan.at <= now => {
-                    let reason = plan.reason.clone();
-                    self.start_renewal(&name, &reason);
+                    let reason = plan.reason.to_string();
+                    self.start_renewal(&name, reason);
                     self.waiters.entry(name.clone()).or_default().push(tx);
                 }
                 plan => {
