@@ -35,19 +35,9 @@ fn wait_renewed(
         let here: Vec<Option<String>> = nodes.iter().map(|&i| fleet.serial(i, name)).collect();
         here[0].as_ref().is_some_and(|s| !before.contains(s)) && here.iter().all(|s| *s == here[0])
     };
-    // Each look goes on from the first certificate not in step yet, and a
-    // last one checks them all: reading every lineage of every node five
-    // times a second took CPU from the nodes the benchmark below times.
     let deadline = std::time::Instant::now() + timeout;
-    let mut from = 0;
-    loop {
-        from += names[from..].iter().take_while(|n| in_step(n)).count();
-        if from == names.len() {
-            if names.iter().all(in_step) {
-                break;
-            }
-            from = 0;
-        }
+    let mut all_in_step = all_done(names.len(), |i| in_step(&names[i]));
+    while !all_in_step() {
         assert!(
             std::time::Instant::now() < deadline,
             "nodes not in step after {timeout:?}\n{}",
@@ -59,6 +49,25 @@ fn wait_renewed(
         .iter()
         .map(|name| fleet.serial(nodes[0], name).unwrap())
         .collect()
+}
+
+/// A check that items `0..n` are all done, for a wait: each look goes on
+/// from the first one not done yet, and once all were seen done, one more
+/// look checks them all. Reading every lineage of every node at each look
+/// took CPU from the nodes the benchmark below times.
+fn all_done(n: usize, done: impl Fn(usize) -> bool) -> impl FnMut() -> bool {
+    let mut from = 0;
+    move || {
+        from += (from..n).take_while(|&i| done(i)).count();
+        if from < n {
+            return false;
+        }
+        let all = (0..n).all(&done);
+        if !all {
+            from = 0;
+        }
+        all
+    }
 }
 
 /// The holders etcd records: certificate → node.
@@ -705,23 +714,14 @@ fn mass_renewal_throughput_of_a_fleet_against_one_node() {
         let before = serials(&store);
         let start = std::time::Instant::now();
         daemon.signal(Signal::SIGUSR1);
-        // As in wait_renewed: each look goes on from the first one not renewed.
         let renewed = |i: usize| {
-            let now = store
-                .lineage(&names[i])
-                .ok()
-                .flatten()
-                .map(|l| l.cert.serial);
-            now.is_some() && now != before[i]
+            let now = store.lineage(&names[i]).ok().flatten();
+            now.is_some_and(|l| Some(l.cert.serial) != before[i])
         };
-        let mut from = 0;
         wait_until(
             Duration::from_secs(1200),
             "the single node's mass renewal",
-            || {
-                from += (from..n).take_while(|&i| renewed(i)).count();
-                from == n && (0..n).all(renewed)
-            },
+            all_done(n, renewed),
         );
         start.elapsed()
     };
