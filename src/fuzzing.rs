@@ -122,13 +122,13 @@ fn plan_in(window: crate::state::Window) {
     let config = crate::config::CertificateConfig {
         name: "a".to_owned(),
         domains: vec![crate::config::Identifier::Dns("a.example".to_owned())],
-        ca: Vec::new(),
-        solvers: Vec::new(),
+        ca: Vec::new().into(),
+        solvers: Vec::new().into(),
         key: crate::config::KeyType::default(),
         reuse_key: false,
         profile: None,
-        reload: Vec::new(),
-        verify: Vec::new(),
+        reload: Vec::new().into(),
+        verify: Vec::new().into(),
         line: 1,
     };
     let lineage = Ok(Some(crate::store::Lineage {

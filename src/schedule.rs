@@ -435,13 +435,13 @@ mod tests {
             CertificateConfig {
                 name: "a".into(),
                 domains: vec![Identifier::Dns("a.example".into())],
-                ca: vec!["ca".into()],
-                solvers: vec!["web".into()],
+                ca: vec!["ca".into()].into(),
+                solvers: vec!["web".into()].into(),
                 key: KeyType::EcdsaP256,
                 reuse_key: false,
                 profile: None,
-                reload: vec![],
-                verify: vec![],
+                reload: Vec::new().into(),
+                verify: Vec::new().into(),
                 line: 1,
             }
         }

@@ -349,7 +349,10 @@ mod tests {
              [solver.standalone]\ntype = \"http-01\"\nlisten = \"127.0.0.1:80\"\n{toml}"
         );
         let parsed = Config::from_str(&whole, Path::new("x.toml")).unwrap();
-        assert_eq!(parsed.certificate("two").unwrap().solvers, ["standalone-2"]);
+        assert_eq!(
+            *parsed.certificate("two").unwrap().solvers,
+            ["standalone-2"]
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::{
     CaConfig, CertificateConfig, ChallengeKind, Config, Dns01Config, Dns01Provider, DnsProvider,
-    Identifier, Problem, RawCertificate, RawConfig, RawReload, RawSolver, ReloadTarget,
+    Identifier, Problem, RawCertificate, RawConfig, RawReload, RawSolver, ReloadTarget, Shared,
     SolverConfig,
 };
 
@@ -20,6 +20,10 @@ struct Checker<'a> {
     /// O(log n) (counting from the start each time made 10,000 certificates slow).
     newlines: Vec<usize>,
     problems: Vec<Problem>,
+    /// CA, solver and `verify` lists, each kept once.
+    names: Shared<String>,
+    /// Reload lists, each kept once.
+    reloads: Shared<ReloadTarget>,
 }
 
 impl Checker<'_> {
@@ -91,6 +95,8 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         text,
         newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
         problems: Vec::new(),
+        names: Shared::default(),
+        reloads: Shared::default(),
     };
     let daemon = match raw.daemon {
         Some(d) => {
@@ -412,7 +418,7 @@ fn check_certificate(
             solvers,
         );
     }
-    let reload = raw
+    let reload: Vec<ReloadTarget> = raw
         .reload
         .into_iter()
         .enumerate()
@@ -436,13 +442,13 @@ fn check_certificate(
     Some(CertificateConfig {
         name: raw.name,
         domains,
-        ca,
-        solvers: solver_names,
+        ca: ck.names.get(ca),
+        solvers: ck.names.get(solver_names),
         key: raw.key,
         reuse_key: raw.reuse_key,
         profile: raw.profile,
-        reload,
-        verify: raw.verify,
+        reload: ck.reloads.get(reload),
+        verify: ck.names.get(raw.verify),
         line,
     })
 }
@@ -685,8 +691,8 @@ listen = "127.0.0.1:5002"
         );
         let config = load(&text).unwrap();
         let cert = &config.certificates[0];
-        assert_eq!(cert.ca, ["le", "other"]);
-        assert_eq!(cert.solvers, ["web"]);
+        assert_eq!(*cert.ca, ["le", "other"]);
+        assert_eq!(*cert.solvers, ["web"]);
         assert_eq!(cert.key, KeyType::EcdsaP256);
         assert_eq!(
             cert.reload[1],
@@ -794,7 +800,7 @@ command = [\"/bin/hook\"]
     #[test]
     fn ip_addresses_get_the_default_solvers_but_the_dns_01_ones() {
         let config = load(&certificate(r#"["192.0.2.1"]"#, None)).unwrap();
-        assert_eq!(config.certificates[0].solvers, ["web", "alpn"]);
+        assert_eq!(*config.certificates[0].solvers, ["web", "alpn"]);
         let err = problems(
             "[ca.le]\ndirectory = \"https://acme.example/dir\"\n\n\
              [solver.dns]\ntype = \"dns-01\"\nprovider = \"exec\"\ncommand = [\"/bin/hook\"]\n\n\

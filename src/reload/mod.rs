@@ -98,7 +98,7 @@ pub fn coalesce<'a>(
 ) -> Vec<(ReloadTarget, Vec<&'a crate::config::CertificateConfig>)> {
     let mut targets: Vec<(ReloadTarget, Vec<&crate::config::CertificateConfig>)> = Vec::new();
     for cert in certs {
-        for target in &cert.reload {
+        for target in cert.reload.iter() {
             match targets.iter_mut().find(|(t, _)| t == target) {
                 Some((_, users)) => users.push(cert),
                 None => targets.push((target.clone(), vec![cert])),

@@ -178,7 +178,7 @@ impl Renewer {
             replaces,
             key_pem,
         };
-        for solver_name in &cert.solvers {
+        for solver_name in cert.solvers.iter() {
             let Some(solver) = self.solvers.get(solver_name) else {
                 continue;
             };

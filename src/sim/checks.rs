@@ -147,7 +147,7 @@ impl Sim {
             if *published + DEPLOY_WITHIN > now {
                 continue;
             }
-            for target in &cert.reload {
+            for target in cert.reload.iter() {
                 let unit = crate::reload::describe(target);
                 let ran = self.reloaded.get(&(name.clone(), unit.clone()));
                 if ran.is_none_or(|at| at < published) {

@@ -63,7 +63,7 @@ impl Scheduler {
         let Some(cert) = self.config().certificate(name) else {
             return;
         };
-        let targets = cert.reload.clone();
+        let targets = Arc::clone(&cert.reload);
         if let Some(entry) = self.entries.get_mut(name) {
             entry.deploying = if again { 2 } else { 1 };
         }
@@ -72,10 +72,12 @@ impl Scheduler {
             return;
         }
         self.outstanding.insert(name.to_owned(), targets.len());
-        for target in targets {
-            match self.pending_reloads.iter_mut().find(|(t, _)| *t == target) {
+        for target in targets.iter() {
+            match self.pending_reloads.iter_mut().find(|(t, _)| t == target) {
                 Some((_, names)) => names.push(name.to_owned()),
-                None => self.pending_reloads.push((target, vec![name.to_owned()])),
+                None => self
+                    .pending_reloads
+                    .push((target.clone(), vec![name.to_owned()])),
             }
         }
     }

@@ -98,7 +98,7 @@ struct Entry {
     running: bool,
     /// The reload targets a running renewal holds back (those of the config it
     /// started with), released when it finishes.
-    holds: Vec<ReloadTarget>,
+    holds: Arc<[ReloadTarget]>,
     polling: bool,
     verifying: bool,
     /// The CA reported the live certificate revoked, or refused its key: the

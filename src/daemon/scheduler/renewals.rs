@@ -60,8 +60,8 @@ impl Scheduler {
             return;
         };
         entry.running = true;
-        entry.holds.clone_from(&cert.reload);
-        for target in &entry.holds {
+        entry.holds = Arc::clone(&cert.reload);
+        for target in entry.holds.iter() {
             *self.held.entry(target.clone()).or_default() += 1;
         }
         let world = Arc::clone(&self.world);

@@ -251,7 +251,7 @@ impl Scheduler {
         self.entries.retain(|name, entry| {
             let keep = config.certificate(name).is_some();
             if !keep {
-                released.append(&mut entry.holds);
+                released.extend(entry.holds.iter().cloned());
             }
             keep
         });
