@@ -48,7 +48,7 @@ impl Scheduler {
         let now = self.clock.now();
         let random = self.rng.random();
         let check_interval = self.config().daemon.check_interval.0;
-        let Some(entry) = self.entries.get_mut(&name) else {
+        let Some(entry) = self.entries.get_mut(name.as_str()) else {
             return;
         };
         entry.polling = false;
@@ -124,7 +124,7 @@ impl Scheduler {
         error!(cert_name = %name, "ARI poll task failed: {e}");
         let check_interval = self.config().daemon.check_interval.0;
         let (now, random) = (self.clock.now(), self.rng.random());
-        let Some(entry) = self.entries.get_mut(&name) else {
+        let Some(entry) = self.entries.get_mut(name.as_str()) else {
             return;
         };
         entry.polling = false;

@@ -41,11 +41,11 @@ impl Scheduler {
             self.entries
                 .iter()
                 .filter(|(name, entry)| {
-                    state.certificates.get(*name).is_some_and(|cs| {
+                    state.certificates.get::<str>(name).is_some_and(|cs| {
                         cs.deploy_pending && entry.serial.as_deref().is_some_and(|s| cs.is_for(s))
                     })
                 })
-                .map(|(name, _)| name.clone())
+                .map(|(name, _)| name.to_string())
                 .collect()
         };
         // In name order, whatever the map's.
@@ -240,7 +240,7 @@ impl Scheduler {
         // periodic one may have started before them, or for the certificate
         // before.
         let deploying = match kind {
-            Verify::EndsDeployment => self.entries.get(&name).map_or(0, |e| e.deploying),
+            Verify::EndsDeployment => self.entries.get(name.as_str()).map_or(0, |e| e.deploying),
             Verify::Periodic => 0,
         };
         let reloads = self

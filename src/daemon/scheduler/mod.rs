@@ -46,7 +46,7 @@ use crate::config::{Config, ReloadTarget};
 use crate::control::proto::RenewEvent;
 use crate::reload;
 use crate::renew::Outcome;
-use crate::schedule::{self, Plan};
+use crate::schedule::{self, Reason};
 use crate::state::State;
 use crate::store::{Facts, Lineage};
 use crate::systemd::notify;
@@ -86,10 +86,18 @@ type ReloadResult = (ReloadTarget, Vec<String>, Result<(), reload::Error>);
 /// When a renewal started, and how it ended.
 type RenewalResult = (OffsetDateTime, Outcome);
 
+/// A certificate's [`Plan`] as the scheduler keeps it: what was drawn is
+/// in the state.
+#[derive(Debug)]
+struct Planned {
+    at: OffsetDateTime,
+    reason: Reason,
+}
+
 /// What the scheduler knows about one certificate between decisions.
 #[derive(Debug, Default)]
 struct Entry {
-    plan: Option<Plan>,
+    plan: Option<Planned>,
     serial: Option<String>,
     ari_id: Option<String>,
     ari_poll_at: Option<OffsetDateTime>,
@@ -147,8 +155,9 @@ pub(crate) struct Scheduler {
     /// ordered (10,000 names in a B-tree cost a dozen string compares per
     /// look). What is due at one instant starts in the order of `due`; the
     /// fixed hasher keeps any iteration the same every run (the simulator
-    /// replays a seed event for event).
-    entries: HashMap<String, Entry, FixedState>,
+    /// replays a seed event for event). The names are shared with `due`,
+    /// which re-indexes a certificate at every poll and renewal.
+    entries: hashbrown::HashMap<Arc<str>, Entry, FixedState>,
     permits: Arc<Semaphore>,
     /// Places for ARI polls (each with its CRL look) in flight: as many as for
     /// orders, so polls that come due together (after a restart, a resume, a
@@ -182,7 +191,7 @@ pub(crate) struct Scheduler {
     /// at every certificate. An entry whose times moved later without being
     /// re-indexed is looked at early and re-indexed then; every change that
     /// may make one earlier goes through [`Scheduler::touched`].
-    due: BTreeSet<(OffsetDateTime, String)>,
+    due: BTreeSet<(OffsetDateTime, Arc<str>)>,
     /// Fleet mode: reloads are held back until then ([`FLEET_QUIET`]).
     quiet_until: Option<Instant>,
     /// When the next `STATUS=` is due, if anything changed.
@@ -213,7 +222,7 @@ impl Scheduler {
             poll_permits: Arc::new(Semaphore::new(max_concurrent)),
             world,
             state,
-            entries: HashMap::default(),
+            entries: hashbrown::HashMap::default(),
             renewals: Tasks::new(),
             polls: Tasks::new(),
             reloads: JoinSet::new(),
@@ -359,7 +368,7 @@ impl Scheduler {
     /// Re-indexes `name` by its earliest planned time, after its times
     /// changed or it stopped renewing, polling or verifying.
     fn touched(&mut self, name: &str) {
-        let Some(entry) = self.entries.get_mut(name) else {
+        let Some((key, entry)) = self.entries.get_key_value_mut(name) else {
             return;
         };
         let at = entry.earliest();
@@ -367,12 +376,20 @@ impl Scheduler {
             return;
         }
         if let Some(old) = entry.indexed.take() {
-            self.due.remove(&(old, name.to_owned()));
+            self.due.remove(&(old, Arc::clone(key)));
         }
         if let Some(at) = at {
             entry.indexed = Some(at);
-            self.due.insert((at, name.to_owned()));
+            self.due.insert((at, Arc::clone(key)));
         }
+    }
+
+    /// `name`'s entry, made if it has none yet.
+    fn entry_mut(&mut self, name: &str) -> &mut Entry {
+        if !self.entries.contains_key(name) {
+            self.entries.insert(Arc::from(name), Entry::default());
+        }
+        self.entries.get_mut(name).expect("just made")
     }
 
     /// The earliest instant anything is planned.
@@ -411,7 +428,7 @@ impl Scheduler {
             let read = self.world.lineages(chunk, &known);
             drop(known);
             for (name, (lineage, fresh)) in chunk.iter().zip(read) {
-                self.entries.entry(name.clone()).or_default();
+                self.entry_mut(name);
                 self.replan_with(name, lineage, fresh).await;
             }
         }
@@ -471,13 +488,16 @@ impl Scheduler {
         }
         drop(state);
         let verifies = !cert.verify.is_empty();
-        let entry = self.entries.entry(name.to_owned()).or_default();
+        let entry = self.entry_mut(name);
         if verifies && entry.verify_at.is_none() {
             entry.verify_at = Some(now);
         } else if !verifies {
             entry.verify_at = None;
         }
-        entry.plan = Some(plan);
+        entry.plan = Some(Planned {
+            at: plan.at,
+            reason: plan.reason,
+        });
         entry.fresh_key = fresh_key;
         entry.issued_by = issued_by;
         entry.serial = serial;
@@ -588,7 +608,7 @@ mod tests {
     async fn fail(scheduler: &mut Scheduler, kind: crate::failure::Kind) {
         let failure = crate::failure::Failure::new(kind, "CA test: no");
         let started = scheduler.clock.now();
-        scheduler.entries.entry("a".to_owned()).or_default().running = true;
+        scheduler.entry_mut("a").running = true;
         scheduler
             .renewal_ended("a".to_owned(), Ok((started, Outcome::Failed(failure))))
             .await;
@@ -729,7 +749,7 @@ mod tests {
     async fn a_renewal_task_that_panics_ends_as_a_failure_not_running_forever() {
         let dir = tempfile::tempdir().unwrap();
         let mut scheduler = scheduler(dir.path());
-        scheduler.entries.entry("a".to_owned()).or_default().running = true;
+        scheduler.entry_mut("a").running = true;
         scheduler
             .renewals
             .spawn("a", async { panic!("a bug in a renewal") });
@@ -757,7 +777,7 @@ mod tests {
     async fn a_poll_or_check_task_that_panics_is_retried_later() {
         let dir = tempfile::tempdir().unwrap();
         let mut scheduler = scheduler(dir.path());
-        let entry = scheduler.entries.entry("a".to_owned()).or_default();
+        let entry = scheduler.entry_mut("a");
         entry.polling = true;
         entry.verifying = true;
         scheduler

@@ -132,14 +132,14 @@ impl Scheduler {
             info!("mass renewal ended");
             self.batch = None;
         }
-        if let Some(entry) = self.entries.get_mut(&name) {
+        if let Some(entry) = self.entries.get_mut(name.as_str()) {
             entry.running = false;
             if std::mem::take(&mut entry.reforce) {
                 // The order that just ended started before the force: the
                 // force asks for one that starts after it.
                 self.state.lock().await.entry(&name).force_pending = true;
             }
-            let Some(entry) = self.entries.get_mut(&name) else {
+            let Some(entry) = self.entries.get_mut(name.as_str()) else {
                 return;
             };
             let holds = std::mem::take(&mut entry.holds);
@@ -177,7 +177,7 @@ impl Scheduler {
             }
         }
         for name in &names {
-            match self.entries.get_mut(name) {
+            match self.entries.get_mut(name.as_str()) {
                 Some(entry) if entry.running => entry.reforce = true,
                 Some(_) if held.contains(name) => self.replan(name).await,
                 Some(_) => self.start_renewal(name, "forced".to_owned()),

@@ -92,7 +92,7 @@ impl Scheduler {
         let mut pending = Vec::with_capacity(names.len());
         for name in names {
             let (tx, rx) = oneshot::channel();
-            let entry = &self.entries[&name];
+            let entry = &self.entries[name.as_str()];
             match entry.plan.as_ref() {
                 _ if entry.running => self.waiters.entry(name.clone()).or_default().push(tx),
                 _ if force && self.renewed_in_batch(&name) => {
@@ -261,7 +261,7 @@ impl Scheduler {
         let added = config
             .certificates
             .iter()
-            .filter(|c| !self.entries.contains_key(&c.name))
+            .filter(|c| !self.entries.contains_key(c.name.as_str()))
             .count();
         let replan = changed_certificates(self.config(), &config);
         self.world = world;

@@ -49,7 +49,12 @@ impl Scheduler {
         let failing = self
             .entries
             .keys()
-            .filter(|n| state.certificates.get(*n).is_some_and(|s| s.failures > 0))
+            .filter(|n| {
+                state
+                    .certificates
+                    .get::<str>(n)
+                    .is_some_and(|s| s.failures > 0)
+            })
             .count();
         if failing > 0 {
             line.push_str(&format!(", {failing} failing"));
