@@ -86,7 +86,7 @@ type ReloadResult = (ReloadTarget, Vec<String>, Result<(), reload::Error>);
 /// When a renewal started, and how it ended.
 type RenewalResult = (OffsetDateTime, Outcome);
 
-/// A certificate's [`Plan`] as the scheduler keeps it: what was drawn is
+/// A certificate's [`schedule::Plan`] as the scheduler keeps it: what was drawn is
 /// in the state.
 #[derive(Debug)]
 struct Planned {
