@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use crate::fixture::{
     EtcdSecure as Secure, Fleet, FleetSetup as Setup, FleetSolver, Nginx, RewritingProxy,
-    WebrootServer, challtestsrv, many_certificates, run_renewd, toml_list, wait_until,
+    WebrootServer, all_done, challtestsrv, many_certificates, run_renewd, toml_list, wait_until,
 };
 
 /// Orders in flight per node: Pebble 2.10 can deadlock under many concurrent
@@ -49,25 +49,6 @@ fn wait_renewed(
         .iter()
         .map(|name| fleet.serial(nodes[0], name).unwrap())
         .collect()
-}
-
-/// A check that items `0..n` are all done, for a wait: each look goes on
-/// from the first one not done yet, and once all were seen done, one more
-/// look checks them all. Reading every lineage of every node at each look
-/// took CPU from the nodes the benchmark below times.
-fn all_done(n: usize, done: impl Fn(usize) -> bool) -> impl FnMut() -> bool {
-    let mut from = 0;
-    move || {
-        from += (from..n).take_while(|&i| done(i)).count();
-        if from < n {
-            return false;
-        }
-        let all = (0..n).all(&done);
-        if !all {
-            from = 0;
-        }
-        all
-    }
 }
 
 /// The holders etcd records: certificate → node.

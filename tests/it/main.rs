@@ -18,5 +18,6 @@ mod hostile;
 mod ip;
 mod oneshot;
 mod quirks;
+mod scale;
 mod served;
 mod timeline;
