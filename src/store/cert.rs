@@ -128,34 +128,30 @@ impl CertInfo {
 /// certificate).
 #[must_use]
 pub fn same_serial(a: &str, b: &str) -> bool {
-    fn digits(serial: &str) -> impl Iterator<Item = u8> + '_ {
-        serial
-            .trim()
-            .trim_start_matches("0x")
-            .bytes()
-            .filter(u8::is_ascii_hexdigit)
-            .map(|b| b.to_ascii_lowercase())
-            .skip_while(|b| *b == b'0')
-    }
-    a == b || digits(a).eq(digits(b))
+    a == b || significant_digits(a).eq(significant_digits(b))
 }
 
 /// Normalizes a serial as CAs publish them (`03:AB:…`, `0x03ab…`, `3ab…`) for comparison.
 #[must_use]
 pub fn normalize_serial(serial: &str) -> String {
-    let hex: String = serial
-        .trim()
-        .trim_start_matches("0x")
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    let trimmed = hex.trim_start_matches('0');
-    if trimmed.is_empty() {
+    let digits: String = significant_digits(serial).map(char::from).collect();
+    if digits.is_empty() {
         "0".to_owned()
     } else {
-        trimmed.to_owned()
+        digits
     }
+}
+
+/// A serial's hex digits in lower case, without a `0x`, separators or
+/// leading zeros (none at all for zero).
+fn significant_digits(serial: &str) -> impl Iterator<Item = u8> + '_ {
+    serial
+        .trim()
+        .trim_start_matches("0x")
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .map(|b| b.to_ascii_lowercase())
+        .skip_while(|b| *b == b'0')
 }
 
 /// A serial as openssl and CAs print it: every byte of the number in hex,
