@@ -113,7 +113,10 @@ pub struct CertState {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub reload_errors: BTreeMap<String, String>,
     /// Last served-certificate checks.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "store::facts::exact_vec"
+    )]
     pub served: Vec<Served>,
     /// When they were made.
     #[serde(

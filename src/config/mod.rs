@@ -529,8 +529,11 @@ impl Config {
         daemon: DaemonConfig,
         cas: IndexMap<String, CaConfig>,
         solvers: IndexMap<String, SolverConfig>,
-        certificates: Vec<CertificateConfig>,
+        mut certificates: Vec<CertificateConfig>,
     ) -> Self {
+        // Collected in place from the parsed tables, the list kept their
+        // larger capacity: ~10 MB more with 100,000 certificates.
+        certificates.shrink_to_fit();
         let hasher = RandomState::new();
         let mut by_name = hashbrown::HashTable::with_capacity(certificates.len());
         for (i, c) in certificates.iter().enumerate() {

@@ -70,6 +70,7 @@ pub struct Facts {
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
     /// Subject alternative names, as [`CertInfo::domains`].
+    #[serde(deserialize_with = "exact_vec")]
     pub domains: Vec<String>,
     /// Key algorithm, if one renewd issues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +113,18 @@ impl Facts {
             der: Vec::new(),
         }
     }
+}
+
+/// A list read without spare capacity: serde grows one from four slots, and
+/// the state holds one per certificate (~7 MB with 100,000).
+pub(crate) fn exact_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let mut v = Vec::<T>::deserialize(d)?;
+    v.shrink_to_fit();
+    Ok(v)
 }
 
 /// Reads `path` and returns its bytes with the stamp of the file read (taken
