@@ -135,19 +135,29 @@ impl Scheduler {
 }
 
 /// When to poll a certificate for its ARI window, given the time remembered
-/// (`known`): none yet, at once; a time missed by more than
-/// [`MIN_ARI_INTERVAL`] (the daemon was not running then), a random point of
-/// the next `check_interval`, so that the polls of 100,000 certificates that
-/// came due while it was stopped neither go out at once nor come due together
-/// ever after; otherwise the time remembered. `random` is uniform in `[0, 1)`.
+/// (`known`) and how many certificates are planned `together` with it (at
+/// startup all of them): none yet, a random point of the next second per
+/// certificate planned together, at most `check_interval` — one new
+/// certificate at once, the 100,000 of a lost state or an import about five a
+/// second instead of all of them in the first minute; a time missed by more
+/// than [`MIN_ARI_INTERVAL`] (the daemon was not running then), a random
+/// point of the next `check_interval`, so that the polls of 100,000
+/// certificates that came due while it was stopped neither go out at once nor
+/// come due together ever after; otherwise the time remembered. `random` is
+/// uniform in `[0, 1)`.
 pub(super) fn poll_time(
     known: Option<OffsetDateTime>,
     now: OffsetDateTime,
     check_interval: std::time::Duration,
+    together: usize,
     random: f64,
 ) -> OffsetDateTime {
     match known {
-        None => now,
+        None => {
+            let seconds = u64::try_from(together).unwrap_or(u64::MAX);
+            let spread = check_interval.min(std::time::Duration::from_secs(seconds));
+            now + spread.mul_f64(random)
+        }
         Some(at) if at + MIN_ARI_INTERVAL < now => now + check_interval.mul_f64(random),
         Some(at) => at,
     }
@@ -172,18 +182,29 @@ mod tests {
     const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
     #[test]
-    fn a_certificate_never_polled_is_polled_at_once() {
+    fn a_certificate_never_polled_is_polled_within_a_second() {
         let now = OffsetDateTime::now_utc();
-        assert_eq!(poll_time(None, now, 6 * HOUR, 0.7), now);
+        let at = poll_time(None, now, 6 * HOUR, 1, 0.7);
+        assert!(at >= now && at < now + time::Duration::seconds(1));
+    }
+
+    #[test]
+    fn many_never_polled_are_spread_a_second_apart_at_most_over_the_interval() {
+        let now = OffsetDateTime::now_utc();
+        let last = |together| poll_time(None, now, 6 * HOUR, together, 0.999_999);
+        assert!(last(1_000) > now + time::Duration::seconds(999));
+        assert!(last(1_000) < now + time::Duration::seconds(1_000));
+        assert!(last(100_000) < now + 6 * HOUR);
+        assert!(last(100_000) > now + 6 * HOUR - time::Duration::seconds(1));
     }
 
     #[test]
     fn a_poll_time_ahead_or_just_passed_is_kept() {
         let now = OffsetDateTime::now_utc();
         let ahead = now + time::Duration::hours(2);
-        assert_eq!(poll_time(Some(ahead), now, 6 * HOUR, 0.7), ahead);
+        assert_eq!(poll_time(Some(ahead), now, 6 * HOUR, 1, 0.7), ahead);
         let just = now - time::Duration::seconds(30);
-        assert_eq!(poll_time(Some(just), now, 6 * HOUR, 0.7), just);
+        assert_eq!(poll_time(Some(just), now, 6 * HOUR, 1, 0.7), just);
     }
 
     #[test]
@@ -191,7 +212,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let missed = Some(now - time::Duration::days(2));
         let times: Vec<OffsetDateTime> = (0..100)
-            .map(|i| poll_time(missed, now, 6 * HOUR, f64::from(i) / 100.0))
+            .map(|i| poll_time(missed, now, 6 * HOUR, 1, f64::from(i) / 100.0))
             .collect();
         assert!(times.iter().all(|t| *t >= now && *t < now + 6 * HOUR));
         // Evenly: each hour of the interval gets its sixth of them.

@@ -429,7 +429,7 @@ impl Scheduler {
             drop(known);
             for (name, (lineage, fresh)) in chunk.iter().zip(read) {
                 self.entry_mut(name);
-                self.replan_with(name, lineage, fresh).await;
+                self.replan_with(name, lineage, fresh, names.len()).await;
             }
         }
     }
@@ -440,7 +440,8 @@ impl Scheduler {
     }
 
     /// [`Scheduler::replan`] with `live/<name>` read already (and its facts,
-    /// if they were read anew, to remember). The state is marked changed only
+    /// if they were read anew, to remember), among `together` certificates
+    /// planned at once ([`ari::poll_time`]). The state is marked changed only
     /// when the plan or the facts changed it: replanning 100,000
     /// certificates at startup or on a reload must not write 100,000 lines.
     async fn replan_with(
@@ -448,6 +449,7 @@ impl Scheduler {
         name: &str,
         lineage: Result<Option<Lineage>, String>,
         fresh: Option<Facts>,
+        together: usize,
     ) {
         let world = Arc::clone(&self.world);
         let Some(cert) = world.config().certificate(name) else {
@@ -477,7 +479,7 @@ impl Scheduler {
             random,
         );
         let ari_poll_at = ari_id.as_ref().map(|_| {
-            let at = ari::poll_time(cs.ari_poll_at, now, check_interval, poll_random);
+            let at = ari::poll_time(cs.ari_poll_at, now, check_interval, together, poll_random);
             cs.ari_poll_at = Some(at);
             at
         });
