@@ -64,7 +64,7 @@ impl Schedule {
             failures: cs.failures,
             last_failure: cs.last_failure,
             last_attempt: cs.last_attempt,
-            last_result: cs.last_result.clone(),
+            last_result: cs.last_result.as_deref().map(str::to_owned),
             retry_at: cs.retry_at,
             ca_retry_at: cs.ca_retry_at,
         }
@@ -82,7 +82,7 @@ impl Schedule {
         cs.failures = self.failures;
         cs.last_failure = self.last_failure;
         cs.last_attempt = self.last_attempt;
-        cs.last_result = self.last_result;
+        cs.last_result = self.last_result.as_deref().map(crate::state::shared);
         cs.retry_at = self.retry_at;
         cs.ca_retry_at = self.ca_retry_at;
     }

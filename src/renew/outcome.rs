@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::Failure;
 use crate::schedule;
-use crate::state::CertState;
+use crate::state::{self, CertState};
 
 /// What happened to one certificate.
 #[derive(Debug)]
@@ -77,15 +77,15 @@ impl Outcome {
             Self::Renewed {
                 ca, solver, serial, ..
             } => {
-                cs.last_result = Some("ok".to_owned());
-                cs.ca = Some(ca.clone());
-                cs.solver = Some(solver.clone());
+                cs.last_result = Some(state::shared("ok"));
+                cs.ca = Some(state::shared(ca));
+                cs.solver = Some(state::shared(solver));
                 cs.renewed(serial);
                 cs.deploy_pending = true;
                 cs.ari_poll_at = Some(attempt.now + attempt.check_interval.mul_f64(attempt.random));
             }
             Self::Failed(why) => {
-                cs.last_result = Some(format!("error: {why}"));
+                cs.last_result = Some(format!("error: {why}").into());
                 cs.last_failure = Some(why.kind);
                 cs.failures += 1;
                 cs.key_refused |= why.kind == super::FailureKind::KeyRefused;

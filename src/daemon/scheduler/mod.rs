@@ -116,7 +116,7 @@ struct Entry {
     /// 2 the one more reload after the service did not serve it.
     deploying: u8,
     /// The CA that issued the live certificate, as the state remembers it.
-    issued_by: Option<String>,
+    issued_by: Option<Arc<str>>,
     /// Its key in the scheduler's due index, if it is there.
     indexed: Option<OffsetDateTime>,
     /// Forced while an order that started before was in flight: renewed

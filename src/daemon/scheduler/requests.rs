@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::control::proto::RenewEvent;
 use crate::daemon::{Event, Pending};
 use crate::renew::Outcome;
+use crate::state;
 use crate::systemd::notify;
 
 impl Scheduler {
@@ -143,8 +144,8 @@ impl Scheduler {
                 return;
             }
             cs.renewed(serial);
-            cs.ca.clone_from(&ca);
-            cs.last_result = Some("ok".to_owned());
+            cs.ca = ca.as_deref().map(state::shared);
+            cs.last_result = Some(state::shared("ok"));
             cs.deploy_pending = true;
         }
         if self.fleet_waiters.contains_key(name)
