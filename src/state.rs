@@ -259,7 +259,8 @@ pub fn shared(text: &str) -> Arc<str> {
     fresh
 }
 
-fn shared_opt<'de, D>(deserializer: D) -> Result<Option<Arc<str>>, D::Error>
+/// Reads an optional [`shared`] value (serde's `deserialize_with`).
+pub(crate) fn shared_opt<'de, D>(deserializer: D) -> Result<Option<Arc<str>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {

@@ -43,7 +43,8 @@ struct Schedule {
     last_failure: Option<crate::failure::Kind>,
     #[serde(with = "time::serde::rfc3339::option")]
     last_attempt: Option<OffsetDateTime>,
-    last_result: Option<String>,
+    #[serde(default, deserialize_with = "crate::state::shared_opt")]
+    last_result: Option<Arc<str>>,
     #[serde(with = "time::serde::rfc3339::option")]
     retry_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -64,7 +65,7 @@ impl Schedule {
             failures: cs.failures,
             last_failure: cs.last_failure,
             last_attempt: cs.last_attempt,
-            last_result: cs.last_result.as_deref().map(str::to_owned),
+            last_result: cs.last_result.clone(),
             retry_at: cs.retry_at,
             ca_retry_at: cs.ca_retry_at,
         }
@@ -82,7 +83,7 @@ impl Schedule {
         cs.failures = self.failures;
         cs.last_failure = self.last_failure;
         cs.last_attempt = self.last_attempt;
-        cs.last_result = self.last_result.as_deref().map(crate::state::shared);
+        cs.last_result = self.last_result;
         cs.retry_at = self.retry_at;
         cs.ca_retry_at = self.ca_retry_at;
     }
