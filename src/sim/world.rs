@@ -169,9 +169,19 @@ impl World for SimWorld {
         }
     }
 
-    fn poll(&self, name: String, ca: String, ari_id: String) -> Work<Polled> {
+    fn poll(&self, name: String, ca: String) -> Work<Polled> {
         let sim = Arc::clone(&self.sim);
         Box::pin(async move {
+            // What renewd reads from live/ before asking: the serial (its ARI
+            // identifier is "sim.<serial>") and the middle of its lifetime.
+            let live = lock(&sim).live(&name).map(|l| {
+                let issued = &l.issued;
+                let mid = issued.not_before + (issued.not_after - issued.not_before) / 2;
+                (l.serial.clone(), mid)
+            });
+            let Some((serial, _)) = live.clone() else {
+                return Polled::nothing_live();
+            };
             let latency = lock(&sim).start_poll(&name);
             let in_flight = InFlight {
                 sim: Arc::clone(&sim),
@@ -182,18 +192,10 @@ impl World for SimWorld {
             drop(in_flight);
             let mut sim = lock(&sim);
             let now = sim.now();
-            let serial = ari_id.trim_start_matches("sim.");
-            // What renewd reads from live/ at each poll.
-            let live = sim.live(&name).map(|l| {
-                let issued = &l.issued;
-                let mid = issued.not_before + (issued.not_after - issued.not_before) / 2;
-                (l.serial.clone(), mid)
-            });
-            let Some(issued) = sim.ca.issued.get(serial) else {
+            let Some(issued) = sim.ca.issued.get(&serial) else {
                 return Polled {
-                    answer: Ok(RenewalInfo::Unsupported),
-                    on_crl: None,
-                    live: None,
+                    live,
+                    ..Polled::nothing_live()
                 };
             };
             let window = issued.window;

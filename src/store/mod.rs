@@ -607,7 +607,7 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -635,7 +635,8 @@ mod tests {
         Store::open(&link).unwrap();
     }
 
-    fn issued(domains: &[&str]) -> Issued {
+    /// A self-signed version for `domains`, its leaf repeated as the chain.
+    pub(crate) fn issued(domains: &[&str]) -> Issued {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(
             domains.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>(),

@@ -8,31 +8,40 @@ use rand::Rng;
 use time::OffsetDateTime;
 use tracing::{debug, error, warn};
 
-use super::{Entry, MIN_ARI_INTERVAL, PollResult, Polled, Scheduler};
+use super::{Entry, MIN_ARI_INTERVAL, Polled, Scheduler};
 use crate::acme::RenewalInfo;
 use crate::schedule;
 
 impl Scheduler {
     pub(super) fn start_poll(&mut self, name: &str) {
-        let world = Arc::clone(&self.world);
-        let (Some(cert), Some(entry)) =
-            (world.config().certificate(name), self.entries.get_mut(name))
-        else {
+        let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
-        let (Some(ari_id), Some(serial)) = (entry.ari_id.clone(), entry.serial.clone()) else {
+        if !entry.live {
             return;
-        };
+        }
         entry.polling = true;
-        let ca = world.issuer(cert, entry.issued_by.as_deref());
+        let (world, state) = (Arc::clone(&self.world), Arc::clone(&self.state));
         let permits = Arc::clone(&self.poll_permits);
         let max = self.config().daemon.max_concurrent;
         let owned = name.to_owned();
         self.polls.spawn(name, async move {
             let _slot = Arc::clone(&permits).acquire_owned().await;
+            let Some(cert) = world.config().certificate(&owned) else {
+                return Polled::nothing_live();
+            };
+            // The CA that issued the live certificate, as the state
+            // remembers it.
+            let issued_by = state
+                .lock()
+                .await
+                .certificates
+                .get(&owned)
+                .and_then(|cs| cs.ca.clone());
+            let ca = world.issuer(cert, issued_by.as_deref());
             let in_flight = max.saturating_sub(permits.available_permits());
             debug!(cert_name = %owned, ca, in_flight, "ARI poll");
-            (serial, world.poll(owned, ca, ari_id).await)
+            world.poll(owned, ca).await
         });
     }
 
@@ -42,9 +51,9 @@ impl Scheduler {
     /// only means polling sooner (polls missed while the daemon was down are
     /// spread over the next `check_interval`); the plan holds as it is
     /// ([`schedule::plan`] depends on the clock only through times it
-    /// returns). A new window, a revocation or a live certificate replaced
-    /// behind the scheduler's back is written and re-planned for.
-    pub(super) async fn polled(&mut self, name: String, (serial, polled): PollResult) {
+    /// returns). A new window, a revocation or a live certificate other than
+    /// the one planned for is written and re-planned for.
+    pub(super) async fn polled(&mut self, name: String, polled: Polled) {
         let now = self.clock.now();
         let random = self.rng.random();
         let check_interval = self.config().daemon.check_interval.0;
@@ -52,36 +61,39 @@ impl Scheduler {
             return;
         };
         entry.polling = false;
+        let running = entry.running;
         let state = Arc::clone(&self.state);
         let mut state = state.lock().await;
         let cs = state.unsaved_entry(&name);
-        if !cs.is_for(&serial) {
-            // Renewed meanwhile: the renewal planned the new certificate's poll.
-            drop(state);
-            self.touched(&name);
-            return;
-        }
         let Polled {
             answer,
             on_crl,
             live,
         } = polled;
+        let Some((serial, lineage_mid)) = live.filter(|(serial, _)| cs.is_for(serial)) else {
+            // Not the certificate planned for: renewed meanwhile (the end of
+            // the renewal plans again), or replaced behind the scheduler's
+            // back (by hand, by a one-shot run), or gone.
+            drop(state);
+            if running {
+                self.touched(&name);
+            } else {
+                self.replan(&name).await;
+            }
+            return;
+        };
         let (was_revoked, window_before) = (cs.revoked, cs.ari_window);
         if on_crl == Some(true) && !cs.revoked {
             warn!(cert_name = %name, renewd_event = "revoked-detected", serial,
                 "serial listed on the CA's CRL: certificate revoked, renewing now");
             cs.revoked = true;
         }
-        let lineage_mid = live.as_ref().map(|(_, mid)| *mid);
         let next = match answer {
             Ok(RenewalInfo::Window(window, retry_after)) => {
                 entry.ari_failures = 0;
                 // A window that has passed before the middle of the lifetime is the
                 // CA asking for early replacement: a revocation (RFC 9773 §4.2).
-                if window.end <= now
-                    && lineage_mid.is_some_and(|mid| window.end < mid)
-                    && !cs.revoked
-                {
+                if window.end <= now && window.end < lineage_mid && !cs.revoked {
                     warn!(cert_name = %name, renewd_event = "revoked-detected", serial,
                         "CA moved the renewal window into the past: certificate revoked, renewing now");
                     cs.revoked = true;
@@ -98,9 +110,7 @@ impl Scheduler {
         cs.ari_poll_at = Some(next);
         let revoked = cs.revoked && !was_revoked;
         let moved = cs.ari_window != window_before;
-        // Replaced behind the scheduler's back (by hand, by a one-shot run).
-        let replaced = live.is_none_or(|(live, _)| live != serial);
-        if !revoked && !moved && !replaced {
+        if !revoked && !moved {
             drop(state);
             entry.ari_poll_at = Some(next);
             self.touched(&name);

@@ -41,9 +41,13 @@ impl Scheduler {
             self.entries
                 .iter()
                 .filter(|(name, entry)| {
-                    state.certificates.get::<str>(name).is_some_and(|cs| {
-                        cs.deploy_pending && entry.serial.as_deref().is_some_and(|s| cs.is_for(s))
-                    })
+                    // Planning a live certificate the state was not for
+                    // reset the mark: one left is for the live certificate.
+                    entry.live
+                        && state
+                            .certificates
+                            .get::<str>(name)
+                            .is_some_and(|cs| cs.deploy_pending)
                 })
                 .map(|(name, _)| name.to_string())
                 .collect()
@@ -209,7 +213,7 @@ impl Scheduler {
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
-        if entry.serial.is_none() {
+        if !entry.live {
             // Nothing to check until there is a certificate: its deployment
             // starts the first check.
             entry.verify_at = None;

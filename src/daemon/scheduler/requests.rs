@@ -278,17 +278,19 @@ impl Scheduler {
     /// The CA accepted a revocation made through renewd: the certificate is
     /// marked revoked (durably, so a crash still replaces it) and replaced now.
     async fn revoked(&mut self, name: &str, serial: &str) {
-        let live = self.entries.get(name).and_then(|e| e.serial.as_deref());
-        if live != Some(serial) {
-            return; // Replaced meanwhile.
+        if !self.entries.get(name).is_some_and(|e| e.live) {
+            return;
         }
         {
             let mut state = self.state.lock().await;
-            let cs = state.entry(name);
-            if !cs.is_for(serial) {
-                cs.renewed(serial);
+            if !state
+                .certificates
+                .get(name)
+                .is_some_and(|cs| cs.is_for(serial))
+            {
+                return; // Replaced meanwhile.
             }
-            cs.revoked = true;
+            state.entry(name).revoked = true;
         }
         self.save_state().await;
         self.replan(name).await;

@@ -33,13 +33,26 @@ pub(crate) type Work<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// What an ARI poll found.
 #[derive(Debug)]
 pub(crate) struct Polled {
-    /// The CA's answer.
+    /// The live certificate the poll asked about, as it read it before
+    /// asking: its serial and the middle of its lifetime (`None`: none could
+    /// be read, and nothing was asked).
+    pub(crate) live: Option<(String, OffsetDateTime)>,
+    /// The CA's answer (`Unsupported` when the live certificate names no ARI
+    /// identifier).
     pub(crate) answer: Result<RenewalInfo, acme::Error>,
     /// Whether the CA's CRL lists the serial (`None`: not known).
     pub(crate) on_crl: Option<bool>,
-    /// The live certificate as the poll read it: its serial and the middle of
-    /// its lifetime (`None`: none could be read).
-    pub(crate) live: Option<(String, OffsetDateTime)>,
+}
+
+impl Polled {
+    /// Nothing was asked: there is no live certificate to ask about.
+    pub(crate) fn nothing_live() -> Self {
+        Self {
+            live: None,
+            answer: Ok(RenewalInfo::Unsupported),
+            on_crl: None,
+        }
+    }
 }
 
 /// The scheduler's outside world.
@@ -81,9 +94,10 @@ pub(crate) trait World: Send + Sync + 'static {
         random: f64,
     );
 
-    /// Asks CA `ca` for the renewal window of certificate `name`'s `ari_id`,
-    /// and looks at its CRL.
-    fn poll(&self, name: String, ca: String, ari_id: String) -> Work<Polled>;
+    /// Asks CA `ca` for the renewal window of certificate `name`'s live
+    /// certificate (read first: it names the ARI identifier, and the
+    /// scheduler keeps no copy of it), and looks at its CRL.
+    fn poll(&self, name: String, ca: String) -> Work<Polled>;
 
     /// The CA that issued `cert`'s live certificate (`issued_by`), else its first.
     fn issuer(&self, cert: &CertificateConfig, issued_by: Option<&str>) -> String;
@@ -240,27 +254,28 @@ impl World for Daemon {
         self.renewer.record(cert, outcome, cs, times, random);
     }
 
-    fn poll(&self, name: String, ca: String, ari_id: String) -> Work<Polled> {
+    fn poll(&self, name: String, ca: String) -> Work<Polled> {
         let renewer = Arc::clone(&self.renewer);
         Box::pin(async move {
-            let result = renewer.cas.renewal_info(&ca, &ari_id).await;
-            // One read of the live certificate serves the CRL look and the
-            // revocation heuristic.
-            let lineage = renewer.store.lineage(&name).ok().flatten();
-            match lineage {
-                Some(l) => Polled {
-                    answer: result,
-                    on_crl: renewer.cas.crl_revoked(&name, &l).await,
-                    live: Some((
-                        l.cert.serial.clone(),
-                        l.cert.not_before + l.cert.lifetime() / 2,
-                    )),
-                },
-                None => Polled {
-                    answer: result,
-                    on_crl: None,
-                    live: None,
-                },
+            // One read of the live certificate names what to ask about and
+            // serves the CRL look and the revocation heuristic.
+            let Some(l) = renewer.store.lineage(&name).ok().flatten() else {
+                return Polled::nothing_live();
+            };
+            let live = Some((
+                l.cert.serial.clone(),
+                l.cert.not_before + l.cert.lifetime() / 2,
+            ));
+            let Some(ari_id) = l.cert.ari_id.as_deref() else {
+                return Polled {
+                    live,
+                    ..Polled::nothing_live()
+                };
+            };
+            Polled {
+                answer: renewer.cas.renewal_info(&ca, ari_id).await,
+                on_crl: renewer.cas.crl_revoked(&name, &l).await,
+                live,
             }
         })
     }
