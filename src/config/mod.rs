@@ -11,6 +11,7 @@ mod cluster;
 mod dropin;
 mod duration;
 mod identifier;
+mod split;
 mod validate;
 
 use std::collections::HashSet;
@@ -507,10 +508,13 @@ impl Config {
     ///
     /// As [`Config::load`], minus the read error.
     pub fn from_str(text: &str, path: &Path) -> Result<Self, Error> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let raw = match split::parse(text, split::MIN_CERTIFICATES) {
+            Some(raw) => raw,
+            None => toml::from_str(text).map_err(|e| Error::Parse {
+                path: path.to_owned(),
+                message: e.to_string().trim_end().to_owned(),
+            })?,
+        };
         validate::validate(raw, text, path).map_err(|problems| Error::Invalid {
             path: path.to_owned(),
             problems,
@@ -566,7 +570,8 @@ impl Config {
 
 /// The `config` fuzz target: NUL-separated texts as the main file and its
 /// drop-ins. Every error must render; every config that validates must name
-/// its certificates uniquely.
+/// its certificates uniquely; the main file parsed a certificate at a time
+/// must read as it does whole.
 #[cfg(fuzzing)]
 pub(crate) fn fuzz(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -581,6 +586,11 @@ pub(crate) fn fuzz(data: &[u8]) {
             text: text.to_owned(),
         })
         .collect();
+    // Parsed a certificate at a time, a config must read as the whole does.
+    if let Some(split) = split::parse(&sources[0].text, 1) {
+        let whole: RawConfig = toml::from_str(&sources[0].text).expect("the whole parses too");
+        assert_eq!(format!("{split:?}"), format!("{whole:?}"));
+    }
     match Config::from_sources(&sources) {
         Ok(config) => {
             for name in config.names() {
@@ -653,6 +663,43 @@ mod tests {
         assert_eq!(
             control_socket_lenient(&path),
             Path::new("/run/renewd/control.sock")
+        );
+    }
+
+    /// A config large enough to be parsed a certificate at a time, with
+    /// `broken` put in as certificate 70's last line.
+    fn large(broken: &str) -> String {
+        let mut text = "[ca.le]\ndirectory = \"https://acme.example/dir\"\n\n\
+                        [solver.web]\ntype = \"http-01\"\nlisten = \"127.0.0.1:80\"\n"
+            .to_owned();
+        for i in 0..100 {
+            text += &format!("\n[[certificate]]\nname = \"c{i}\"\ndomains = [\"c{i}.example\"]\n");
+            if i == 70 {
+                text += broken;
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn a_large_config_reports_problems_at_their_lines() {
+        let path = Path::new("/etc/renewd/renewd.toml");
+        let config = Config::from_str(&large(""), path).unwrap();
+        assert_eq!(config.certificates.len(), 100);
+        assert_eq!(config.certificate("c70").unwrap().line, 6 + 70 * 4 + 2);
+        // The line after certificate 70's domains.
+        let line = 6 + 70 * 4 + 5;
+        let syntax = Config::from_str(&large("profile = \n"), path).unwrap_err();
+        assert!(
+            syntax.to_string().contains(&format!("line {line}")),
+            "{syntax}"
+        );
+        let invalid = Config::from_str(&large("solvers = [\"dns\"]\n"), path).unwrap_err();
+        assert!(
+            invalid
+                .to_string()
+                .contains(&format!("line {line}: certificate[70]")),
+            "{invalid}"
         );
     }
 }
