@@ -4,6 +4,7 @@
 //! system's; tests build one that follows tokio's (paused) time and can jump,
 //! so they drive the scheduler exactly, without sleeping.
 
+use std::num::NonZeroI64;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use time::{Duration, OffsetDateTime};
@@ -68,6 +69,34 @@ impl Clock {
     }
 }
 
+/// A wall-clock instant to the millisecond in 8 bytes, as the scheduler
+/// keeps its per-certificate times (an [`OffsetDateTime`] takes 16, and an
+/// `Option` of one as many): with 100,000 certificates the difference is
+/// megabytes, and comparing two is comparing two integers. Instants outside
+/// 1970 (its first millisecond excluded, so that `None` fits in the same 8
+/// bytes) to 9999 are clamped to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Moment(NonZeroI64);
+
+impl Moment {
+    /// The last millisecond of the year 9999, the latest `OffsetDateTime`.
+    const LAST: i64 = 253_402_300_799_999;
+
+    /// The instant as an [`OffsetDateTime`] in UTC.
+    pub(crate) fn time(self) -> OffsetDateTime {
+        let nanos = i128::from(self.0.get()) * 1_000_000;
+        OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+impl From<OffsetDateTime> for Moment {
+    fn from(at: OffsetDateTime) -> Self {
+        let millis = at.unix_timestamp_nanos().div_euclid(1_000_000);
+        let millis = i64::try_from(millis.clamp(1, i128::from(Self::LAST))).unwrap_or(1);
+        Self(NonZeroI64::new(millis).unwrap_or(NonZeroI64::MIN))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -86,5 +115,23 @@ mod tests {
             clock.now(),
             base + Duration::days(30) + Duration::seconds(90)
         );
+    }
+
+    #[test]
+    fn a_moment_keeps_the_millisecond_and_clamps_what_it_cannot_hold() {
+        let at = datetime!(2026-06-01 12:34:56.789_999 UTC);
+        assert_eq!(
+            Moment::from(at).time(),
+            datetime!(2026-06-01 12:34:56.789 UTC)
+        );
+        assert!(Moment::from(at) < Moment::from(at + Duration::milliseconds(1)));
+        let epoch = OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(
+            Moment::from(epoch - Duration::days(1)).time(),
+            epoch + Duration::milliseconds(1)
+        );
+        let last = datetime!(9999-12-31 23:59:59.999 UTC);
+        assert_eq!(Moment::from(last).time(), last);
+        assert_eq!(std::mem::size_of::<Option<Moment>>(), 8);
     }
 }

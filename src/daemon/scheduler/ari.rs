@@ -112,7 +112,7 @@ impl Scheduler {
         let moved = cs.ari_window != window_before;
         if !revoked && !moved {
             drop(state);
-            entry.ari_poll_at = Some(next);
+            entry.ari_poll_at = Some(next.into());
             self.touched(&name);
             return;
         }

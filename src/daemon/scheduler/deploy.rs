@@ -276,7 +276,7 @@ impl Scheduler {
         let check_interval = self.config().daemon.check_interval.0;
         if let Some(entry) = self.entries.get_mut(name) {
             entry.verifying = false;
-            entry.verify_at = Some(self.clock.now() + check_interval);
+            entry.verify_at = Some((self.clock.now() + check_interval).into());
         }
         self.touched(name);
     }

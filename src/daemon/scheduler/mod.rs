@@ -41,7 +41,7 @@ use tasks::Tasks;
 pub(crate) use world::{Daemon, Polled, Work, World};
 
 use super::Event;
-use crate::clock::Clock;
+use crate::clock::{Clock, Moment};
 use crate::config::{Config, ReloadTarget};
 use crate::control::proto::RenewEvent;
 use crate::reload;
@@ -88,7 +88,7 @@ type RenewalResult = (OffsetDateTime, Outcome);
 /// in the state.
 #[derive(Debug)]
 struct Planned {
-    at: OffsetDateTime,
+    at: Moment,
     reason: Reason,
 }
 
@@ -100,13 +100,10 @@ struct Entry {
     /// identifier are the state's and the store's to know: a copy of each
     /// here cost 13 MB with 100,000 certificates.
     live: bool,
-    ari_poll_at: Option<OffsetDateTime>,
+    ari_poll_at: Option<Moment>,
     ari_failures: u32,
-    verify_at: Option<OffsetDateTime>,
+    verify_at: Option<Moment>,
     running: bool,
-    /// The reload targets a running renewal holds back (those of the config it
-    /// started with), released when it finishes.
-    holds: Arc<[ReloadTarget]>,
     polling: bool,
     verifying: bool,
     /// The CA reported the live certificate revoked, or refused its key: the
@@ -116,7 +113,7 @@ struct Entry {
     /// 2 the one more reload after the service did not serve it.
     deploying: u8,
     /// Its key in the scheduler's due index, if it is there.
-    indexed: Option<OffsetDateTime>,
+    indexed: Option<Moment>,
     /// Forced while an order that started before was in flight: renewed
     /// once more when that one ends.
     reforce: bool,
@@ -125,7 +122,7 @@ struct Entry {
 impl Entry {
     /// The earliest time something is planned for this certificate that is not
     /// already under way.
-    fn earliest(&self) -> Option<OffsetDateTime> {
+    fn earliest(&self) -> Option<Moment> {
         if self.running {
             return None;
         }
@@ -175,6 +172,10 @@ pub(crate) struct Scheduler {
     /// Per reload target, the running renewals of certificates that use it: a
     /// target's batch is complete when none is left.
     held: HashMap<ReloadTarget, usize>,
+    /// Per running renewal, the reload targets it holds back (those of the
+    /// config it started with), released when it finishes. (Not in its
+    /// [`Entry`]: few run at a time, and every entry would carry the room.)
+    holding: HashMap<String, Arc<[ReloadTarget]>>,
     waiters: HashMap<String, Vec<oneshot::Sender<RenewEvent>>>,
     /// Fleet mode: forced renewals asked of the fleet through the control
     /// socket, waiting for the first outcome of an attempt started after the
@@ -189,7 +190,7 @@ pub(crate) struct Scheduler {
     /// at every certificate. An entry whose times moved later without being
     /// re-indexed is looked at early and re-indexed then; every change that
     /// may make one earlier goes through [`Scheduler::touched`].
-    due: BTreeSet<(OffsetDateTime, Arc<str>)>,
+    due: BTreeSet<(Moment, Arc<str>)>,
     /// Fleet mode: reloads are held back until then ([`FLEET_QUIET`]).
     quiet_until: Option<Instant>,
     /// When the next `STATUS=` is due, if anything changed.
@@ -236,6 +237,7 @@ impl Scheduler {
             pending_reloads: Vec::new(),
             outstanding: HashMap::new(),
             held: HashMap::new(),
+            holding: HashMap::new(),
             waiters: HashMap::new(),
             fleet_waiters: HashMap::new(),
             batch: None,
@@ -315,7 +317,7 @@ impl Scheduler {
 
     /// Starts every renewal, ARI poll and check whose time has come.
     fn start_due(&mut self) {
-        let now = self.clock.now();
+        let now = Moment::from(self.clock.now());
         while self.due.first().is_some_and(|(at, _)| *at <= now) {
             let Some((at, name)) = self.due.pop_first() else {
                 break;
@@ -328,7 +330,7 @@ impl Scheduler {
 
     /// Starts what is due of `name`, taken out of the due index where it
     /// was at `at`; whether it is still a certificate of the config.
-    fn start_what_is_due(&mut self, name: &str, at: OffsetDateTime, now: OffsetDateTime) -> bool {
+    fn start_what_is_due(&mut self, name: &str, at: Moment, now: Moment) -> bool {
         let Some(entry) = self.entries.get_mut(name) else {
             return false;
         };
@@ -403,7 +405,7 @@ impl Scheduler {
         let cap = self.config().daemon.check_interval.0;
         let cap = cap.min(MAX_SLEEP);
         let until = self.due.first().map_or(cap, |(at, _)| {
-            StdDuration::try_from(*at - now)
+            StdDuration::try_from(at.time() - now)
                 .unwrap_or(StdDuration::ZERO)
                 .min(cap)
         });
@@ -414,28 +416,44 @@ impl Scheduler {
             .fold(wake, Instant::min)
     }
 
+    /// Re-plans every certificate of the config, a chunk at a time: a copy
+    /// of every name first, freed once planned, left that much memory free
+    /// between the allocations planning keeps.
     async fn replan_all(&mut self) {
-        let names: Vec<String> = self.config().names();
-        self.replan_these(names).await;
+        let together = self.config().certificates.len();
+        for start in (0..together).step_by(REPLAN_CHUNK) {
+            let chunk: Vec<String> = self.config().certificates[start..]
+                .iter()
+                .take(REPLAN_CHUNK)
+                .map(|c| c.name.clone())
+                .collect();
+            self.replan_chunk(&chunk, together).await;
+        }
     }
 
-    /// Re-plans `names`, their lineages read a chunk at a time (in parallel),
-    /// from the facts the state remembers where they still hold.
+    /// Re-plans `names`, a chunk at a time.
     async fn replan_these(&mut self, names: Vec<String>) {
         for chunk in names.chunks(REPLAN_CHUNK) {
-            let known: Vec<_> = {
-                let state = self.state.lock().await;
-                chunk
-                    .iter()
-                    .map(|n| state.certificates.get(n).and_then(|cs| cs.live.clone()))
-                    .collect()
-            };
-            let read = self.world.lineages(chunk, &known);
-            drop(known);
-            for (name, (lineage, fresh)) in chunk.iter().zip(read) {
-                self.entry_mut(name);
-                self.replan_with(name, lineage, fresh, names.len()).await;
-            }
+            self.replan_chunk(chunk, names.len()).await;
+        }
+    }
+
+    /// Re-plans `chunk` among `together` certificates planned at once, their
+    /// lineages read in parallel, from the facts the state remembers where
+    /// they still hold.
+    async fn replan_chunk(&mut self, chunk: &[String], together: usize) {
+        let known: Vec<_> = {
+            let state = self.state.lock().await;
+            chunk
+                .iter()
+                .map(|n| state.certificates.get(n).and_then(|cs| cs.live.clone()))
+                .collect()
+        };
+        let read = self.world.lineages(chunk, &known);
+        drop(known);
+        for (name, (lineage, fresh)) in chunk.iter().zip(read) {
+            self.entry_mut(name);
+            self.replan_with(name, lineage, fresh, together).await;
         }
     }
 
@@ -497,17 +515,17 @@ impl Scheduler {
         let verifies = !cert.verify.is_empty();
         let entry = self.entry_mut(name);
         if verifies && entry.verify_at.is_none() {
-            entry.verify_at = Some(now);
+            entry.verify_at = Some(now.into());
         } else if !verifies {
             entry.verify_at = None;
         }
         entry.plan = Some(Planned {
-            at: plan.at,
+            at: plan.at.into(),
             reason: plan.reason,
         });
         entry.fresh_key = fresh_key;
         entry.live = live;
-        entry.ari_poll_at = ari_poll_at;
+        entry.ari_poll_at = ari_poll_at.map(Moment::from);
         self.touched(name);
     }
 
@@ -764,7 +782,7 @@ mod tests {
 
         let entry = &scheduler.entries["a"];
         assert!(!entry.running, "free to be renewed again");
-        let retry = entry.plan.as_ref().unwrap().at;
+        let retry = entry.plan.as_ref().unwrap().at.time();
         assert!(retry > scheduler.clock.now(), "retried after a backoff");
         let state = scheduler.state.lock().await;
         let a = &state.certificates["a"];
@@ -835,7 +853,7 @@ mod tests {
             "poll backs off"
         );
         assert!(
-            entry.verify_at.unwrap() > now,
+            entry.verify_at.unwrap().time() > now,
             "check waits a check interval"
         );
     }

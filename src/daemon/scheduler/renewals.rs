@@ -60,10 +60,11 @@ impl Scheduler {
             return;
         };
         entry.running = true;
-        entry.holds = Arc::clone(&cert.reload);
-        for target in entry.holds.iter() {
+        for target in cert.reload.iter() {
             *self.held.entry(target.clone()).or_default() += 1;
         }
+        self.holding
+            .insert(name.to_owned(), Arc::clone(&cert.reload));
         let world = Arc::clone(&self.world);
         let fresh_key = entry.fresh_key;
         let permits = Arc::clone(&self.permits);
@@ -139,11 +140,9 @@ impl Scheduler {
                 // force asks for one that starts after it.
                 self.state.lock().await.entry(&name).force_pending = true;
             }
-            let Some(entry) = self.entries.get_mut(name.as_str()) else {
-                return;
-            };
-            let holds = std::mem::take(&mut entry.holds);
-            self.release(&holds);
+            if let Some(holds) = self.holding.remove(&name) {
+                self.release(&holds);
+            }
             if matches!(outcome, Outcome::Renewed { .. }) {
                 self.deploy(&name, false).await;
             }

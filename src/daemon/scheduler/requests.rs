@@ -112,13 +112,13 @@ impl Scheduler {
                             .to_owned(),
                     });
                 }
-                Some(plan) if plan.at <= now => {
+                Some(plan) if plan.at.time() <= now => {
                     let reason = plan.reason.to_string();
                     self.start_renewal(&name, reason);
                     self.waiters.entry(name.clone()).or_default().push(tx);
                 }
                 plan => {
-                    let at = plan.map_or(now, |p| p.at);
+                    let at = plan.map_or(now, |p| p.at.time());
                     let _ = tx.send(RenewEvent {
                         event: "not-due".to_owned(),
                         name: name.clone(),
@@ -248,15 +248,19 @@ impl Scheduler {
             self.poll_permits = Arc::new(Semaphore::new(config.daemon.max_concurrent));
         }
         let before = self.entries.len();
-        let mut released = Vec::new();
-        self.entries.retain(|name, entry| {
-            let keep = config.certificate(name).is_some();
-            if !keep {
-                released.extend(entry.holds.iter().cloned());
+        self.entries
+            .retain(|name, _| config.certificate(name).is_some());
+        let gone: Vec<String> = self
+            .holding
+            .keys()
+            .filter(|name| config.certificate(name).is_none())
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(holds) = self.holding.remove(&name) {
+                self.release(&holds);
             }
-            keep
-        });
-        self.release(&released);
+        }
         self.dispatch_reloads().await;
         let removed = before - self.entries.len();
         let added = config

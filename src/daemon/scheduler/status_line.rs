@@ -35,7 +35,7 @@ impl Scheduler {
             .min();
         let mut line = format!("{} certificates", self.entries.len());
         if let Some((at, name)) = next {
-            let when = match crate::status::human_duration(at - now) {
+            let when = match crate::status::human_duration(at.time() - now) {
                 now if now == "now" => now,
                 later => format!("in {later}"),
             };
