@@ -189,12 +189,8 @@ impl OneShot {
         cert: &CertificateConfig,
         reason: Option<instant_acme::RevocationReason>,
     ) -> Result<String, crate::acme::Error> {
-        let issued_by = self
-            .state
-            .certificates
-            .get(&cert.name)
-            .and_then(|s| s.ca.as_deref());
-        let ca = self.renewer.issuer(cert, issued_by);
+        let issued_by = self.state.issued_by(&cert.name);
+        let ca = self.renewer.issuer(cert, issued_by.as_deref());
         let serial = self.renewer.revoke(cert, &ca, reason).await?;
         // The serial is the live certificate's: what the state knew of another
         // one no longer applies.

@@ -421,6 +421,12 @@ impl State {
         })
     }
 
+    /// The CA that issued `name`'s live certificate, as remembered.
+    #[must_use]
+    pub fn issued_by(&self, name: &str) -> Option<Arc<str>> {
+        self.certificates.get(name).and_then(|cs| cs.ca.clone())
+    }
+
     /// The state that `state.json` (`full`) and `state.journal` hold. A
     /// journal line that does not parse is skipped: it was being written when
     /// the host went down.

@@ -572,7 +572,7 @@ fn resolve_names<T>(
 }
 
 fn check_unique_names(ck: &mut Checker<'_>, certificates: &[CertificateConfig]) {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::with_capacity(certificates.len());
     for (i, cert) in certificates.iter().enumerate() {
         if !seen.insert(cert.name.as_str()) {
             ck.push(

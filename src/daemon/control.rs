@@ -362,13 +362,7 @@ async fn revoke(
     let Some(cert) = renewer.config.certificate(&name) else {
         return json!({"ok": false, "error": format!("no certificate named {name}")});
     };
-    let issued_by = view
-        .state
-        .lock()
-        .await
-        .certificates
-        .get(&name)
-        .and_then(|s| s.ca.clone());
+    let issued_by = view.state.lock().await.issued_by(&name);
     let ca = renewer.issuer(cert, issued_by.as_deref());
     match renewer.revoke(cert, &ca, reason.map(Into::into)).await {
         Ok(serial) => {

@@ -30,14 +30,7 @@ impl Scheduler {
             let Some(cert) = world.config().certificate(&owned) else {
                 return Polled::nothing_live();
             };
-            // The CA that issued the live certificate, as the state
-            // remembers it.
-            let issued_by = state
-                .lock()
-                .await
-                .certificates
-                .get(&owned)
-                .and_then(|cs| cs.ca.clone());
+            let issued_by = state.lock().await.issued_by(&owned);
             let ca = world.issuer(cert, issued_by.as_deref());
             let in_flight = max.saturating_sub(permits.available_permits());
             debug!(cert_name = %owned, ca, in_flight, "ARI poll");
