@@ -99,7 +99,7 @@ pub(super) fn join(sources: &[Source]) -> Result<(String, Vec<Span>), Error> {
     let mut defined: HashMap<String, (usize, usize)> = HashMap::new();
     let mut problems = Vec::new();
     for (index, source) in checked.iter().enumerate() {
-        let raw: RawConfig = match toml::from_str(&source.text) {
+        let raw: RawConfig = match super::parse_raw(&source.text) {
             Ok(raw) => raw,
             // The main file's errors come from parsing the whole, as before.
             Err(_) if index == 0 => continue,
@@ -273,6 +273,35 @@ mod tests {
             )),
             "{err}"
         );
+    }
+
+    #[test]
+    fn large_drop_ins_are_parsed_a_certificate_at_a_time_and_located_alike() {
+        // Large enough to be parsed a certificate at a time (config::split).
+        let many: String = (0..100).map(|i| certificate(&format!("c{i}"))).collect();
+        let with_main = format!("{many}{}", certificate("main"));
+        let (dir, location) = files(&[("10-many.toml", &many), ("20-more.toml", &with_main)]);
+        let err = Config::load(&location).unwrap_err().to_string();
+        let more = dir.path().join("renewd.d/20-more.toml");
+        let many_file = dir.path().join("renewd.d/10-many.toml");
+        assert!(
+            err.contains(&format!(
+                "{} line 2: certificate \"c0\": already defined in {} line 2",
+                more.display(),
+                many_file.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "{} line 402: certificate \"main\": already defined in {} line 11",
+                more.display(),
+                location.file.display()
+            )),
+            "{err}"
+        );
+        let (_dir, location) = files(&[("10-many.toml", &many)]);
+        assert_eq!(Config::load(&location).unwrap().certificates.len(), 101);
     }
 
     #[test]

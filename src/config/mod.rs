@@ -508,13 +508,10 @@ impl Config {
     ///
     /// As [`Config::load`], minus the read error.
     pub fn from_str(text: &str, path: &Path) -> Result<Self, Error> {
-        let raw = match split::parse(text, split::MIN_CERTIFICATES) {
-            Some(raw) => raw,
-            None => toml::from_str(text).map_err(|e| Error::Parse {
-                path: path.to_owned(),
-                message: e.to_string().trim_end().to_owned(),
-            })?,
-        };
+        let raw = parse_raw(text).map_err(|e| Error::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
         validate::validate(raw, text, path).map_err(|problems| Error::Invalid {
             path: path.to_owned(),
             problems,
@@ -601,6 +598,15 @@ pub(crate) fn fuzz(data: &[u8]) {
         Err(e) => {
             let _ = e.to_string();
         }
+    }
+}
+
+/// `text` in the serde shape of a config: a large one a certificate at a
+/// time ([`split`]), else whole.
+fn parse_raw(text: &str) -> Result<RawConfig, toml::de::Error> {
+    match split::parse(text, split::MIN_CERTIFICATES) {
+        Some(raw) => Ok(raw),
+        None => toml::from_str(text),
     }
 }
 
