@@ -2,9 +2,9 @@
 //!
 //! The `toml` crate builds a table of the whole document before serde sees
 //! any of it: for 100,000 certificates some 200 MB, while the certificates it
-//! yields take a tenth of that. Freed, that peak stays in the daemon's
-//! resident memory, because the allocator cannot give back pages that the
-//! certificates kept, allocated in between (about 40 MB with 100,000).
+//! yields take a tenth of that. Freed, much of that peak stayed in the
+//! daemon's resident memory: the allocator cannot give back pages that the
+//! certificates, allocated in between, still use.
 //! So the text is cut at its table headers: every `[[certificate]]` (with the
 //! `[certificate.…]` tables that follow it) is parsed on its own, and the
 //! rest as one document in which the certificates' lines are blanked — the
@@ -26,15 +26,7 @@ use super::{RawCertificate, RawConfig};
 /// Below this many certificates the whole document is parsed at once.
 pub(super) const MIN_CERTIFICATES: usize = 64;
 
-/// The text cut into the certificates' parts and the rest.
-#[derive(Debug)]
-struct Parts {
-    /// Each `[[certificate]]` with its sub-tables: where it is in the text.
-    certificates: Vec<Range<usize>>,
-}
-
 /// What a line that starts with `[` opens.
-#[derive(Debug, PartialEq)]
 enum Header {
     /// `[[certificate]]`.
     Certificate,
@@ -48,12 +40,12 @@ enum Header {
 /// `text` parsed a certificate at a time, as [`toml::from_str`] would parse
 /// it; `None` when this cannot tell (the caller parses the whole text).
 pub(super) fn parse(text: &str, min_certificates: usize) -> Option<RawConfig> {
-    let parts = cut(text)?;
-    if parts.certificates.len() < min_certificates.max(1) {
+    let certificates = cut(text)?;
+    if certificates.len() < min_certificates.max(1) {
         return None;
     }
     let mut rest = text.as_bytes().to_vec();
-    for range in &parts.certificates {
+    for range in &certificates {
         blank(&mut rest[range.clone()]);
     }
     let rest = String::from_utf8(rest).ok()?;
@@ -63,8 +55,8 @@ pub(super) fn parse(text: &str, min_certificates: usize) -> Option<RawConfig> {
         // `certificate = [...]` in the rest as well: not for this to judge.
         return None;
     }
-    raw.certificate.reserve_exact(parts.certificates.len());
-    for range in parts.certificates {
+    raw.certificate.reserve_exact(certificates.len());
+    for range in certificates {
         raw.certificate.push(certificate(text, range)?);
     }
     Some(raw)
@@ -84,9 +76,9 @@ fn certificate(text: &str, range: Range<usize>) -> Option<Spanned<RawCertificate
     Some(Spanned::new(span, one.into_inner()))
 }
 
-/// Where the certificates are in `text`; `None` at a header this does not
-/// understand.
-fn cut(text: &str) -> Option<Parts> {
+/// Where each `[[certificate]]`, with its sub-tables, is in `text`; `None`
+/// at a header this does not understand.
+fn cut(text: &str) -> Option<Vec<Range<usize>>> {
     let mut certificates = Vec::new();
     let mut open: Option<usize> = None;
     let mut at = 0;
@@ -114,7 +106,7 @@ fn cut(text: &str) -> Option<Parts> {
     if let Some(from) = open {
         certificates.push(from..text.len());
     }
-    Some(Parts { certificates })
+    Some(certificates)
 }
 
 /// The header `line` opens: `Some(None)` when it opens none, `None` when it
