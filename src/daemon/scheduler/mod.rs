@@ -416,9 +416,9 @@ impl Scheduler {
             .fold(wake, Instant::min)
     }
 
-    /// Re-plans every certificate of the config, a chunk at a time: a copy
-    /// of every name first, freed once planned, left that much memory free
-    /// between the allocations planning keeps.
+    /// Re-plans every certificate of the config, its names copied a chunk
+    /// at a time: copies of all of them, freed once planned, left that much
+    /// memory free between the allocations planning keeps.
     async fn replan_all(&mut self) {
         let together = self.config().certificates.len();
         for start in (0..together).step_by(REPLAN_CHUNK) {
