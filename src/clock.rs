@@ -76,16 +76,58 @@ impl Clock {
 /// 1970 (its first millisecond excluded, so that `None` fits in the same 8
 /// bytes) to 9999 are clamped to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Moment(NonZeroI64);
+pub struct Moment(NonZeroI64);
 
 impl Moment {
     /// The last millisecond of the year 9999, the latest `OffsetDateTime`.
     const LAST: i64 = 253_402_300_799_999;
 
     /// The instant as an [`OffsetDateTime`] in UTC.
-    pub(crate) fn time(self) -> OffsetDateTime {
+    #[must_use]
+    pub fn time(self) -> OffsetDateTime {
         let nanos = i128::from(self.0.get()) * 1_000_000;
         OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+impl PartialEq<OffsetDateTime> for Moment {
+    fn eq(&self, other: &OffsetDateTime) -> bool {
+        self.time() == *other
+    }
+}
+
+impl PartialOrd<OffsetDateTime> for Moment {
+    fn partial_cmp(&self, other: &OffsetDateTime) -> Option<std::cmp::Ordering> {
+        self.time().partial_cmp(other)
+    }
+}
+
+impl std::ops::Sub<OffsetDateTime> for Moment {
+    type Output = Duration;
+
+    fn sub(self, other: OffsetDateTime) -> Duration {
+        self.time() - other
+    }
+}
+
+impl std::ops::Add<Duration> for Moment {
+    type Output = OffsetDateTime;
+
+    fn add(self, by: Duration) -> OffsetDateTime {
+        self.time() + by
+    }
+}
+
+/// Written as RFC 3339, as the times of `state.json` always were.
+impl serde::Serialize for Moment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        time::serde::rfc3339::serialize(&self.time(), serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Moment {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        time::serde::rfc3339::deserialize(deserializer).map(Self::from)
     }
 }
 

@@ -101,7 +101,7 @@ pub fn record_check(state: &mut State, name: &str, check: Check, now: OffsetDate
     }
     let changed = cs.served != served;
     cs.served = served;
-    cs.served_at = Some(now);
+    cs.served_at = Some(now.into());
     if changed {
         state.entry(name);
     }

@@ -10,6 +10,7 @@ use std::fmt;
 
 use time::{Duration, OffsetDateTime};
 
+use crate::clock::Moment;
 use crate::config::CertificateConfig;
 use crate::failure::Kind as FailureKind;
 use crate::state::{CertState, Window};
@@ -230,7 +231,7 @@ pub fn plan(config: &CertificateConfig, facts: &Facts<'_>, random: f64) -> Plan 
     };
     match facts.state.retry_at {
         Some(retry) if retry > base.at && facts.state.failures > 0 => Plan {
-            at: retry,
+            at: retry.time(),
             reason: Reason::Retry {
                 reason: Box::new(base.reason),
                 failures: facts.state.failures,
@@ -268,7 +269,7 @@ pub fn plan_and_remember(
     let plan = plan(config, &facts, random);
     let changed = plan.chosen.is_some();
     if let Some(chosen) = plan.chosen {
-        cs.next_renewal = Some(chosen.at);
+        cs.next_renewal = Some(chosen.at.into());
         cs.next_renewal_for = chosen.window;
     }
     (plan, changed)
@@ -310,6 +311,7 @@ fn scheduled(lineage: &Lineage, facts: &Facts<'_>, random: f64) -> Plan {
         state
             .next_renewal
             .filter(|_| current && state.next_renewal_for == window)
+            .map(Moment::time)
     };
     if let Some(window) = state.ari_window.filter(|_| current) {
         let reason = Reason::AriWindow;
@@ -509,7 +511,7 @@ mod tests {
 
         fn remembering(chosen: Chosen) -> CertState {
             let mut s = state();
-            s.next_renewal = Some(chosen.at);
+            s.next_renewal = Some(chosen.at.into());
             s.next_renewal_for = chosen.window;
             s.ari_window = chosen.window;
             s
@@ -566,7 +568,7 @@ mod tests {
             let l = lineage(10);
             let mut s = state();
             s.ari_window = window(-1, 1);
-            s.next_renewal = Some(NOW - Duration::hours(1));
+            s.next_renewal = Some((NOW - Duration::hours(1)).into());
             s.next_renewal_for = s.ari_window;
             let p = plan_with(&l, &s, 0.99);
             assert_eq!((p.at, p.chosen), (NOW - Duration::hours(1), None));
@@ -635,7 +637,7 @@ mod tests {
         fn backoff_delays_even_an_urgent_renewal() {
             let mut s = state();
             s.failures = 2;
-            s.retry_at = Some(NOW + Duration::minutes(2));
+            s.retry_at = Some((NOW + Duration::minutes(2)).into());
             let p = plan_with(&Ok(None), &s, 0.5);
             assert_eq!(p.at, NOW + Duration::minutes(2));
             assert!(

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
+use crate::clock::Moment;
 use crate::store::cert::same_serial;
 use crate::store::{self, Facts, Store};
 use crate::verify::Served;
@@ -35,11 +36,8 @@ pub struct Window {
 #[serde(default)]
 pub struct CertState {
     /// When renewal was last attempted.
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub last_attempt: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<Moment>,
     /// `"ok"` or `"error: ..."`.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -69,18 +67,12 @@ pub struct CertState {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ari_window: Option<Window>,
     /// When to ask the CA for the ARI window again.
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ari_poll_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ari_poll_at: Option<Moment>,
     /// The renewal time chosen (randomly, inside the ARI window or after the
     /// fallback point), kept so a restart does not re-roll it.
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub next_renewal: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_renewal: Option<Moment>,
     /// The ARI window `next_renewal` was drawn in (`None`: the lifetime
     /// fallback); a different window means a new draw.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,18 +87,12 @@ pub struct CertState {
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub failures: u32,
     /// Do not try again before this (backoff, Retry-After).
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub retry_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Moment>,
     /// The part of `retry_at` the CA asked for (a rate limit's time, a
     /// `Retry-After`): even a forced renewal waits for it.
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ca_retry_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_retry_at: Option<Moment>,
     /// A forced renewal (SIGUSR1, `renew --force`) was requested and has not
     /// succeeded yet; survives a crash so a restarted daemon finishes the job.
     #[serde(skip_serializing_if = "is_false")]
@@ -128,11 +114,8 @@ pub struct CertState {
     )]
     pub served: Vec<Served>,
     /// When they were made.
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub served_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_at: Option<Moment>,
     /// What `live/<name>` held when last read ([`Facts`]): a restart, a
     /// `status` and a reload take it from here instead of reading and
     /// parsing the certificate and key again while it still holds.

@@ -158,7 +158,7 @@ fn one(
         not_after: None,
         next_renewal: None,
         ari_window: remembered.ari_window,
-        last_attempt: remembered.last_attempt.map(rfc3339),
+        last_attempt: remembered.last_attempt.map(|at| rfc3339(at.time())),
         last_result: remembered.last_result.as_deref().map(str::to_owned),
         failure: remembered.last_failure.filter(|_| remembered.failures > 0),
         revoked: false,

@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use etcd_client::{EventType, GetOptions, TxnOp};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::{Cluster, Error, PUTS_PER_TXN, lock, pause};
+use crate::clock::Moment;
 use crate::daemon::Event;
 use crate::state::{CertState, Window};
 
@@ -32,23 +32,18 @@ use crate::state::{CertState, Window};
 struct Schedule {
     serial: Option<String>,
     ari_window: Option<Window>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    ari_poll_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    next_renewal: Option<OffsetDateTime>,
+    ari_poll_at: Option<Moment>,
+    next_renewal: Option<Moment>,
     next_renewal_for: Option<Window>,
     revoked: bool,
     key_refused: bool,
     failures: u32,
     last_failure: Option<crate::failure::Kind>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    last_attempt: Option<OffsetDateTime>,
+    last_attempt: Option<Moment>,
     #[serde(default, deserialize_with = "crate::state::shared_opt")]
     last_result: Option<Arc<str>>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    retry_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    ca_retry_at: Option<OffsetDateTime>,
+    retry_at: Option<Moment>,
+    ca_retry_at: Option<Moment>,
 }
 
 impl Schedule {
@@ -121,7 +116,7 @@ impl Cluster {
                 ) {
                     self.tell(Event::FleetFailed {
                         name: name.to_owned(),
-                        at,
+                        at: at.time(),
                         detail: detail.to_owned(),
                     })
                     .await;
@@ -223,7 +218,9 @@ mod tests {
 
     #[test]
     fn a_schedule_carries_the_renewal_plan_and_backoff_but_not_the_deployment() {
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap();
         let window = Window {
             start: now,
             end: now + time::Duration::days(1),
@@ -231,10 +228,10 @@ mod tests {
         let holder = CertState {
             serial: Some("0a".to_owned()),
             ari_window: Some(window),
-            next_renewal: Some(now + time::Duration::hours(5)),
+            next_renewal: Some((now + time::Duration::hours(5)).into()),
             next_renewal_for: Some(window),
             failures: 3,
-            retry_at: Some(now + time::Duration::minutes(8)),
+            retry_at: Some((now + time::Duration::minutes(8)).into()),
             deploy_pending: true,
             ..CertState::default()
         };

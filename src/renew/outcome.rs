@@ -8,6 +8,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::Failure;
+use crate::clock::Moment;
 use crate::schedule;
 use crate::state::{self, CertState};
 
@@ -72,7 +73,7 @@ impl Outcome {
         if matches!(self, Self::NotDue { .. } | Self::Stopped) {
             return;
         }
-        cs.last_attempt = Some(attempt.started);
+        cs.last_attempt = Some(attempt.started.into());
         match self {
             Self::Renewed {
                 ca, solver, serial, ..
@@ -82,7 +83,8 @@ impl Outcome {
                 cs.solver = Some(state::shared(solver));
                 cs.renewed(serial);
                 cs.deploy_pending = true;
-                cs.ari_poll_at = Some(attempt.now + attempt.check_interval.mul_f64(attempt.random));
+                cs.ari_poll_at =
+                    Some((attempt.now + attempt.check_interval.mul_f64(attempt.random)).into());
             }
             Self::Failed(why) => {
                 cs.last_result = Some(format!("error: {why}").into());
@@ -98,8 +100,8 @@ impl Outcome {
                     attempt.now,
                     attempt.check_interval,
                 );
-                cs.ca_retry_at = asked;
-                cs.retry_at = Some(asked.map_or(backoff, |asked| asked.max(backoff)));
+                cs.ca_retry_at = asked.map(Moment::from);
+                cs.retry_at = Some(asked.map_or(backoff, |asked| asked.max(backoff)).into());
             }
             Self::NotDue { .. } | Self::Stopped => {}
         }
@@ -173,7 +175,7 @@ mod tests {
             failures: 3,
             revoked: true,
             force_pending: true,
-            retry_at: Some(NOW),
+            retry_at: Some(NOW.into()),
             ..CertState::default()
         };
         let renewed = Outcome::Renewed {
@@ -185,7 +187,10 @@ mod tests {
         };
         renewed.record(&mut cs, &attempt(0.25, None));
         assert_eq!(cs.last_result.as_deref(), Some("ok"));
-        assert_eq!(cs.last_attempt, Some(NOW - time::Duration::seconds(30)));
+        assert_eq!(
+            cs.last_attempt.map(Moment::time),
+            Some(NOW - time::Duration::seconds(30))
+        );
         assert_eq!(
             (cs.ca.as_deref(), cs.solver.as_deref()),
             (Some("le"), Some("web"))
@@ -195,8 +200,11 @@ mod tests {
             (cs.failures, cs.revoked, cs.force_pending),
             (0, false, false)
         );
-        assert_eq!(cs.retry_at, None);
-        assert_eq!(cs.ari_poll_at, Some(NOW + time::Duration::minutes(90)));
+        assert_eq!(cs.retry_at.map(Moment::time), None);
+        assert_eq!(
+            cs.ari_poll_at.map(Moment::time),
+            Some(NOW + time::Duration::minutes(90))
+        );
     }
 
     #[test]
@@ -226,7 +234,10 @@ mod tests {
     fn jitter_shortens_a_backoff_by_at_most_half() {
         let mut cs = CertState::default();
         failed("x").record(&mut cs, &attempt(0.0, None));
-        assert_eq!(cs.retry_at, Some(NOW + time::Duration::seconds(30)));
+        assert_eq!(
+            cs.retry_at.map(Moment::time),
+            Some(NOW + time::Duration::seconds(30))
+        );
     }
 
     #[test]
@@ -234,14 +245,17 @@ mod tests {
         let told = NOW + time::Duration::minutes(30);
         let mut cs = CertState::default();
         failed("CA le: 503").record(&mut cs, &attempt(0.999_999, Some(told)));
-        assert_eq!(cs.retry_at, Some(told));
+        assert_eq!(cs.retry_at.map(Moment::time), Some(told));
         // ...but never an earlier one.
         let mut cs = CertState {
             failures: 9,
             ..CertState::default()
         };
         failed("CA le: 503").record(&mut cs, &attempt(0.0, Some(told)));
-        assert_eq!(cs.retry_at, Some(NOW + time::Duration::seconds(10_800)));
+        assert_eq!(
+            cs.retry_at.map(Moment::time),
+            Some(NOW + time::Duration::seconds(10_800))
+        );
     }
 
     #[test]
@@ -250,7 +264,7 @@ mod tests {
         let mut cs = CertState::default();
         let limited = super::super::FailureKind::RateLimited { until: Some(until) };
         Outcome::Failed(Failure::new(limited, "too many")).record(&mut cs, &attempt(0.5, None));
-        assert_eq!(cs.retry_at, Some(until));
+        assert_eq!(cs.retry_at.map(Moment::time), Some(until));
         assert_eq!(cs.last_failure, Some(limited));
     }
 
@@ -271,6 +285,6 @@ mod tests {
     fn not_due_records_nothing() {
         let mut cs = CertState::default();
         Outcome::NotDue { at: NOW }.record(&mut cs, &attempt(0.5, None));
-        assert_eq!(cs.last_attempt, None);
+        assert_eq!(cs.last_attempt.map(Moment::time), None);
     }
 }

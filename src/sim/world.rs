@@ -163,7 +163,7 @@ impl World for SimWorld {
             let hold = HoldOff {
                 backoff: now + Duration::seconds(30),
                 ca: told,
-                retry_at,
+                retry_at: retry_at.time(),
             };
             sim.hold_off.insert(cert.name.clone(), hold);
         }

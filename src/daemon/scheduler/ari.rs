@@ -100,7 +100,7 @@ impl Scheduler {
                 retry_poll_at(entry, check_interval, now, random)
             }
         };
-        cs.ari_poll_at = Some(next);
+        cs.ari_poll_at = Some(next.into());
         let revoked = cs.revoked && !was_revoked;
         let moved = cs.ari_window != window_before;
         if !revoked && !moved {
@@ -132,7 +132,7 @@ impl Scheduler {
         };
         entry.polling = false;
         let next = retry_poll_at(entry, check_interval, now, random);
-        self.state.lock().await.entry(&name).ari_poll_at = Some(next);
+        self.state.lock().await.entry(&name).ari_poll_at = Some(next.into());
         self.replan(&name).await;
     }
 }

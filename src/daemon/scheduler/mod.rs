@@ -502,8 +502,9 @@ impl Scheduler {
             random,
         );
         let ari_poll_at = has_ari_id.then(|| {
-            let at = ari::poll_time(cs.ari_poll_at, now, check_interval, together, poll_random);
-            cs.ari_poll_at = Some(at);
+            let known = cs.ari_poll_at.map(Moment::time);
+            let at = ari::poll_time(known, now, check_interval, together, poll_random);
+            cs.ari_poll_at = Some(at.into());
             at
         });
         let (fresh_key, live) = (cs.needs_fresh_key(), live.is_some());
