@@ -325,8 +325,9 @@ fn scheduled(lineage: &Lineage, facts: &Facts<'_>, random: f64) -> Plan {
         // RFC 9773 §4.2: a uniform random time in the window; of one already
         // open, in what is left of it, so that certificates sharing the window
         // do not all renew at once. A window that has passed means now.
-        let from = window.start.max(now).min(window.end);
-        let at = from + (window.end - from) * random;
+        let (start, end) = (window.start.time(), window.end.time());
+        let from = start.max(now).min(end);
+        let at = from + (end - from) * random;
         return Plan {
             at,
             reason,
@@ -493,8 +494,8 @@ mod tests {
 
         fn window(start_days: i64, end_days: i64) -> Option<Window> {
             Some(Window {
-                start: NOW + Duration::days(start_days),
-                end: NOW + Duration::days(end_days),
+                start: (NOW + Duration::days(start_days)).into(),
+                end: (NOW + Duration::days(end_days)).into(),
             })
         }
 
@@ -581,8 +582,8 @@ mod tests {
             let l = lineage(10);
             let mut s = state();
             s.ari_window = Some(Window {
-                start: NOW - Duration::hours(12),
-                end: NOW + Duration::hours(36),
+                start: (NOW - Duration::hours(12)).into(),
+                end: (NOW + Duration::hours(36)).into(),
             });
             let mut quarters = [0u32; 4];
             for i in 0..1000 {

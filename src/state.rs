@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError};
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::clock::Moment;
@@ -24,11 +23,9 @@ const JOURNAL: &str = "state.journal";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     /// Start of the window.
-    #[serde(with = "time::serde::rfc3339")]
-    pub start: OffsetDateTime,
+    pub start: Moment,
     /// End of the window.
-    #[serde(with = "time::serde::rfc3339")]
-    pub end: OffsetDateTime,
+    pub end: Moment,
 }
 
 /// Memory about one certificate.

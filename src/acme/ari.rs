@@ -36,8 +36,8 @@ pub(super) async fn renewal_info(
     match account.renewal_info(&id).await {
         Ok((info, retry_after)) => Ok(RenewalInfo::Window(
             Window {
-                start: info.suggested_window.start,
-                end: info.suggested_window.end,
+                start: info.suggested_window.start.into(),
+                end: info.suggested_window.end.into(),
             },
             retry_after,
         )),

@@ -222,8 +222,8 @@ mod tests {
             .replace_nanosecond(0)
             .unwrap();
         let window = Window {
-            start: now,
-            end: now + time::Duration::days(1),
+            start: now.into(),
+            end: (now + time::Duration::days(1)).into(),
         };
         let holder = CertState {
             serial: Some("0a".to_owned()),

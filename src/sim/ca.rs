@@ -63,10 +63,11 @@ impl Ca {
         let since_epoch = (not_before - OffsetDateTime::UNIX_EPOCH).whole_seconds();
         let base =
             OffsetDateTime::UNIX_EPOCH + Duration::seconds(since_epoch - since_epoch % block);
-        let start = base + lifetime * 2 / 3;
+        let start: OffsetDateTime = base + lifetime * 2 / 3;
+        let end: OffsetDateTime = start + lifetime / 30;
         Window {
-            start,
-            end: start + lifetime / 30,
+            start: start.into(),
+            end: end.into(),
         }
     }
 
@@ -119,8 +120,8 @@ impl Ca {
                 self.blocked_keys.insert(cert.key);
             }
             cert.window = Window {
-                start: cert.not_before - Duration::hours(2),
-                end: cert.not_before - Duration::hours(1),
+                start: (cert.not_before - Duration::hours(2)).into(),
+                end: (cert.not_before - Duration::hours(1)).into(),
             };
             cert.window_moved = true;
         }
@@ -132,11 +133,11 @@ impl Ca {
             if cert.revoked.is_some() {
                 return;
             }
-            let length = cert.window.end - cert.window.start;
+            let length = cert.window.end.time() - cert.window.start.time();
             let start = (cert.window.start + by).max(now + Duration::hours(1));
             cert.window = Window {
-                start,
-                end: start + length,
+                start: start.into(),
+                end: (start + length).into(),
             };
             cert.window_moved = true;
         }

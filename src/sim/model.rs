@@ -49,8 +49,8 @@ impl fmt::Display for Note {
             Self::Poll(w) => write!(
                 f,
                 "ARI poll: window {} .. {}",
-                crate::status::rfc3339(w.start),
-                crate::status::rfc3339(w.end)
+                crate::status::rfc3339(w.start.time()),
+                crate::status::rfc3339(w.end.time())
             ),
         }
     }

@@ -352,7 +352,7 @@ impl Sim {
             return;
         }
         let w = issued.window;
-        let fraction = (now - w.start) / (w.end - w.start);
+        let fraction = (now - w.start.time()) / (w.end.time() - w.start.time());
         if (0.0..=1.0).contains(&fraction) {
             self.spread.push(fraction);
         }
