@@ -148,7 +148,7 @@ fn plan_in(window: crate::state::Window) {
         key_matches: true,
     }));
     let state = crate::state::CertState {
-        serial: Some("01".to_owned()),
+        serial: Some("01".into()),
         ari_window: Some(window),
         ..Default::default()
     };

@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::clock::Moment;
-use crate::store::cert::same_serial;
-use crate::store::{self, Facts, Store};
+use crate::store::{self, Facts, Serial, Store};
 use crate::verify::Served;
 
 const FILE: &str = "state.json";
@@ -59,7 +58,7 @@ pub struct CertState {
     /// Serial of the live certificate the fields below were computed for; when
     /// the live serial differs, they are stale and ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub serial: Option<String>,
+    pub serial: Option<Serial>,
     /// Last known ARI window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ari_window: Option<Window>,
@@ -123,7 +122,7 @@ pub struct CertState {
 impl CertState {
     /// Forgets what was known about the previous certificate after a renewal.
     pub fn renewed(&mut self, serial: &str) {
-        self.serial = Some(serial.to_owned());
+        self.serial = Some(Serial::new(serial));
         self.ari_window = None;
         self.ari_poll_at = None;
         self.next_renewal = None;
@@ -154,9 +153,7 @@ impl CertState {
     pub fn is_for(&self, serial: &str) -> bool {
         // Compared as numbers: older versions wrote serials without their
         // leading zeros.
-        self.serial
-            .as_deref()
-            .is_some_and(|s| same_serial(s, serial))
+        self.serial.as_ref().is_some_and(|s| s.is(serial))
     }
 }
 
@@ -204,8 +201,11 @@ where
             mut map: A,
         ) -> Result<Self::Value, A::Error> {
             let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-            while let Some(entry) = map.next_entry::<String, CertState>()? {
-                entries.push(entry);
+            while let Some((name, mut cs)) = map.next_entry::<String, CertState>()? {
+                if let Some(live) = &mut cs.live {
+                    live.compact();
+                }
+                entries.push((name, cs));
             }
             // Sorts and builds the nodes full.
             Ok(entries.into_iter().collect())

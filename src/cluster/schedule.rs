@@ -25,12 +25,13 @@ use super::{Cluster, Error, PUTS_PER_TXN, lock, pause};
 use crate::clock::Moment;
 use crate::daemon::Event;
 use crate::state::{CertState, Window};
+use crate::store::Serial;
 
 /// The value of `sched/<name>`: the part of a [`CertState`] about renewing
 /// the live certificate `serial` (`None`: about issuing the first one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Schedule {
-    serial: Option<String>,
+    serial: Option<Serial>,
     ari_window: Option<Window>,
     ari_poll_at: Option<Moment>,
     next_renewal: Option<Moment>,
@@ -193,9 +194,9 @@ impl Cluster {
                 Err(e) => debug!(cert_name = %name, "ignoring sched/{name}: {e}"),
             }
         }
-        let live: Vec<Option<String>> = fleet
+        let live: Vec<Option<Serial>> = fleet
             .iter()
-            .map(|(name, _)| Some(self.store.lineage(name).ok()??.cert.serial))
+            .map(|(name, _)| Some(Serial::new(&self.store.lineage(name).ok()??.cert.serial)))
             .collect();
         let mut adopted = 0;
         let mut state = self.state.lock().await;
@@ -226,7 +227,7 @@ mod tests {
             end: (now + time::Duration::days(1)).into(),
         };
         let holder = CertState {
-            serial: Some("0a".to_owned()),
+            serial: Some("0a".into()),
             ari_window: Some(window),
             next_renewal: Some((now + time::Duration::hours(5)).into()),
             next_renewal_for: Some(window),
@@ -243,7 +244,7 @@ mod tests {
         serde_json::from_str::<Schedule>(&json)
             .unwrap()
             .adopt_into(&mut taker);
-        assert_eq!(taker.serial.as_deref(), Some("0a"));
+        assert_eq!(taker.serial, Some("0a".into()));
         assert_eq!(taker.next_renewal, holder.next_renewal);
         assert_eq!(taker.next_renewal_for, Some(window));
         assert_eq!((taker.failures, taker.retry_at), (3, holder.retry_at));

@@ -15,14 +15,19 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nix::fcntl::AtFlags;
 use nix::sys::stat::fstatat;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
+use super::Serial;
 use super::cert::CertInfo;
+use crate::clock::Moment;
 use crate::config::KeyType;
+use crate::state::shared;
 
 /// The identity of a `cert.pem`: inode, size, modification time (ns since the
 /// epoch). Copies, restores and new versions all change it.
@@ -62,22 +67,30 @@ pub struct Facts {
     /// Its `cert.pem`, when read.
     pub stamp: Stamp,
     /// Serial number, as [`CertInfo::serial`].
-    pub serial: String,
+    pub serial: Serial,
     /// Start of validity.
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_before: OffsetDateTime,
+    pub not_before: Moment,
     /// End of validity.
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_after: OffsetDateTime,
+    pub not_after: Moment,
     /// Subject alternative names, as [`CertInfo::domains`].
     #[serde(deserialize_with = "exact_vec")]
     pub domains: Vec<String>,
     /// Key algorithm, if one renewd issues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_type: Option<KeyType>,
-    /// RFC 9773 certificate identifier, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ari_id: Option<String>,
+    /// The RFC 9773 certificate identifier, if any, as [`Facts::ari_id`]
+    /// makes it: its first part (the issuer's key identifier, one value
+    /// shared by every certificate of the issuer) when the second can be
+    /// made from the serial — as a string each, it was 7 MB with 100,000
+    /// certificates — or else the whole identifier. (Versions before wrote
+    /// the whole identifier as `ari_id`.)
+    #[serde(
+        default,
+        alias = "ari_id",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "ari_opt"
+    )]
+    ari: Option<Arc<str>>,
     /// Whether `privkey.pem` belongs to `cert.pem`.
     pub key_matches: bool,
 }
@@ -86,15 +99,17 @@ impl Facts {
     /// The facts of `cert`, read from a file stamped `stamp`.
     #[must_use]
     pub fn new(version: u32, stamp: Stamp, cert: &CertInfo, key_matches: bool) -> Self {
+        let serial = Serial::new(&cert.serial);
+        let ari = cert.ari_id.as_deref().map(|id| ari_part(id, &serial));
         Self {
             version,
             stamp,
-            serial: cert.serial.clone(),
-            not_before: cert.not_before,
-            not_after: cert.not_after,
+            serial,
+            not_before: cert.not_before.into(),
+            not_after: cert.not_after.into(),
             domains: cert.domains.clone(),
             key_type: cert.key_type,
-            ari_id: cert.ari_id.clone(),
+            ari,
             key_matches,
         }
     }
@@ -103,16 +118,67 @@ impl Facts {
     #[must_use]
     pub fn cert(&self) -> CertInfo {
         CertInfo {
-            serial: self.serial.clone(),
-            not_before: self.not_before,
-            not_after: self.not_after,
+            serial: self.serial.to_string(),
+            not_before: self.not_before.time(),
+            not_after: self.not_after.time(),
             domains: self.domains.clone(),
             key_type: self.key_type,
-            ari_id: self.ari_id.clone(),
+            ari_id: self.ari_id(),
             spki_der: Vec::new(),
             der: Vec::new(),
         }
     }
+
+    /// Keeps of a whole identifier read from the state only what
+    /// [`Facts::new`] would.
+    pub fn compact(&mut self) {
+        if let Some(whole) = self.ari.take_if(|a| a.contains('.')) {
+            self.ari = Some(ari_part(&whole, &self.serial));
+        }
+    }
+
+    /// The RFC 9773 certificate identifier, if the certificate has one.
+    #[must_use]
+    pub fn ari_id(&self) -> Option<String> {
+        let ari = self.ari.as_deref()?;
+        if ari.contains('.') {
+            return Some(ari.to_owned());
+        }
+        Some(format!("{ari}.{}", serial_part(&self.serial)?))
+    }
+}
+
+/// What [`Facts`] keep of the identifier `id` of the certificate `serial`:
+/// its first part, [`shared`] with every other certificate of the issuer,
+/// when the second is what [`serial_part`] makes of `serial`.
+fn ari_part(id: &str, serial: &Serial) -> Arc<str> {
+    match id.split_once('.') {
+        Some((first, second)) if serial_part(serial).as_deref() == Some(second) => shared(first),
+        _ => Arc::from(id),
+    }
+}
+
+/// Reads [`Facts::ari`]: a first part [`shared`], a whole identifier (as
+/// versions before wrote them all) as it is, until [`Facts::compact`].
+fn ari_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+    let text = Option::<std::borrow::Cow<'de, str>>::deserialize(d)?;
+    Ok(text.map(|t| {
+        if t.contains('.') {
+            Arc::from(t)
+        } else {
+            shared(&t)
+        }
+    }))
+}
+
+/// The second part of an identifier: base64url of the serial's DER
+/// content, the sign byte included, which [`CertInfo::serial`] leaves out.
+fn serial_part(serial: &Serial) -> Option<String> {
+    let mut der = serial.bytes()?;
+    if der.first().is_some_and(|b| b & 0x80 != 0) {
+        der.insert(0, 0);
+    }
+    Some(URL_SAFE_NO_PAD.encode(der))
 }
 
 /// A list read without spare capacity: serde grows one from four slots, and
@@ -139,4 +205,66 @@ pub fn read_stamped(path: &Path) -> io::Result<(Vec<u8>, Stamp)> {
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.read_to_end(&mut bytes)?;
     Ok((bytes, Stamp::of(&meta)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SerialNumber};
+
+    /// A leaf with an Authority Key Identifier and the serial `serial`.
+    fn leaf(serial: &[u8]) -> CertInfo {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let issuer = Issuer::new(ca, KeyPair::generate().unwrap());
+        let mut leaf = CertificateParams::new(vec!["a.example".to_owned()]).unwrap();
+        leaf.serial_number = Some(SerialNumber::from(serial.to_vec()));
+        leaf.use_authority_key_identifier_extension = true;
+        let leaf = leaf
+            .signed_by(&KeyPair::generate().unwrap(), &issuer)
+            .unwrap();
+        CertInfo::from_der(leaf.der()).unwrap()
+    }
+
+    fn stamp() -> Stamp {
+        Stamp(1, 2, 3)
+    }
+
+    #[test]
+    fn the_ari_identifier_is_made_again_from_the_issuers_part_and_the_serial() {
+        for serial in [&[0x8a, 0x01][..], &[0x05, 0x83, 0x1f], &[0x7f; 20]] {
+            let cert = leaf(serial);
+            let id = cert.ari_id.clone().unwrap();
+            let facts = Facts::new(1, stamp(), &cert, true);
+            assert_eq!(facts.ari_id().as_deref(), Some(&*id));
+            assert_eq!(facts.cert().ari_id.as_deref(), Some(&*id));
+            let (first, _) = id.split_once('.').unwrap();
+            assert_eq!(
+                facts.ari.as_deref(),
+                Some(first),
+                "only the first part is kept"
+            );
+            let json = serde_json::to_string(&facts).unwrap();
+            assert_eq!(serde_json::from_str::<Facts>(&json).unwrap(), facts);
+            // What versions before wrote: the whole identifier as `ari_id`.
+            let old = json.replace(
+                &format!("\"ari\":\"{first}\""),
+                &format!("\"ari_id\":\"{id}\""),
+            );
+            let mut read: Facts = serde_json::from_str(&old).unwrap();
+            assert_eq!(read.ari_id().as_deref(), Some(&*id));
+            read.compact();
+            assert_eq!(read, facts);
+        }
+    }
+
+    #[test]
+    fn an_identifier_the_serial_does_not_make_is_kept_whole() {
+        let mut cert = leaf(&[0x01, 0x02]);
+        cert.ari_id = Some("aXNzdWVy.c29tZXRoaW5nIGVsc2U".to_owned());
+        let facts = Facts::new(1, stamp(), &cert, true);
+        assert_eq!(facts.ari_id(), cert.ari_id);
+        cert.ari_id = None;
+        assert_eq!(Facts::new(1, stamp(), &cert, true).ari_id(), None);
+    }
 }

@@ -25,6 +25,7 @@
 pub mod cert;
 pub mod facts;
 mod key;
+mod serial;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -34,6 +35,7 @@ use std::sync::Arc;
 
 pub use cert::CertInfo;
 pub use facts::{Facts, Stamp};
+pub use serial::Serial;
 
 /// A store operation that failed, with the path it failed on.
 #[derive(Debug, thiserror::Error)]
