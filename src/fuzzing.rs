@@ -120,7 +120,7 @@ fn plan_in(window: crate::state::Window) {
     use time::OffsetDateTime;
     let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
     let config = crate::config::CertificateConfig {
-        name: "a".to_owned(),
+        name: "a".into(),
         domains: vec![crate::config::Identifier::Dns("a.example".to_owned())],
         ca: Vec::new().into(),
         solvers: Vec::new().into(),

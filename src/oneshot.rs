@@ -29,7 +29,7 @@ impl OneShot {
     #[must_use]
     pub fn new(config: Arc<Config>, store: Store) -> Self {
         Self {
-            state: State::load(&store),
+            state: State::load(&store, &config),
             renewer: Arc::new(Renewer::new(config, store, Metrics::new())),
         }
     }
@@ -51,7 +51,7 @@ impl OneShot {
                 let fresh_key = self
                     .state
                     .certificates
-                    .get(&cert.name)
+                    .get(&*cert.name)
                     .is_some_and(CertState::needs_fresh_key);
                 let renewer = Arc::clone(&self.renewer);
                 let permits = Arc::clone(&permits);
@@ -73,7 +73,7 @@ impl OneShot {
             match task.await {
                 Ok((cert, started, outcome)) => {
                     self.record(&cert, started, &outcome);
-                    outcomes.push((cert.name, outcome));
+                    outcomes.push((cert.name.to_string(), outcome));
                 }
                 Err(e) => warn!("renewal task failed: {e}"),
             }
@@ -143,7 +143,7 @@ impl OneShot {
                     ok = false;
                 }
             }
-            let names: Vec<String> = certs.iter().map(|c| c.name.clone()).collect();
+            let names: Vec<String> = certs.iter().map(|c| c.name.to_string()).collect();
             deploy::record_reload(&mut self.state, &target, &names, &result);
         }
         for cert in renewed {

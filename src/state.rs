@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::clock::Moment;
+use crate::config::Config;
 use crate::store::{self, Facts, Serial, Store};
 use crate::verify::Served;
 
@@ -166,52 +167,92 @@ impl CertState {
 /// snapshot it was taken in, and the newest wins, so writes that land out of
 /// order lose nothing. Once the journal outgrows the full copy, the next
 /// snapshot is a full one, which empties it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+///
+/// Read through [`StateSeed`], which takes each certificate's name from the
+/// config, so that the config, the state and the scheduler share one copy.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct State {
     /// Per certificate name.
-    #[serde(deserialize_with = "packed")]
-    pub certificates: BTreeMap<String, CertState>,
+    pub certificates: BTreeMap<Arc<str>, CertState>,
     /// The snapshot `state.json` was written as: journal lines up to it are
     /// in it already.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     snapshot: u64,
     #[serde(skip)]
     saves: Saves,
+}
+
+/// Where a certificate's name read from the state comes from: the config's
+/// copy, when it has the certificate.
+pub type Names<'a> = &'a dyn Fn(&str) -> Option<Arc<str>>;
+
+/// Reads a [`State`], its names taken from [`Names`].
+struct StateSeed<'a>(Names<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StateSeed<'_> {
+    type Value = State;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<State, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StateSeed<'_> {
+    type Value = State;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("renewd's state")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<State, A::Error> {
+        let mut state = State::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "certificates" => state.certificates = map.next_value_seed(Entries(self.0))?,
+                "snapshot" => state.snapshot = map.next_value()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(state)
+    }
 }
 
 /// Reads the certificates into a B-tree built in one go from the sorted
 /// entries: inserted one at a time in order, as serde does, every node is
 /// split in the middle and stays half empty — with 100,000 certificates
 /// about 35 MB of empty slots.
-fn packed<'de, D>(deserializer: D) -> Result<BTreeMap<String, CertState>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    struct Entries;
-    impl<'de> serde::de::Visitor<'de> for Entries {
-        type Value = BTreeMap<String, CertState>;
+struct Entries<'a>(Names<'a>);
 
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("certificates by name")
-        }
+impl<'de> serde::de::DeserializeSeed<'de> for Entries<'_> {
+    type Value = BTreeMap<Arc<str>, CertState>;
 
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-            while let Some((name, mut cs)) = map.next_entry::<String, CertState>()? {
-                if let Some(live) = &mut cs.live {
-                    live.compact();
-                }
-                entries.push((name, cs));
-            }
-            // Sorts and builds the nodes full.
-            Ok(entries.into_iter().collect())
-        }
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
     }
-    deserializer.deserialize_map(Entries)
+}
+
+impl<'de> serde::de::Visitor<'de> for Entries<'_> {
+    type Value = BTreeMap<Arc<str>, CertState>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("certificates by name")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let mut cs: CertState = map.next_value()?;
+            if let Some(live) = &mut cs.live {
+                live.compact();
+            }
+            let name = (self.0)(&name).unwrap_or_else(|| Arc::from(&*name));
+            entries.push((name, cs));
+        }
+        // Sorts and builds the nodes full.
+        Ok(entries.into_iter().collect())
+    }
 }
 
 /// `text` as one allocation shared by every holder: CA and solver names and
@@ -357,7 +398,7 @@ impl MemoryFiles {
     ///
     /// [`serde_json::Error`] when `state.json` does not parse.
     pub fn load(&self) -> Result<State, serde_json::Error> {
-        State::from_files(self.full.as_deref(), Some(&self.journal))
+        State::from_files(self.full.as_deref(), Some(&self.journal), &|_| None)
     }
 }
 
@@ -379,11 +420,12 @@ impl Files for MemoryFiles {
 }
 
 impl State {
-    /// Reads `state.json` and `state.journal`; a missing or unreadable state
+    /// Reads `state.json` and `state.journal`, the names of the certificates
+    /// in `config` shared with it; a missing or unreadable state
     /// gives an empty one (and a warning for the latter), because the daemon
     /// must be correct without it.
     #[must_use]
-    pub fn load(store: &Store) -> Self {
+    pub fn load(store: &Store, config: &Config) -> Self {
         let read = |file: &str| match store.read_file(Path::new(file)) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -392,7 +434,8 @@ impl State {
             }
         };
         let (full, journal) = (read(FILE), read(JOURNAL));
-        Self::from_files(full.as_deref(), journal.as_deref()).unwrap_or_else(|e| {
+        let names = |name: &str| config.certificate(name).map(|c| Arc::clone(&c.name));
+        Self::from_files(full.as_deref(), journal.as_deref(), &names).unwrap_or_else(|e| {
             tracing::warn!(
                 "{}: ignoring unreadable state: {e}",
                 store.root().join(FILE).display()
@@ -417,9 +460,15 @@ impl State {
     pub fn from_files(
         full: Option<&[u8]>,
         journal: Option<&[u8]>,
+        names: Names<'_>,
     ) -> Result<Self, serde_json::Error> {
-        let mut state: Self = match full {
-            Some(bytes) => serde_json::from_slice(bytes)?,
+        let mut state = match full {
+            Some(bytes) => {
+                let mut json = serde_json::Deserializer::from_slice(bytes);
+                let state = serde::de::DeserializeSeed::deserialize(StateSeed(names), &mut json)?;
+                json.end()?;
+                state
+            }
             None => Self::default(),
         };
         let journal = journal.unwrap_or_default();
@@ -434,6 +483,7 @@ impl State {
         }
         let taken = newest.values().map(|(n, _)| *n).max().unwrap_or(0);
         for (name, (_, cs)) in newest {
+            let name = names(&name).unwrap_or_else(|| Arc::from(name));
             state.certificates.insert(name, cs);
         }
         state.saves.taken = taken.max(state.snapshot);
@@ -449,7 +499,10 @@ impl State {
     pub fn only(&self, names: &[String]) -> Self {
         let certificates = names
             .iter()
-            .filter_map(|n| Some((n.clone(), self.certificates.get(n)?.clone())))
+            .filter_map(|n| {
+                let (name, cs) = self.certificates.get_key_value(n.as_str())?;
+                Some((Arc::clone(name), cs.clone()))
+            })
             .collect();
         Self {
             certificates,
@@ -505,7 +558,7 @@ impl State {
     fn journal_lines(&self, number: u64, dirty: BTreeSet<String>) -> Vec<u8> {
         let mut lines = Vec::new();
         for name in dirty {
-            if let Some(cs) = self.certificates.get(&name) {
+            if let Some(cs) = self.certificates.get(name.as_str()) {
                 let line = LineRef {
                     n: number,
                     name: &name,
@@ -522,7 +575,11 @@ impl State {
     /// for reading, and for changes that need not be written (they are saved
     /// with the certificate's next change, and made again if lost).
     pub fn unsaved_entry(&mut self, name: &str) -> &mut CertState {
-        self.certificates.entry(name.to_owned()).or_default()
+        if !self.certificates.contains_key(name) {
+            self.certificates
+                .insert(Arc::from(name), CertState::default());
+        }
+        self.certificates.get_mut(name).expect("just made")
     }
 
     /// The entry for `name`, created empty if needed, and marked changed.
@@ -530,7 +587,7 @@ impl State {
         if !self.saves.dirty.contains(name) {
             self.saves.dirty.insert(name.to_owned());
         }
-        self.certificates.entry(name.to_owned()).or_default()
+        self.unsaved_entry(name)
     }
 }
 
@@ -609,7 +666,9 @@ mod tests {
         }
         saves.join_all().await;
         // Every change precedes its own snapshot, so the last snapshot has all 32.
-        assert_eq!(State::load(&store).certificates.len(), 32);
+        let read = |file: &str| store.read_file(Path::new(file)).unwrap();
+        let state = State::from_files(read(FILE).as_deref(), read(JOURNAL).as_deref(), &|_| None);
+        assert_eq!(state.unwrap().certificates.len(), 32);
     }
 
     #[test]
@@ -681,8 +740,12 @@ mod tests {
     }
   }
 }"#;
-        let state = State::from_files(Some(old), None).unwrap();
-        let a = &state.certificates["a"];
+        // The name comes from the config, one copy for both.
+        let configured: Arc<str> = Arc::from("a");
+        let names = |name: &str| (name == "a").then(|| Arc::clone(&configured));
+        let state = State::from_files(Some(old), None, &names).unwrap();
+        let (name, a) = state.certificates.first_key_value().unwrap();
+        assert!(Arc::ptr_eq(name, &configured));
         assert_eq!((a.failures, a.live.is_none()), (2, true));
         // Written back without what is unset, and read back the same.
         let mut state = state;

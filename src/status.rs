@@ -116,7 +116,7 @@ pub fn selected<'a>(config: &'a Config, names: &[String]) -> Vec<&'a Certificate
     config
         .certificates
         .iter()
-        .filter(|cert| wanted.is_empty() || wanted.contains(cert.name.as_str()))
+        .filter(|cert| wanted.is_empty() || wanted.contains(&*cert.name))
         .collect()
 }
 
@@ -141,7 +141,7 @@ fn one(
     now: OffsetDateTime,
 ) -> CertStatus {
     let unknown = CertState::default();
-    let remembered = state.certificates.get(&cert.name).unwrap_or(&unknown);
+    let remembered = state.certificates.get(&*cert.name).unwrap_or(&unknown);
     // From what the state remembers of the live version while it holds: one
     // stat instead of reading and parsing the certificate and key.
     let (lineage, _) = store.lineage_known(&cert.name, remembered.live.as_ref());
@@ -151,7 +151,7 @@ fn one(
         problems.push(urgent.to_string());
     }
     let mut status = CertStatus {
-        name: cert.name.clone(),
+        name: cert.name.to_string(),
         domains: cert.domains.iter().map(ToString::to_string).collect(),
         serial: None,
         not_before: None,

@@ -249,7 +249,7 @@ async fn collect_status(path: &Location, names: &[String]) -> anyhow::Result<Sta
         None => {
             let config = config.ok_or(ConnectError::NotRunning(socket.display().to_string()))?;
             let store = open_store(&config)?;
-            let state = State::load(&store);
+            let state = State::load(&store, &config);
             let now = time::OffsetDateTime::now_utc();
             (status::collect(&config, &store, &state, now, names), None)
         }
@@ -295,7 +295,7 @@ renewd: asking the running daemon, which keeps its last valid config"
         }
     };
     let store = open_store(&config)?;
-    let state = State::load(&store);
+    let state = State::load(&store, &config);
     let now = time::OffsetDateTime::now_utc();
     Ok(Some((
         status::collect(&config, &store, &state, now, &[]),
@@ -448,7 +448,7 @@ async fn renew_in_process(config: Config, names: &[String], force: bool) -> anyh
     let certs = config
         .certificates
         .iter()
-        .filter(|c| names.is_empty() || names.contains(&c.name))
+        .filter(|c| names.is_empty() || names.iter().any(|n| **n == *c.name))
         .cloned()
         .collect();
     let config = Arc::new(config);
@@ -483,7 +483,7 @@ async fn dry_run(location: &Location, names: &[String]) -> anyhow::Result<Exit> 
     let certs: Vec<config::CertificateConfig> = config
         .certificates
         .iter()
-        .filter(|c| names.is_empty() || names.contains(&c.name))
+        .filter(|c| names.is_empty() || names.iter().any(|n| **n == *c.name))
         .cloned()
         .collect();
     let renewer = renew::Renewer::new(Arc::new(config), store, crate::metrics::Metrics::new());
@@ -657,7 +657,7 @@ fn affected(config: &Config, store: &Store, file: &Path) -> anyhow::Result<Vec<S
                 .flatten()
                 .is_some_and(|l| serials.contains(&store::cert::normalize_serial(&l.cert.serial)))
         })
-        .map(|c| c.name.clone())
+        .map(|c| c.name.to_string())
         .collect())
 }
 

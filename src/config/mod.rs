@@ -295,7 +295,7 @@ struct RawReload {
 #[derive(Debug, Clone)]
 pub struct CertificateConfig {
     /// Unique name; the directory under `live/` and `archive/`.
-    pub name: String,
+    pub name: Arc<str>,
     /// Subject alternative names: DNS names, wildcards and IP addresses, in
     /// the order written.
     pub domains: Vec<Identifier>,
@@ -521,7 +521,10 @@ impl Config {
     /// Names of all configured certificates, in config order.
     #[must_use]
     pub fn names(&self) -> Vec<String> {
-        self.certificates.iter().map(|c| c.name.clone()).collect()
+        self.certificates
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect()
     }
 
     /// A validated config (names are unique).
@@ -559,7 +562,7 @@ impl Config {
     #[must_use]
     pub fn certificate(&self, name: &str) -> Option<&CertificateConfig> {
         let found = self.by_name.find(self.hasher.hash_one(name), |&i| {
-            self.certificates[i as usize].name == name
+            *self.certificates[i as usize].name == *name
         })?;
         Some(&self.certificates[*found as usize])
     }

@@ -440,7 +440,7 @@ fn check_certificate(
         }
     }
     Some(CertificateConfig {
-        name: raw.name,
+        name: raw.name.into(),
         domains,
         ca: ck.names.get(ca),
         solvers: ck.names.get(solver_names),
@@ -574,7 +574,7 @@ fn resolve_names<T>(
 fn check_unique_names(ck: &mut Checker<'_>, certificates: &[CertificateConfig]) {
     let mut seen = HashSet::with_capacity(certificates.len());
     for (i, cert) in certificates.iter().enumerate() {
-        if !seen.insert(cert.name.as_str()) {
+        if !seen.insert(&*cert.name) {
             ck.push(
                 cert.line,
                 format!("certificate[{i}].name"),

@@ -141,7 +141,7 @@ pub async fn run(location: &Location) -> Result<(), Error> {
     signals::spawn(events_tx.clone()).map_err(Error::Signals)?;
 
     let metrics = Metrics::new();
-    let state = Arc::new(Mutex::new(State::load(&store)));
+    let state = Arc::new(Mutex::new(State::load(&store, &config)));
     let cluster = match &config.cluster {
         Some(c) => Some(Cluster::new(
             &config,
@@ -267,7 +267,7 @@ impl View {
             let now = OffsetDateTime::now_utc();
             let certs = status::selected(config, &names);
             for chunk in certs.chunks(STATUS_CHUNK) {
-                let names: Vec<String> = chunk.iter().map(|c| c.name.clone()).collect();
+                let names: Vec<String> = chunk.iter().map(|c| c.name.to_string()).collect();
                 let state = state.blocking_lock().only(&names);
                 if !sink(status::of(config, store, chunk, &state, now)) {
                     return;

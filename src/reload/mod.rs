@@ -77,7 +77,7 @@ impl Renewed {
     #[must_use]
     pub fn new(store: &crate::store::Store, certs: &[&crate::config::CertificateConfig]) -> Self {
         Self {
-            names: certs.iter().map(|c| c.name.clone()).collect(),
+            names: certs.iter().map(|c| c.name.to_string()).collect(),
             lineage: certs
                 .first()
                 .map(|c| store.live_dir(&c.name))

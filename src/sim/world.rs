@@ -99,7 +99,7 @@ impl World for SimWorld {
             let (latency, fate, key) = lock(&sim).place_order(&cert, &reason, fresh_key);
             let in_flight = InFlight {
                 sim: Arc::clone(&sim),
-                name: cert.name.clone(),
+                name: cert.name.to_string(),
                 order: true,
             };
             tokio::time::sleep(latency).await;
@@ -146,7 +146,7 @@ impl World for SimWorld {
         let mut sim = lock(&self.sim);
         let told = sim
             .told
-            .get(&cert.name)
+            .get(&*cert.name)
             .filter(|(sent, _)| *sent >= started)
             .map(|(_, at)| *at);
         let attempt = Attempt {
@@ -165,7 +165,7 @@ impl World for SimWorld {
                 ca: told,
                 retry_at: retry_at.time(),
             };
-            sim.hold_off.insert(cert.name.clone(), hold);
+            sim.hold_off.insert(cert.name.to_string(), hold);
         }
     }
 
@@ -304,10 +304,10 @@ impl Sim {
             let what = format!("{} orders in flight", self.orders_in_flight);
             self.violated(3, name, &what);
         }
-        if !self.ordering.insert(name.clone()) {
+        if !self.ordering.insert(name.to_string()) {
             self.violated(5, name, "a second order while one is in flight");
         }
-        if let Some(hold) = self.hold_off.remove(name) {
+        if let Some(hold) = self.hold_off.remove(&**name) {
             let forced = reason.starts_with("forced");
             let early = match hold.ca {
                 Some(ca) if now < ca => Some(("the CA's Retry-After", ca)),
@@ -439,11 +439,11 @@ impl Sim {
             name,
             format!("published version {version}, serial {serial}"),
         );
-        self.disk.live.insert(name.clone(), live.clone());
-        self.published.insert(name.clone(), now);
-        self.reloads_since_publish.insert(name.clone(), 0);
+        self.disk.live.insert(name.to_string(), live.clone());
+        self.published.insert(name.to_string(), now);
+        self.reloads_since_publish.insert(name.to_string(), 0);
         if reason.starts_with("forced") {
-            self.forced.entry(name.clone()).or_default().push(now);
+            self.forced.entry(name.to_string()).or_default().push(now);
         }
         self.replaced(name, &live);
         live

@@ -422,17 +422,17 @@ impl Scheduler {
     async fn replan_all(&mut self) {
         let together = self.config().certificates.len();
         for start in (0..together).step_by(REPLAN_CHUNK) {
-            let chunk: Vec<String> = self.config().certificates[start..]
+            let chunk: Vec<Arc<str>> = self.config().certificates[start..]
                 .iter()
                 .take(REPLAN_CHUNK)
-                .map(|c| c.name.clone())
+                .map(|c| Arc::clone(&c.name))
                 .collect();
             self.replan_chunk(&chunk, together).await;
         }
     }
 
     /// Re-plans `names`, a chunk at a time.
-    async fn replan_these(&mut self, names: Vec<String>) {
+    async fn replan_these(&mut self, names: Vec<Arc<str>>) {
         for chunk in names.chunks(REPLAN_CHUNK) {
             self.replan_chunk(chunk, names.len()).await;
         }
@@ -441,25 +441,28 @@ impl Scheduler {
     /// Re-plans `chunk` among `together` certificates planned at once, their
     /// lineages read in parallel, from the facts the state remembers where
     /// they still hold.
-    async fn replan_chunk(&mut self, chunk: &[String], together: usize) {
+    async fn replan_chunk(&mut self, chunk: &[Arc<str>], together: usize) {
         let known: Vec<_> = {
             let state = self.state.lock().await;
             chunk
                 .iter()
-                .map(|n| state.certificates.get(n).and_then(|cs| cs.live.clone()))
+                .map(|n| state.certificates.get(&**n).and_then(|cs| cs.live.clone()))
                 .collect()
         };
         let read = self.world.lineages(chunk, &known);
         drop(known);
         for (name, (lineage, fresh)) in chunk.iter().zip(read) {
-            self.entry_mut(name);
+            // The config's name, shared rather than copied.
+            if !self.entries.contains_key(&**name) {
+                self.entries.insert(Arc::clone(name), Entry::default());
+            }
             self.replan_with(name, lineage, fresh, together).await;
         }
     }
 
     /// Re-reads `live/<name>` and decides anew when to renew and poll it.
     async fn replan(&mut self, name: &str) {
-        self.replan_these(vec![name.to_owned()]).await;
+        self.replan_these(vec![Arc::from(name)]).await;
     }
 
     /// [`Scheduler::replan`] with `live/<name>` read already (and its facts,
@@ -619,7 +622,7 @@ mod tests {
         );
         let config = Arc::new(Config::from_str(&text, &path).unwrap());
         let store = crate::store::Store::open(&config.daemon.state_dir).unwrap();
-        let state = Arc::new(Mutex::new(State::load(&store)));
+        let state = Arc::new(Mutex::new(State::load(&store, &config)));
         let renewer = Arc::new(Renewer::new(config, store, Metrics::new()));
         let (view, _) = watch::channel(View::new(&renewer, &state, None));
         let location = Location::new(path, None);

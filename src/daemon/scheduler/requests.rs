@@ -266,7 +266,7 @@ impl Scheduler {
         let added = config
             .certificates
             .iter()
-            .filter(|c| !self.entries.contains_key(c.name.as_str()))
+            .filter(|c| !self.entries.contains_key(&*c.name))
             .count();
         let replan = changed_certificates(self.config(), &config);
         self.world = world;
@@ -307,7 +307,7 @@ impl Scheduler {
 /// renewal settings changed. A plan depends on nothing else that a reload
 /// changes (the live certificate and the state stay as they are), and
 /// re-reading 100,000 certificates for one edit took seconds.
-fn changed_certificates(old: &Config, new: &Config) -> Vec<String> {
+fn changed_certificates(old: &Config, new: &Config) -> Vec<Arc<str>> {
     let (was, is) = (&old.daemon, &new.daemon);
     let everything = was.renew_before != is.renew_before
         || was.jitter != is.jitter
@@ -315,7 +315,7 @@ fn changed_certificates(old: &Config, new: &Config) -> Vec<String> {
     new.certificates
         .iter()
         .filter(|c| everything || old.certificate(&c.name).is_none_or(|o| !o.same_as(c)))
-        .map(|c| c.name.clone())
+        .map(|c| Arc::clone(&c.name))
         .collect()
 }
 
@@ -349,7 +349,7 @@ mod tests {
                 ("b", "www.b.example.com"),
             ],
         );
-        assert_eq!(changed_certificates(&old, &new), ["c", "b"]);
+        assert_eq!(changed_certificates(&old, &new), ["c".into(), "b".into()]);
         assert!(changed_certificates(&old, &old).is_empty());
     }
 
@@ -363,7 +363,11 @@ mod tests {
             "check_interval = \"1h\"",
         ] {
             let new = config(daemon, &certs);
-            assert_eq!(changed_certificates(&old, &new), ["a", "b"], "{daemon}");
+            assert_eq!(
+                changed_certificates(&old, &new),
+                ["a".into(), "b".into()],
+                "{daemon}"
+            );
         }
     }
 }

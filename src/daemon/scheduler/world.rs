@@ -66,7 +66,7 @@ pub(crate) trait World: Send + Sync + 'static {
     /// [`World::lineage`] of each of `names`, in order, taken from the facts
     /// `known` of each while they hold; with the facts read anew where they
     /// did not (the daemon reads them in parallel).
-    fn lineages(&self, names: &[String], _known: &[Option<Facts>]) -> Vec<Read> {
+    fn lineages(&self, names: &[Arc<str>], _known: &[Option<Facts>]) -> Vec<Read> {
         names
             .iter()
             .map(|name| (self.lineage(name), None))
@@ -209,8 +209,8 @@ impl World for Daemon {
         self.renewer.store.lineage(name).map_err(|e| e.to_string())
     }
 
-    fn lineages(&self, names: &[String], known: &[Option<Facts>]) -> Vec<Read> {
-        let items: Vec<(&String, Option<&Facts>)> = names
+    fn lineages(&self, names: &[Arc<str>], known: &[Option<Facts>]) -> Vec<Read> {
+        let items: Vec<(&Arc<str>, Option<&Facts>)> = names
             .iter()
             .zip(
                 known
