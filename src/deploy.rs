@@ -52,7 +52,7 @@ pub fn record_reload(
         match result {
             Ok(()) => errors.remove(&what),
             Err(e) => errors.insert(what.clone(), e.to_string()),
-        };
+        }
     }
 }
 
@@ -99,8 +99,8 @@ pub fn record_check(state: &mut State, name: &str, check: Check, now: OffsetDate
     if !cs.is_for(&serial) {
         return;
     }
-    let changed = cs.served != served;
-    cs.served = served;
+    let changed = *cs.served != *served;
+    cs.served = served.into();
     cs.served_at = Some(now.into());
     if changed {
         state.entry(name);

@@ -188,10 +188,10 @@ fn one(
             problems.push("revoked".to_owned());
         }
         if current {
-            for (target, error) in &remembered.reload_errors {
+            for (target, error) in remembered.reload_errors.iter() {
                 problems.push(format!("reload {target} failed: {error}"));
             }
-            status.served.clone_from(&remembered.served);
+            status.served = remembered.served.to_vec();
             for served in status.served.iter().filter(|s| !s.matches) {
                 problems.push(format!("{} does not serve it", served.target));
             }

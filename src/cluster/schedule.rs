@@ -238,7 +238,11 @@ mod tests {
         };
         let json = serde_json::to_string(&Schedule::of(&holder)).unwrap();
         let mut taker = CertState {
-            reload_errors: [("unit nginx.service".to_owned(), "failed".to_owned())].into(),
+            reload_errors: std::collections::BTreeMap::from([(
+                "unit nginx.service".to_owned(),
+                "failed".to_owned(),
+            )])
+            .into(),
             ..CertState::default()
         };
         serde_json::from_str::<Schedule>(&json)
@@ -249,6 +253,6 @@ mod tests {
         assert_eq!(taker.next_renewal_for, Some(window));
         assert_eq!((taker.failures, taker.retry_at), (3, holder.retry_at));
         assert!(!taker.deploy_pending, "deployment stays per node");
-        assert_eq!(taker.reload_errors.len(), 1);
+        assert_eq!(taker.reload_errors.iter().count(), 1);
     }
 }

@@ -72,9 +72,11 @@ pub struct Facts {
     pub not_before: Moment,
     /// End of validity.
     pub not_after: Moment,
-    /// Subject alternative names, as [`CertInfo::domains`].
-    #[serde(deserialize_with = "exact_vec")]
-    pub domains: Vec<String>,
+    /// Subject alternative names, as [`CertInfo::domains`], one to a line:
+    /// one allocation, where a list of strings was one per name and one for
+    /// the list (5 MB with 100,000 certificates). Read and written as a list.
+    #[serde(with = "lines")]
+    domains: Box<str>,
     /// Key algorithm, if one renewd issues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_type: Option<KeyType>,
@@ -107,7 +109,7 @@ impl Facts {
             serial,
             not_before: cert.not_before.into(),
             not_after: cert.not_after.into(),
-            domains: cert.domains.clone(),
+            domains: cert.domains.join("\n").into(),
             key_type: cert.key_type,
             ari,
             key_matches,
@@ -121,7 +123,7 @@ impl Facts {
             serial: self.serial.to_string(),
             not_before: self.not_before.time(),
             not_after: self.not_after.time(),
-            domains: self.domains.clone(),
+            domains: self.domains.lines().map(str::to_owned).collect(),
             key_type: self.key_type,
             ari_id: self.ari_id(),
             spki_der: Vec::new(),
@@ -181,16 +183,20 @@ fn serial_part(serial: &Serial) -> Option<String> {
     Some(URL_SAFE_NO_PAD.encode(der))
 }
 
-/// A list read without spare capacity: serde grows one from four slots, and
-/// the state holds one per certificate (~7 MB with 100,000).
-pub(crate) fn exact_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    let mut v = Vec::<T>::deserialize(d)?;
-    v.shrink_to_fit();
-    Ok(v)
+/// [`Facts::domains`] as the list of names it holds.
+mod lines {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(lines: &str, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(lines.lines())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<str>, D::Error> {
+        // A name with a line break in it (no CA issues one) reads as two,
+        // which do not match the config's, so the certificate is renewed.
+        let names = Vec::<std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(names.join("\n").into())
+    }
 }
 
 /// Reads `path` and returns its bytes with the stamp of the file read (taken
@@ -256,6 +262,31 @@ mod tests {
             read.compact();
             assert_eq!(read, facts);
         }
+    }
+
+    #[test]
+    fn the_names_are_kept_as_one_string_and_read_and_written_as_a_list() {
+        let mut cert = leaf(&[0x01]);
+        cert.domains = vec![
+            "a.example".into(),
+            "*.b.example".into(),
+            "2001:db8::1".into(),
+        ];
+        let facts = Facts::new(1, stamp(), &cert, true);
+        assert_eq!(facts.cert().domains, cert.domains);
+        let json = serde_json::to_string(&facts).unwrap();
+        assert!(
+            json.contains(r#""domains":["a.example","*.b.example","2001:db8::1"]"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Facts>(&json).unwrap(), facts);
+        cert.domains.clear();
+        assert!(
+            Facts::new(1, stamp(), &cert, true)
+                .cert()
+                .domains
+                .is_empty()
+        );
     }
 
     #[test]
