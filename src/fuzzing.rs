@@ -121,7 +121,7 @@ fn plan_in(window: crate::state::Window) {
     let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
     let config = crate::config::CertificateConfig {
         name: "a".into(),
-        domains: vec![crate::config::Identifier::Dns("a.example".to_owned())],
+        domains: vec![crate::config::Identifier::Dns("a.example".to_owned())].into(),
         ca: Vec::new().into(),
         solvers: Vec::new().into(),
         key: crate::config::KeyType::default(),

@@ -437,7 +437,7 @@ mod tests {
         fn config() -> CertificateConfig {
             CertificateConfig {
                 name: "a".into(),
-                domains: vec![Identifier::Dns("a.example".into())],
+                domains: vec![Identifier::Dns("a.example".into())].into(),
                 ca: vec!["ca".into()].into(),
                 solvers: vec!["web".into()].into(),
                 key: KeyType::EcdsaP256,

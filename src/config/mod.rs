@@ -298,7 +298,7 @@ pub struct CertificateConfig {
     pub name: Arc<str>,
     /// Subject alternative names: DNS names, wildcards and IP addresses, in
     /// the order written.
-    pub domains: Vec<Identifier>,
+    pub domains: Box<[Identifier]>,
     /// CA names in fallback order. Lists many certificates share (the
     /// defaults, a reload target for all) are held once: with 100,000
     /// certificates a copy each took ~15 MB.
@@ -309,14 +309,15 @@ pub struct CertificateConfig {
     pub key: KeyType,
     /// Keep the private key across renewals.
     pub reuse_key: bool,
-    /// ACME profile overriding the CA's.
-    pub profile: Option<String>,
+    /// ACME profile overriding the CA's ([`crate::state::shared`]: a
+    /// handful of values among many certificates).
+    pub profile: Option<Arc<str>>,
     /// What to reload after a renewal, in order.
     pub reload: Arc<[ReloadTarget]>,
     /// `host:port` endpoints that must serve the certificate.
     pub verify: Arc<[String]>,
     /// Line of the `[[certificate]]` entry in the config file.
-    pub line: usize,
+    pub line: u32,
 }
 
 impl CertificateConfig {

@@ -441,15 +441,15 @@ fn check_certificate(
     }
     Some(CertificateConfig {
         name: raw.name.into(),
-        domains,
+        domains: domains.into(),
         ca: ck.names.get(ca),
         solvers: ck.names.get(solver_names),
         key: raw.key,
         reuse_key: raw.reuse_key,
-        profile: raw.profile,
+        profile: raw.profile.as_deref().map(crate::state::shared),
         reload: ck.reloads.get(reload),
         verify: ck.names.get(raw.verify),
-        line,
+        line: u32::try_from(line).unwrap_or(u32::MAX),
     })
 }
 
@@ -576,7 +576,7 @@ fn check_unique_names(ck: &mut Checker<'_>, certificates: &[CertificateConfig]) 
     for (i, cert) in certificates.iter().enumerate() {
         if !seen.insert(&*cert.name) {
             ck.push(
-                cert.line,
+                cert.line as usize,
                 format!("certificate[{i}].name"),
                 format!(
                     "{:?} is used by another certificate; names must be unique",
