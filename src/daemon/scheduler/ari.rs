@@ -174,8 +174,9 @@ fn retry_poll_at(
     now: OffsetDateTime,
     random: f64,
 ) -> OffsetDateTime {
-    entry.ari_failures += 1;
-    now + schedule::backoff(entry.ari_failures, check_interval, 0.5 + random / 2.0)
+    entry.ari_failures = entry.ari_failures.saturating_add(1);
+    let failures = u32::from(entry.ari_failures);
+    now + schedule::backoff(failures, check_interval, 0.5 + random / 2.0)
 }
 
 #[cfg(test)]
