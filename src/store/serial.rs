@@ -2,9 +2,10 @@
 //! [`super::CertInfo::serial`] holds, packed two digits to a byte in the
 //! value itself. The state keeps two per certificate (the live one's and the
 //! one its schedule was made for); as strings they were two allocations of
-//! ~64 bytes each, 13 MB with 100,000 certificates. RFC 5280 serials have at
-//! most 20 octets, 40 digits; longer ones, and text that is not lowercase hex
-//! (written by hand, or by a version that kept separators), are kept as text.
+//! ~64 bytes each, 13 MB with 100,000 certificates. Up to 44 digits are
+//! packed (RFC 5280 serials have at most 20 octets, 40 digits); longer text,
+//! and text that is not lowercase hex (written by hand, or by a version that
+//! kept separators), is kept as it is.
 
 use std::fmt;
 
