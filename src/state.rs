@@ -218,8 +218,8 @@ impl From<ReloadErrors> for BTreeMap<String, String> {
 /// order lose nothing. Once the journal outgrows the full copy, the next
 /// snapshot is a full one, which empties it.
 ///
-/// Read through [`StateSeed`], which takes each certificate's name from the
-/// config, so that the config, the state and the scheduler share one copy.
+/// [`State::load`] takes each certificate's name from the config, so that
+/// the config, the state and the scheduler share one copy.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct State {
     /// Per certificate name.
