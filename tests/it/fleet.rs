@@ -576,9 +576,12 @@ fn etcd_without_quorum_stops_orders_but_not_serving_and_the_work_resumes_with_it
         &before,
         Duration::from_secs(120),
     );
+    // A node whose connection was to the stopped member is back on another
+    // within moments (etcd's client fails over); meanwhile it says so.
     for i in 0..3 {
-        let (code, json) = fleet.status(i);
-        assert_eq!(code, 0, "web{}: {json}", i + 1);
+        wait_until(Duration::from_secs(30), "status to report all well", || {
+            fleet.status(i).0 == 0
+        });
     }
 
     // Two down: no quorum. Status says so; a new certificate is not ordered;
