@@ -63,6 +63,7 @@ pub mod failure;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 pub mod hook;
+pub mod intern;
 pub mod logging;
 pub mod metrics;
 pub mod oneshot;

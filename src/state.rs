@@ -4,7 +4,7 @@
 //! deployments pending. Losing it is harmless for correctness; renewals are
 //! then planned afresh.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
 
@@ -38,7 +38,7 @@ pub struct CertState {
     /// `"ok"` or `"error: ..."`.
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "shared_opt"
+        deserialize_with = "crate::intern::shared_opt"
     )]
     pub last_result: Option<Arc<str>>,
     /// The kind of the last failure, while the certificate keeps failing.
@@ -47,13 +47,13 @@ pub struct CertState {
     /// CA that issued the live certificate.
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "shared_opt"
+        deserialize_with = "crate::intern::shared_opt"
     )]
     pub ca: Option<Arc<str>>,
     /// Solver that validated the live certificate.
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "shared_opt"
+        deserialize_with = "crate::intern::shared_opt"
     )]
     pub solver: Option<Arc<str>>,
     /// Serial of the live certificate the fields below were computed for; when
@@ -303,40 +303,6 @@ impl<'de> serde::de::Visitor<'de> for Entries<'_> {
         // Sorts and builds the nodes full.
         Ok(entries.into_iter().collect())
     }
-}
-
-/// `text` as one allocation shared by every holder: CA and solver names and
-/// `"ok"` recur in every certificate's state, and with 100,000 certificates
-/// a copy each was 300,000 allocations. Only short values are shared, and
-/// only so many, so that varied ones (error messages) cannot grow the set
-/// without bound; the rest get a copy of their own.
-#[must_use]
-pub fn shared(text: &str) -> Arc<str> {
-    const LONGEST: usize = 64;
-    const MOST: usize = 1024;
-    static SHARED: std::sync::LazyLock<std::sync::Mutex<HashSet<Arc<str>>>> =
-        std::sync::LazyLock::new(Default::default);
-    if text.len() > LONGEST {
-        return Arc::from(text);
-    }
-    let mut set = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(held) = set.get(text) {
-        return Arc::clone(held);
-    }
-    let fresh: Arc<str> = Arc::from(text);
-    if set.len() < MOST {
-        set.insert(Arc::clone(&fresh));
-    }
-    fresh
-}
-
-/// Reads an optional [`shared`] value (serde's `deserialize_with`).
-pub(crate) fn shared_opt<'de, D>(deserializer: D) -> Result<Option<Arc<str>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    let text = Option::<std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-    Ok(text.map(|t| shared(&t)))
 }
 
 fn is_zero(n: &u64) -> bool {

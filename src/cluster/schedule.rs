@@ -41,7 +41,7 @@ struct Schedule {
     failures: u32,
     last_failure: Option<crate::failure::Kind>,
     last_attempt: Option<Moment>,
-    #[serde(default, deserialize_with = "crate::state::shared_opt")]
+    #[serde(default, deserialize_with = "crate::intern::shared_opt")]
     last_result: Option<Arc<str>>,
     retry_at: Option<Moment>,
     ca_retry_at: Option<Moment>,

@@ -309,7 +309,7 @@ pub struct CertificateConfig {
     pub key: KeyType,
     /// Keep the private key across renewals.
     pub reuse_key: bool,
-    /// ACME profile overriding the CA's ([`crate::state::shared`]: a
+    /// ACME profile overriding the CA's ([`crate::intern::shared`]: a
     /// handful of values among many certificates).
     pub profile: Option<Arc<str>>,
     /// What to reload after a renewal, in order.

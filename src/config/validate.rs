@@ -446,7 +446,7 @@ fn check_certificate(
         solvers: ck.names.get(solver_names),
         key: raw.key,
         reuse_key: raw.reuse_key,
-        profile: raw.profile.as_deref().map(crate::state::shared),
+        profile: raw.profile.as_deref().map(crate::intern::shared),
         reload: ck.reloads.get(reload),
         verify: ck.names.get(raw.verify),
         line: u32::try_from(line).unwrap_or(u32::MAX),

@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 
 use super::Failure;
 use crate::clock::Moment;
+use crate::intern;
 use crate::schedule;
-use crate::state::{self, CertState};
+use crate::state::CertState;
 
 /// What happened to one certificate.
 #[derive(Debug)]
@@ -78,9 +79,9 @@ impl Outcome {
             Self::Renewed {
                 ca, solver, serial, ..
             } => {
-                cs.last_result = Some(state::shared("ok"));
-                cs.ca = Some(state::shared(ca));
-                cs.solver = Some(state::shared(solver));
+                cs.last_result = Some(intern::shared("ok"));
+                cs.ca = Some(intern::shared(ca));
+                cs.solver = Some(intern::shared(solver));
                 cs.renewed(serial);
                 cs.deploy_pending = true;
                 cs.ari_poll_at =

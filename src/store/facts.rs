@@ -27,7 +27,7 @@ use super::Serial;
 use super::cert::CertInfo;
 use crate::clock::Moment;
 use crate::config::KeyType;
-use crate::state::shared;
+use crate::intern::shared;
 
 /// The identity of a `cert.pem`: inode, size, modification time (ns since the
 /// epoch). Copies, restores and new versions all change it.

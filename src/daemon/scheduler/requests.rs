@@ -12,8 +12,8 @@ use super::Scheduler;
 use crate::config::Config;
 use crate::control::proto::RenewEvent;
 use crate::daemon::{Event, Pending};
+use crate::intern;
 use crate::renew::Outcome;
-use crate::state;
 use crate::systemd::notify;
 
 impl Scheduler {
@@ -144,8 +144,8 @@ impl Scheduler {
                 return;
             }
             cs.renewed(serial);
-            cs.ca = ca.as_deref().map(state::shared);
-            cs.last_result = Some(state::shared("ok"));
+            cs.ca = ca.as_deref().map(intern::shared);
+            cs.last_result = Some(intern::shared("ok"));
             cs.deploy_pending = true;
         }
         if self.fleet_waiters.contains_key(name)
