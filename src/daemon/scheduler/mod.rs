@@ -455,9 +455,7 @@ impl Scheduler {
         drop(known);
         for (name, (lineage, fresh)) in chunk.iter().zip(read) {
             // The config's name, shared rather than copied.
-            if !self.entries.contains_key(&**name) {
-                self.entries.insert(Arc::clone(name), Entry::default());
-            }
+            self.entries.entry(Arc::clone(name)).or_default();
             self.replan_with(name, lineage, fresh, together).await;
         }
     }
@@ -610,13 +608,13 @@ mod tests {
     use crate::config::Location;
     use crate::daemon::View;
     use crate::metrics::Metrics;
+    use crate::renew::Renewer;
 
     #[test]
     fn an_entry_stays_small() {
         // One per certificate, in a table sized for all of them at once.
         assert!(size_of::<Entry>() <= 64, "{}", size_of::<Entry>());
     }
-    use crate::renew::Renewer;
 
     /// A scheduler for one certificate, `a`, over a fresh state directory.
     fn scheduler(dir: &std::path::Path) -> Scheduler {
